@@ -1,0 +1,324 @@
+//! The one vocabulary of fleet: data only, no behaviour beyond formatting.
+//!
+//! The same [`Command`] comes from the CLI, the TUI, the file watcher and signals;
+//! the same [`Event`] and [`Snapshot`] go to the TUI, `fleet ps`, `fleet logs` and the
+//! plain-text output of `fleet up`. Everything here is serde so that it crosses the
+//! control socket unchanged.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Every instance of a service gets a new generation; exits, probe results and timers
+/// carry it, and those of an old generation are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Generation(pub u64);
+
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What `fleet ps` shows in its `state` column. The names are part of the JSON output
+/// and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceState {
+    /// Not running and not asked to run.
+    Stopped,
+    /// Asked to run; a dependency's condition does not hold yet.
+    Waiting,
+    /// The build step runs and no instance serves yet.
+    Building,
+    /// An instance runs; its health probe has not passed yet.
+    Starting,
+    /// An instance runs and the service has no health probe.
+    Running,
+    Healthy,
+    Unhealthy,
+    /// Crashed; the next start waits for the restart delay.
+    Backoff,
+    Stopping,
+    /// A one-shot job that exited 0.
+    Completed,
+    /// Crashed too often, exited non-zero with no restart, or could not be started.
+    Failed,
+}
+
+impl ServiceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Stopped => "stopped",
+            ServiceState::Waiting => "waiting",
+            ServiceState::Building => "building",
+            ServiceState::Starting => "starting",
+            ServiceState::Running => "running",
+            ServiceState::Healthy => "healthy",
+            ServiceState::Unhealthy => "unhealthy",
+            ServiceState::Backoff => "backoff",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Completed => "completed",
+            ServiceState::Failed => "failed",
+        }
+    }
+
+    /// An instance of the service is alive in this state.
+    pub fn is_up(self) -> bool {
+        matches!(
+            self,
+            ServiceState::Starting | ServiceState::Running | ServiceState::Healthy | ServiceState::Unhealthy
+        )
+    }
+
+    /// The service reached what `--wait` waits for.
+    pub fn is_ready(self) -> bool {
+        matches!(self, ServiceState::Running | ServiceState::Healthy | ServiceState::Completed)
+    }
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKindName {
+    Process,
+    Container,
+}
+
+impl fmt::Display for ServiceKindName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServiceKindName::Process => "process",
+            ServiceKindName::Container => "container",
+        })
+    }
+}
+
+/// One action, whoever asks for it. An empty `services` list means every service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    Start { services: Vec<String> },
+    Stop { services: Vec<String> },
+    Restart { services: Vec<String> },
+    /// Rebuild (if the service has a build) and replace the running instance.
+    Redeploy { services: Vec<String> },
+    /// Re-read the manifest and apply the difference.
+    Reload,
+    /// Stop everything in reverse dependency order, then end the supervisor.
+    Down,
+    /// Second Ctrl-C: SIGKILL every instance at once, then end the supervisor.
+    Kill,
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(code) => write!(f, "exited with code {code}"),
+            ExitStatus::Signal(signal) => {
+                let name = nix::sys::signal::Signal::try_from(*signal)
+                    .map(|signal| signal.as_str())
+                    .unwrap_or("unknown signal");
+                write!(f, "killed by {name}")
+            }
+        }
+    }
+}
+
+/// Something that happened to a service, as shown in status lines, the TUI and `ps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub service: String,
+    pub generation: Generation,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    StateChanged { state: ServiceState },
+    Started { pid: Option<u32>, container: Option<String> },
+    StartFailed { reason: String },
+    Exited { status: ExitStatus, restart_in_ms: Option<u64>, restart_count: u32 },
+    GaveUp { crashes: u32, window_ms: u64 },
+    Healthy,
+    Unhealthy { reason: String },
+    BuildStarted,
+    BuildFailed { reason: String },
+    BuildSucceeded { duration_ms: u64 },
+    BuildCancelled,
+    Redeployed { from: Generation },
+    RedeployAborted { reason: String },
+    RedeployPaused { reason: String },
+    WaitingFor { dependency: String, condition: String },
+    StopTimedOut,
+    Message { text: String },
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventKind::StateChanged { state } => write!(f, "{state}"),
+            EventKind::Started { pid: Some(pid), .. } => write!(f, "started (pid {pid})"),
+            EventKind::Started { container: Some(id), .. } => {
+                write!(f, "started (container {})", short_id(id))
+            }
+            EventKind::Started { .. } => f.write_str("started"),
+            EventKind::StartFailed { reason } => write!(f, "failed to start: {reason}"),
+            EventKind::Exited { status, restart_in_ms: Some(delay), restart_count } => {
+                write!(f, "{status}, restart {restart_count} in {}", format_duration_ms(*delay))
+            }
+            EventKind::Exited { status, .. } => write!(f, "{status}"),
+            EventKind::GaveUp { crashes, window_ms } => write!(
+                f,
+                "failed: crashed {crashes} times within {}, not restarting",
+                format_duration_ms(*window_ms)
+            ),
+            EventKind::Healthy => f.write_str("healthy"),
+            EventKind::Unhealthy { reason } => write!(f, "unhealthy: {reason}"),
+            EventKind::BuildStarted => f.write_str("build started"),
+            EventKind::BuildFailed { reason } => write!(f, "build failed: {reason}"),
+            EventKind::BuildSucceeded { duration_ms } => {
+                write!(f, "build finished in {}", format_duration_ms(*duration_ms))
+            }
+            EventKind::BuildCancelled => f.write_str("build cancelled: a newer change arrived"),
+            EventKind::Redeployed { from } => write!(f, "redeployed (generation {from} replaced)"),
+            EventKind::RedeployAborted { reason } => write!(f, "redeploy aborted, old instance kept: {reason}"),
+            EventKind::RedeployPaused { reason } => write!(f, "redeploys paused: {reason}"),
+            EventKind::WaitingFor { dependency, condition } => {
+                write!(f, "waiting for {dependency} to be {condition}")
+            }
+            EventKind::StopTimedOut => f.write_str("did not stop in time, sent SIGKILL"),
+            EventKind::Message { text } => f.write_str(text),
+        }
+    }
+}
+
+/// The state of the whole fleet at one moment. Owned by the supervisor, shared as
+/// `Arc<Snapshot>` through a `watch` channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    pub project: String,
+    pub manifest: String,
+    pub supervisor_pid: u32,
+    pub services: Vec<ServiceSnapshot>,
+    /// The supervisor is stopping everything.
+    pub shutting_down: bool,
+}
+
+impl Snapshot {
+    pub fn service(&self, name: &str) -> Option<&ServiceSnapshot> {
+        self.services.iter().find(|service| service.name == name)
+    }
+}
+
+/// One row of `fleet ps`. The JSON keys are stable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSnapshot {
+    pub name: String,
+    pub kind: ServiceKindName,
+    pub state: ServiceState,
+    pub pid: Option<u32>,
+    pub container: Option<String>,
+    pub generation: Generation,
+    pub restarts: u32,
+    /// When the serving instance started, ms since the Unix epoch.
+    pub started_at_ms: Option<u64>,
+    pub ports: Vec<u16>,
+    /// `healthy`, `unhealthy`, `starting`, or null without a probe.
+    pub health: Option<String>,
+    /// `running`, `failed` or null: the last build's outcome.
+    pub build: Option<String>,
+    pub last_redeploy_at_ms: Option<u64>,
+    pub last_event: Option<String>,
+    pub last_event_at_ms: Option<u64>,
+    /// The dependency a `waiting` service waits for.
+    pub waiting_for: Option<String>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `1.5s`, `400ms`, `2m10s`: short and exact enough for status lines.
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let tenths = ms / 100;
+        if tenths % 10 == 0 {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        }
+    } else if ms < 3_600_000 {
+        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+    } else {
+        format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000)
+    }
+}
+
+/// The first 12 hex digits of a container id, as `docker ps` shows them.
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration_ms(400), "400ms");
+        assert_eq!(format_duration_ms(1000), "1s");
+        assert_eq!(format_duration_ms(1500), "1.5s");
+        assert_eq!(format_duration_ms(130_000), "2m10s");
+    }
+
+    #[test]
+    fn status_lines_match_the_documented_wording() {
+        let started = EventKind::Started { pid: Some(4242), container: None };
+        assert_eq!(started.to_string(), "started (pid 4242)");
+        let exited = EventKind::Exited {
+            status: ExitStatus::Code(1),
+            restart_in_ms: Some(400),
+            restart_count: 2,
+        };
+        assert_eq!(exited.to_string(), "exited with code 1, restart 2 in 400ms");
+    }
+
+    #[test]
+    fn commands_cross_the_wire_unchanged() -> Result<(), serde_json::Error> {
+        let command = Command::Restart { services: vec!["users".into()] };
+        let json = serde_json::to_string(&command)?;
+        assert_eq!(json, r#"{"command":"restart","services":["users"]}"#);
+        assert_eq!(serde_json::from_str::<Command>(&json)?, command);
+        Ok(())
+    }
+}

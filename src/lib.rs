@@ -1,0 +1,3 @@
+pub mod event;
+pub mod manifest;
+pub mod service;

@@ -1,0 +1,304 @@
+//! The manifest: `fleet.toml` turned into a validated [`Manifest`].
+//!
+//! Owns: finding the file, parsing it (`raw`), checking it (`validate`) and rendering
+//! what is wrong with it (`diagnostic`). It never starts anything and never touches
+//! the OS beyond reading files and checking that paths exist.
+//!
+//! Everything downstream (supervisor, runners, runtime) works on these resolved types
+//! only: paths are absolute, durations are [`Duration`], env files are already read.
+//! Each [`ServiceSpec`] derives `Hash`, so `fleet reload` can tell which services
+//! changed by comparing [`ServiceSpec::spec_hash`].
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub mod diagnostic;
+mod raw;
+mod validate;
+
+pub use diagnostic::{Diagnostic, ManifestError};
+
+/// The file name looked for in the current folder and its parents.
+pub const MANIFEST_FILE: &str = "fleet.toml";
+
+/// A validated manifest: every service resolved, every dependency known, no cycles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Absolute path of the manifest file.
+    pub path: PathBuf,
+    /// The folder holding the manifest; relative paths in the file are resolved against it.
+    pub root: PathBuf,
+    pub project: Project,
+    /// Services in the order they are declared in the file.
+    pub services: Vec<ServiceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Project {
+    /// `[project] name`, else the name of the manifest's folder.
+    pub name: String,
+    /// `[project] log_max_size`: a service's log file is rotated when it grows past this.
+    pub log_max_size: u64,
+    /// `[project] log_keep`: how many rotated files are kept beside the live one.
+    pub log_keep: u32,
+}
+
+/// Default for `log_max_size`: 10 MB keeps hours of chatty dev output per service
+/// while bounding the disk a runaway logger can fill.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1000 * 1000;
+/// Default for `log_keep`.
+pub const DEFAULT_LOG_KEEP: u32 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub kind: ServiceKind,
+    /// Environment added to the service's: `env_file` first, then `env` (which wins).
+    pub env: BTreeMap<String, String>,
+    pub depends_on: Vec<Dependency>,
+    pub restart: RestartPolicy,
+    /// Crashes allowed within `restart_window`; one more and the service is `failed`.
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    pub backoff: BackoffSpec,
+    pub stop_signal: StopSignal,
+    pub stop_timeout: Duration,
+    /// Host ports the service listens on; checked free before each start.
+    pub ports: Vec<u16>,
+    pub health: Option<HealthSpec>,
+    /// Restart an instance whose liveness probe fails `retries` times in a row.
+    pub restart_on_unhealthy: bool,
+    /// Paths (globs, relative to the manifest's folder) whose changes redeploy the service.
+    pub watch: Vec<String>,
+    /// Globs excluded from `watch`; `.git`, `target` and `.fleet` are always excluded.
+    pub ignore: Vec<String>,
+    pub redeploy: RedeployStrategy,
+    /// A listening socket fleet binds and hands to every instance (`LISTEN_FDS`).
+    pub socket: Option<SocketSpec>,
+}
+
+impl ServiceSpec {
+    /// A hash of everything that defines how the service runs. Two specs with the
+    /// same hash are run the same way; `fleet reload` restarts only services whose
+    /// hash changed.
+    pub fn spec_hash(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    pub fn is_container(&self) -> bool {
+        matches!(self.kind, ServiceKind::Container(_))
+    }
+
+    /// Whether the service has a build step that runs before each (re)start.
+    pub fn has_build(&self) -> bool {
+        match &self.kind {
+            ServiceKind::Process(process) => process.build.is_some(),
+            ServiceKind::Container(container) => container.build.is_some(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServiceKind {
+    Process(ProcessSpec),
+    Container(ContainerSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProcessSpec {
+    pub command: CommandLine,
+    /// Absolute working directory (checked to exist).
+    pub cwd: PathBuf,
+    /// `build = "..."`: run (in `cwd`) before each start and redeploy.
+    pub build: Option<CommandLine>,
+}
+
+/// A command as written in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CommandLine {
+    /// A string: run by `/bin/sh -c`.
+    Shell(String),
+    /// An array: exec'd directly, no shell.
+    Argv(Vec<String>),
+}
+
+impl CommandLine {
+    /// The argv that runs this command.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            CommandLine::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+            CommandLine::Argv(argv) => argv.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandLine::Shell(script) => f.write_str(script),
+            CommandLine::Argv(argv) => f.write_str(&argv.join(" ")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContainerSpec {
+    /// Image to run; with `build`, the tag the built image gets
+    /// (default `fleet-<project>/<service>:dev`).
+    pub image: String,
+    pub build: Option<ImageBuild>,
+    pub ports: Vec<PortMapping>,
+    /// `host:container[:ro]` bind mounts (host made absolute) or `name:container` named volumes.
+    pub volumes: Vec<String>,
+    /// Overrides the image's command.
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageBuild {
+    /// Absolute path of the build context.
+    pub context: PathBuf,
+    /// Dockerfile path relative to the context.
+    pub dockerfile: String,
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PortMapping {
+    pub host_ip: String,
+    pub host: u16,
+    pub container: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: DependencyCondition,
+    /// Restart the dependent once the dependency is back after it restarted.
+    pub restart: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyCondition {
+    /// The dependency's process is running (the default).
+    Started,
+    /// The dependency's health probe passes.
+    Healthy,
+    /// The dependency is a one-shot job that exited 0.
+    Completed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackoffSpec {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+/// A stop signal by name and number, checked against the signals Linux knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StopSignal {
+    pub name: &'static str,
+    pub number: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedeployStrategy {
+    /// Start the new instance beside the old one; switch when it is healthy.
+    StartFirst,
+    /// Stop the old instance, then start the new one.
+    StopFirst,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SocketSpec {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HealthSpec {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures before a healthy instance is `unhealthy`.
+    pub retries: u32,
+    /// Failures during this period after start don't count.
+    pub start_period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Probe {
+    /// GET `path` from `host:port`; 2xx is healthy, and the body must contain
+    /// `expect_body` when given.
+    Http { url: String, host: String, port: u16, path: String, expect_body: Option<String> },
+    /// A TCP connect succeeds.
+    Tcp { host: String, port: u16 },
+    /// The command exits 0 (run in the service's cwd and env).
+    Exec(CommandLine),
+    /// A regex matched by a line of the service's output; readiness only.
+    Log(String),
+    /// The service sends `READY=1` on `NOTIFY_SOCKET`; with `watchdog`, `WATCHDOG=1`
+    /// at least that often keeps it alive.
+    Notify { watchdog: Option<Duration> },
+    /// A container's own `HEALTHCHECK`, as the engine reports it.
+    Docker,
+}
+
+/// Finds the manifest: `explicit` if given, else `fleet.toml` in `start` or the
+/// nearest parent folder that has one.
+pub fn find(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, ManifestError> {
+    if let Some(path) = explicit {
+        let path = if path.is_absolute() { path.to_path_buf() } else { start.join(path) };
+        return Ok(path);
+    }
+    let mut dir = Some(start);
+    while let Some(current) = dir {
+        let candidate = current.join(MANIFEST_FILE);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = current.parent();
+    }
+    Err(ManifestError::not_found(start))
+}
+
+/// Reads, parses and validates the manifest at `path`.
+pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let source = std::fs::read_to_string(path).map_err(|err| ManifestError::unreadable(path, &err))?;
+    parse(path, &source)
+}
+
+/// Parses and validates manifest text as if read from `path` (which names the file in
+/// errors and anchors relative paths).
+pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
+    validate::validate(path, source)
+}
+
+impl Manifest {
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|service| service.name == name)
+    }
+
+    /// The folder for fleet's own files (`.fleet/` beside the manifest).
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(".fleet")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.state_dir().join("logs")
+    }
+}

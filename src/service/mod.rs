@@ -1,0 +1,3 @@
+//! One runner per service: owns that service's instances and its state machine.
+pub mod backoff;
+pub mod state;

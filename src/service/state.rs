@@ -1,0 +1,1092 @@
+//! The per-service state machine: the heart of fleet, and pure.
+//!
+//! [`ServiceMachine::step`] takes one [`Input`] and the current time and returns the
+//! [`Effect`]s the runner must carry out. No tokio, no IO, no clock reads: the runner
+//! turns effects into syscalls or Docker calls and feeds their results back as inputs.
+//!
+//! # Theory of operation
+//! A service has at most three kinds of instance at once:
+//! - `active`: the instance that serves (or is starting to);
+//! - `candidate`: a start-first redeploy's new instance, running beside `active` until
+//!   it is healthy, when it takes `active`'s place;
+//! - `retiring`: instances that got their stop signal and whose exit is expected.
+//!
+//! Every instance has a [`Generation`]. Exits, probe results and timers carry the
+//! generation they belong to, and the machine ignores those of an instance it no
+//! longer knows. That is what makes restarts and redeploys race-free: a late exit of
+//! generation 7 can never be mistaken for a crash of generation 8.
+//!
+//! Whenever an instance exits, the machine first asks for its whole process group
+//! (and anything it started) to be killed ([`Effect::Cleanup`]), before any
+//! replacement is spawned, so leftover workers never hold the port of their successor.
+
+use std::time::{Duration, Instant};
+
+use crate::event::{EventKind, ExitStatus, Generation, ServiceState};
+use crate::manifest::{BackoffSpec, RedeployStrategy, RestartPolicy, ServiceSpec};
+
+use super::backoff::{restart_delay, CrashWindow, STABLE_UPTIME};
+
+/// The parts of a service's spec the machine decides with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub restart: RestartPolicy,
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    pub backoff: BackoffSpec,
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    pub has_build: bool,
+    pub has_health: bool,
+    pub restart_on_unhealthy: bool,
+    pub redeploy: RedeployStrategy,
+}
+
+impl Policy {
+    pub fn from_spec(spec: &ServiceSpec) -> Policy {
+        Policy {
+            restart: spec.restart,
+            max_restarts: spec.max_restarts,
+            restart_window: spec.restart_window,
+            backoff: spec.backoff,
+            stop_signal: spec.stop_signal.number,
+            stop_timeout: spec.stop_timeout,
+            has_build: spec.has_build(),
+            has_health: spec.health.is_some(),
+            restart_on_unhealthy: spec.restart_on_unhealthy,
+            redeploy: spec.redeploy,
+        }
+    }
+}
+
+/// A build is numbered so that the result of a cancelled one is ignored.
+pub type BuildId = u64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Run the service (its dependencies hold; the supervisor checked).
+    Start,
+    /// Stop every instance and stay down.
+    Stop,
+    /// Replace the running instance: stop it first, then start a new one.
+    Restart,
+    /// Rebuild (if there is a build) and replace the running instance using the
+    /// service's redeploy strategy.
+    Redeploy,
+    /// SIGKILL every instance now and stay down (second Ctrl-C).
+    Kill,
+    Spawned { generation: Generation, pid: Option<u32>, container: Option<String> },
+    SpawnFailed { generation: Generation, reason: String },
+    Exited { generation: Generation, status: ExitStatus },
+    /// The health checker's verdict changed for an instance.
+    Health { generation: Generation, healthy: bool, reason: String },
+    BuildFinished { build: BuildId, result: Result<(), String> },
+    Timer(Timer),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// The backoff delay before restart `id` is over.
+    RestartDelay { id: u64 },
+    /// `stop_timeout` passed since this instance got its stop signal.
+    StopTimeout { generation: Generation },
+    /// This instance has been up for [`STABLE_UPTIME`].
+    Stable { generation: Generation },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Build { build: BuildId },
+    /// Kill the build's whole process group; its result will be ignored.
+    CancelBuild { build: BuildId },
+    Spawn { generation: Generation },
+    /// Send `signal` to the instance's process group (or the container).
+    Signal { generation: Generation, signal: i32 },
+    /// SIGKILL the instance's process group and everything it started.
+    Kill { generation: Generation },
+    /// The instance's main process is gone: kill and reap what it left behind, and
+    /// stop its probes. Carried out before any later effect.
+    Cleanup { generation: Generation },
+    SetTimer { timer: Timer, after: Duration },
+    Emit { generation: Generation, event: EventKind },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Pending,
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    /// Stop, restart, or replaced by a redeploy: its exit is expected.
+    Requested,
+    /// Its liveness probe failed: its exit counts as a crash.
+    Unhealthy,
+    /// A start-first candidate that never became healthy.
+    Discarded,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Instance {
+    generation: Generation,
+    pid: Option<u32>,
+    container: Option<String>,
+    started_at: Instant,
+    health: Health,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Retiring {
+    instance: Instance,
+    reason: StopReason,
+    killed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Terminal {
+    Completed,
+    Failed,
+}
+
+/// What a running build will lead to when it succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuildPurpose {
+    Start,
+    Replace(RedeployStrategy),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BuildRun {
+    id: BuildId,
+    purpose: BuildPurpose,
+}
+
+/// One service's state. Owned by its runner; nobody else mutates it.
+#[derive(Debug, Clone)]
+pub struct ServiceMachine {
+    policy: Policy,
+    want_up: bool,
+    next_generation: u64,
+    next_id: u64,
+    active: Option<Instance>,
+    candidate: Option<Instance>,
+    retiring: Vec<Retiring>,
+    build: Option<BuildRun>,
+    last_build_failed: bool,
+    /// The pending restart after a crash, by timer id.
+    backoff_timer: Option<u64>,
+    /// Spawn a new active instance once every retiring one is gone (stop-first).
+    start_after_retire: bool,
+    terminal: Option<Terminal>,
+    consecutive_crashes: u32,
+    crashes: CrashWindow,
+    restarts: u32,
+    /// Why the service is `failed`, when it is.
+    failure: Option<String>,
+}
+
+impl ServiceMachine {
+    pub fn new(policy: Policy) -> ServiceMachine {
+        ServiceMachine {
+            policy,
+            want_up: false,
+            next_generation: 1,
+            next_id: 1,
+            active: None,
+            candidate: None,
+            retiring: Vec::new(),
+            build: None,
+            last_build_failed: false,
+            backoff_timer: None,
+            start_after_retire: false,
+            terminal: None,
+            consecutive_crashes: 0,
+            crashes: CrashWindow::default(),
+            restarts: 0,
+            failure: None,
+        }
+    }
+
+    /// Takes a changed spec (after `fleet reload`); applies from the next instance on.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn state(&self) -> ServiceState {
+        if let Some(active) = &self.active {
+            return match (active.health, self.policy.has_health) {
+                (_, false) => ServiceState::Running,
+                (Health::Pending, true) => ServiceState::Starting,
+                (Health::Healthy, true) => ServiceState::Healthy,
+                (Health::Unhealthy, true) => ServiceState::Unhealthy,
+            };
+        }
+        if !self.retiring.is_empty() {
+            return ServiceState::Stopping;
+        }
+        if self.build.is_some() {
+            return ServiceState::Building;
+        }
+        if self.backoff_timer.is_some() {
+            return ServiceState::Backoff;
+        }
+        match self.terminal {
+            Some(Terminal::Completed) => ServiceState::Completed,
+            Some(Terminal::Failed) => ServiceState::Failed,
+            None if self.candidate.is_some() => ServiceState::Starting,
+            None => ServiceState::Stopped,
+        }
+    }
+
+    /// Whether the service is meant to run (it may be waiting, building or backing off).
+    pub fn wants_up(&self) -> bool {
+        self.want_up
+    }
+
+    /// The serving instance's generation, or the newest one if none serves.
+    pub fn generation(&self) -> Generation {
+        self.active
+            .as_ref()
+            .map(|instance| instance.generation)
+            .unwrap_or(Generation(self.next_generation - 1))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.active.as_ref().and_then(|instance| instance.pid)
+    }
+
+    pub fn container(&self) -> Option<&str> {
+        self.active.as_ref().and_then(|instance| instance.container.as_deref())
+    }
+
+    pub fn started_at(&self) -> Option<Instant> {
+        self.active.as_ref().map(|instance| instance.started_at)
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    pub fn building(&self) -> bool {
+        self.build.is_some()
+    }
+
+    pub fn last_build_failed(&self) -> bool {
+        self.last_build_failed
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// Generations of every live instance (active, candidate, retiring).
+    pub fn live_generations(&self) -> Vec<Generation> {
+        let mut generations: Vec<Generation> = self.active.iter().map(|i| i.generation).collect();
+        generations.extend(self.candidate.iter().map(|i| i.generation));
+        generations.extend(self.retiring.iter().map(|r| r.instance.generation));
+        generations
+    }
+
+    /// Nothing runs and nothing is about to.
+    pub fn is_idle(&self) -> bool {
+        self.active.is_none()
+            && self.candidate.is_none()
+            && self.retiring.is_empty()
+            && self.build.is_none()
+            && self.backoff_timer.is_none()
+            && !self.start_after_retire
+    }
+
+    /// Applies one input. The returned effects must be carried out in order.
+    pub fn step(&mut self, input: Input, now: Instant) -> Vec<Effect> {
+        let before = self.state();
+        let mut effects = Vec::new();
+        match input {
+            Input::Start => self.on_start(now, &mut effects),
+            Input::Stop => self.on_stop(false, &mut effects),
+            Input::Kill => self.on_stop(true, &mut effects),
+            Input::Restart => self.on_redeploy(RedeployStrategy::StopFirst, now, &mut effects),
+            Input::Redeploy => self.on_redeploy(self.policy.redeploy, now, &mut effects),
+            Input::Spawned { generation, pid, container } => {
+                self.on_spawned(generation, pid, container, &mut effects)
+            }
+            Input::SpawnFailed { generation, reason } => {
+                self.on_spawn_failed(generation, reason, now, &mut effects)
+            }
+            Input::Exited { generation, status } => self.on_exited(generation, status, now, &mut effects),
+            Input::Health { generation, healthy, reason } => {
+                self.on_health(generation, healthy, reason, &mut effects)
+            }
+            Input::BuildFinished { build, result } => self.on_build_finished(build, result, now, &mut effects),
+            Input::Timer(timer) => self.on_timer(timer, now, &mut effects),
+        }
+        let after = self.state();
+        if after != before {
+            effects.push(Effect::Emit {
+                generation: self.generation(),
+                event: EventKind::StateChanged { state: after },
+            });
+        }
+        effects
+    }
+
+    fn on_start(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        self.want_up = true;
+        if self.active.is_some() || self.candidate.is_some() || self.build.is_some() || self.start_after_retire {
+            return;
+        }
+        self.terminal = None;
+        self.failure = None;
+        self.consecutive_crashes = 0;
+        self.crashes.clear();
+        self.backoff_timer = None;
+        if !self.retiring.is_empty() {
+            self.start_after_retire = true;
+            return;
+        }
+        if self.policy.has_build {
+            self.start_build(BuildPurpose::Start, effects);
+        } else {
+            self.spawn_active(now, effects);
+        }
+    }
+
+    fn on_stop(&mut self, kill: bool, effects: &mut Vec<Effect>) {
+        self.want_up = false;
+        self.start_after_retire = false;
+        self.backoff_timer = None;
+        if let Some(build) = self.build.take() {
+            effects.push(Effect::CancelBuild { build: build.id });
+        }
+        if let Some(candidate) = self.candidate.take() {
+            self.retire(candidate, StopReason::Requested, effects);
+        }
+        if let Some(active) = self.active.take() {
+            self.retire(active, StopReason::Requested, effects);
+        }
+        if kill {
+            for retiring in &mut self.retiring {
+                if !retiring.killed {
+                    retiring.killed = true;
+                    effects.push(Effect::Kill { generation: retiring.instance.generation });
+                }
+            }
+        }
+        if self.terminal == Some(Terminal::Failed) || self.terminal == Some(Terminal::Completed) {
+            // A stopped service is stopped, whatever it was before.
+            self.terminal = None;
+        }
+    }
+
+    fn on_redeploy(&mut self, strategy: RedeployStrategy, now: Instant, effects: &mut Vec<Effect>) {
+        self.want_up = true;
+        self.terminal = None;
+        self.failure = None;
+        if let Some(build) = self.build.take() {
+            // The latest source wins: a change during a build cancels it.
+            effects.push(Effect::CancelBuild { build: build.id });
+            effects.push(Effect::Emit { generation: self.generation(), event: EventKind::BuildCancelled });
+        }
+        if self.policy.has_build {
+            self.start_build(BuildPurpose::Replace(strategy), effects);
+        } else {
+            self.replace(strategy, now, effects);
+        }
+    }
+
+    fn start_build(&mut self, purpose: BuildPurpose, effects: &mut Vec<Effect>) {
+        let id = self.take_id();
+        self.build = Some(BuildRun { id, purpose });
+        effects.push(Effect::Build { build: id });
+        effects.push(Effect::Emit { generation: self.generation(), event: EventKind::BuildStarted });
+    }
+
+    fn on_build_finished(
+        &mut self,
+        build: BuildId,
+        result: Result<(), String>,
+        now: Instant,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(run) = self.build else { return };
+        if run.id != build {
+            return;
+        }
+        self.build = None;
+        match result {
+            Ok(()) => {
+                self.last_build_failed = false;
+                if !self.want_up {
+                    return;
+                }
+                match run.purpose {
+                    BuildPurpose::Start => {
+                        if self.active.is_none() && self.retiring.is_empty() {
+                            self.spawn_active(now, effects);
+                        } else if self.active.is_none() {
+                            self.start_after_retire = true;
+                        }
+                    }
+                    BuildPurpose::Replace(strategy) => self.replace(strategy, now, effects),
+                }
+            }
+            Err(reason) => {
+                // The old instance keeps serving; only a badge and an event change.
+                self.last_build_failed = true;
+                effects.push(Effect::Emit {
+                    generation: self.generation(),
+                    event: EventKind::BuildFailed { reason: reason.clone() },
+                });
+                if self.active.is_none() && self.candidate.is_none() && self.retiring.is_empty() {
+                    self.terminal = Some(Terminal::Failed);
+                    self.failure = Some(format!("build failed: {reason}"));
+                }
+            }
+        }
+    }
+
+    /// Puts a new instance in place of the active one.
+    fn replace(&mut self, strategy: RedeployStrategy, now: Instant, effects: &mut Vec<Effect>) {
+        self.backoff_timer = None;
+        if let Some(candidate) = self.candidate.take() {
+            self.retire(candidate, StopReason::Discarded, effects);
+        }
+        let Some(active) = self.active.take() else {
+            if self.retiring.is_empty() {
+                self.spawn_active(now, effects);
+            } else {
+                self.start_after_retire = true;
+            }
+            return;
+        };
+        match strategy {
+            RedeployStrategy::StartFirst => {
+                self.active = Some(active);
+                let generation = self.take_generation();
+                self.candidate = Some(Instance {
+                    generation,
+                    pid: None,
+                    container: None,
+                    started_at: now,
+                    health: Health::Pending,
+                });
+                effects.push(Effect::Spawn { generation });
+            }
+            RedeployStrategy::StopFirst => {
+                self.retire(active, StopReason::Requested, effects);
+                self.start_after_retire = true;
+            }
+        }
+    }
+
+    fn spawn_active(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        let generation = self.take_generation();
+        self.active = Some(Instance { generation, pid: None, container: None, started_at: now, health: Health::Pending });
+        effects.push(Effect::Spawn { generation });
+    }
+
+    fn retire(&mut self, instance: Instance, reason: StopReason, effects: &mut Vec<Effect>) {
+        let generation = instance.generation;
+        effects.push(Effect::Signal { generation, signal: self.policy.stop_signal });
+        effects.push(Effect::SetTimer { timer: Timer::StopTimeout { generation }, after: self.policy.stop_timeout });
+        self.retiring.push(Retiring { instance, reason, killed: false });
+    }
+
+    fn on_spawned(
+        &mut self,
+        generation: Generation,
+        pid: Option<u32>,
+        container: Option<String>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let event = EventKind::Started { pid, container: container.clone() };
+        if let Some(active) = self.active.as_mut().filter(|i| i.generation == generation) {
+            active.pid = pid;
+            active.container = container;
+            effects.push(Effect::Emit { generation, event });
+            effects.push(Effect::SetTimer { timer: Timer::Stable { generation }, after: STABLE_UPTIME });
+        } else if let Some(candidate) = self.candidate.as_mut().filter(|i| i.generation == generation) {
+            candidate.pid = pid;
+            candidate.container = container;
+            effects.push(Effect::Emit { generation, event });
+            if !self.policy.has_health {
+                self.promote_candidate(effects);
+            }
+        } else if let Some(retiring) = self.retiring.iter_mut().find(|r| r.instance.generation == generation) {
+            retiring.instance.pid = pid;
+            retiring.instance.container = container;
+        }
+    }
+
+    fn on_spawn_failed(&mut self, generation: Generation, reason: String, now: Instant, effects: &mut Vec<Effect>) {
+        if self.active.as_ref().is_some_and(|i| i.generation == generation) {
+            self.active = None;
+            effects.push(Effect::Emit { generation, event: EventKind::StartFailed { reason: reason.clone() } });
+            self.after_crash(generation, None, Some(reason), now, effects);
+        } else if self.candidate.as_ref().is_some_and(|i| i.generation == generation) {
+            self.candidate = None;
+            self.last_build_failed = false;
+            effects.push(Effect::Emit { generation, event: EventKind::RedeployAborted { reason } });
+        } else {
+            self.retiring.retain(|r| r.instance.generation != generation);
+            self.after_retired(now, effects);
+        }
+    }
+
+    fn on_exited(&mut self, generation: Generation, status: ExitStatus, now: Instant, effects: &mut Vec<Effect>) {
+        if self.active.as_ref().is_some_and(|i| i.generation == generation) {
+            self.active = None;
+            effects.push(Effect::Cleanup { generation });
+            self.after_crash(generation, Some(status), None, now, effects);
+        } else if self.candidate.as_ref().is_some_and(|i| i.generation == generation) {
+            self.candidate = None;
+            effects.push(Effect::Cleanup { generation });
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::RedeployAborted { reason: format!("new instance {status}") },
+            });
+        } else if let Some(index) = self.retiring.iter().position(|r| r.instance.generation == generation) {
+            let retired = self.retiring.remove(index);
+            effects.push(Effect::Cleanup { generation });
+            if retired.reason == StopReason::Unhealthy && self.want_up && self.active.is_none() {
+                self.after_crash(generation, Some(status), None, now, effects);
+            } else {
+                self.after_retired(now, effects);
+            }
+        }
+    }
+
+    /// A retiring instance is gone: start the replacement once all are.
+    fn after_retired(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        if self.retiring.is_empty() && self.start_after_retire {
+            self.start_after_retire = false;
+            if self.want_up && self.active.is_none() {
+                self.spawn_active(now, effects);
+            }
+        }
+    }
+
+    /// The active instance ended (or never started): apply the restart policy.
+    fn after_crash(
+        &mut self,
+        generation: Generation,
+        status: Option<ExitStatus>,
+        spawn_error: Option<String>,
+        now: Instant,
+        effects: &mut Vec<Effect>,
+    ) {
+        let succeeded = status.is_some_and(ExitStatus::success);
+        let restart = self.want_up
+            && match self.policy.restart {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => !succeeded,
+                RestartPolicy::Never => false,
+            };
+        if !restart {
+            self.terminal = Some(if succeeded { Terminal::Completed } else { Terminal::Failed });
+            if let Some(status) = status {
+                if !succeeded {
+                    self.failure = Some(status.to_string());
+                }
+                effects.push(Effect::Emit {
+                    generation,
+                    event: EventKind::Exited { status, restart_in_ms: None, restart_count: self.restarts },
+                });
+            } else {
+                self.failure = spawn_error;
+            }
+            return;
+        }
+        let crashes = self.crashes.record(now, self.policy.restart_window);
+        if crashes > self.policy.max_restarts {
+            self.terminal = Some(Terminal::Failed);
+            if let Some(status) = status {
+                effects.push(Effect::Emit {
+                    generation,
+                    event: EventKind::Exited { status, restart_in_ms: None, restart_count: self.restarts },
+                });
+            }
+            let window_ms = self.policy.restart_window.as_millis() as u64;
+            self.failure = Some(format!("crashed {crashes} times within the restart window"));
+            effects.push(Effect::Emit { generation, event: EventKind::GaveUp { crashes, window_ms } });
+            return;
+        }
+        self.consecutive_crashes += 1;
+        self.restarts += 1;
+        let delay = restart_delay(&self.policy.backoff, self.consecutive_crashes);
+        if let Some(status) = status {
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::Exited {
+                    status,
+                    restart_in_ms: Some(delay.as_millis() as u64),
+                    restart_count: self.restarts,
+                },
+            });
+        }
+        if delay.is_zero() {
+            self.spawn_active(now, effects);
+        } else {
+            let id = self.take_id();
+            self.backoff_timer = Some(id);
+            effects.push(Effect::SetTimer { timer: Timer::RestartDelay { id }, after: delay });
+        }
+    }
+
+    fn on_health(&mut self, generation: Generation, healthy: bool, reason: String, effects: &mut Vec<Effect>) {
+        if self.candidate.as_ref().is_some_and(|i| i.generation == generation) {
+            if healthy {
+                self.promote_candidate(effects);
+            } else if let Some(candidate) = self.candidate.take() {
+                effects.push(Effect::Emit {
+                    generation,
+                    event: EventKind::RedeployAborted { reason: format!("new instance never became healthy: {reason}") },
+                });
+                effects.push(Effect::Kill { generation });
+                self.retiring.push(Retiring { instance: candidate, reason: StopReason::Discarded, killed: true });
+            }
+            return;
+        }
+        let Some(active) = self.active.as_mut().filter(|i| i.generation == generation) else {
+            return;
+        };
+        let new_health = if healthy { Health::Healthy } else { Health::Unhealthy };
+        if active.health == new_health {
+            return;
+        }
+        active.health = new_health;
+        if healthy {
+            effects.push(Effect::Emit { generation, event: EventKind::Healthy });
+            return;
+        }
+        effects.push(Effect::Emit { generation, event: EventKind::Unhealthy { reason } });
+        if self.policy.restart_on_unhealthy {
+            if let Some(active) = self.active.take() {
+                self.retire(active, StopReason::Unhealthy, effects);
+            }
+        }
+    }
+
+    fn promote_candidate(&mut self, effects: &mut Vec<Effect>) {
+        let Some(mut candidate) = self.candidate.take() else { return };
+        let generation = candidate.generation;
+        candidate.health = if self.policy.has_health { Health::Healthy } else { Health::Pending };
+        let old = self.active.replace(candidate);
+        if let Some(old) = old {
+            let from = old.generation;
+            self.retire(old, StopReason::Requested, effects);
+            effects.push(Effect::Emit { generation, event: EventKind::Redeployed { from } });
+        }
+        if self.policy.has_health {
+            effects.push(Effect::Emit { generation, event: EventKind::Healthy });
+        }
+        effects.push(Effect::SetTimer { timer: Timer::Stable { generation }, after: STABLE_UPTIME });
+    }
+
+    fn on_timer(&mut self, timer: Timer, now: Instant, effects: &mut Vec<Effect>) {
+        match timer {
+            Timer::RestartDelay { id } => {
+                if self.backoff_timer == Some(id) {
+                    self.backoff_timer = None;
+                    if self.want_up && self.active.is_none() {
+                        self.spawn_active(now, effects);
+                    }
+                }
+            }
+            Timer::StopTimeout { generation } => {
+                if let Some(retiring) =
+                    self.retiring.iter_mut().find(|r| r.instance.generation == generation && !r.killed)
+                {
+                    retiring.killed = true;
+                    effects.push(Effect::Kill { generation });
+                    effects.push(Effect::Emit { generation, event: EventKind::StopTimedOut });
+                }
+            }
+            Timer::Stable { generation } => {
+                if self.active.as_ref().is_some_and(|i| i.generation == generation) {
+                    self.consecutive_crashes = 0;
+                }
+            }
+        }
+    }
+
+    fn take_generation(&mut self) -> Generation {
+        let generation = Generation(self.next_generation);
+        self.next_generation += 1;
+        generation
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Transition tables: each test feeds inputs and pins the effects and states.
+    use super::*;
+
+    const TERM: i32 = 15;
+
+    fn policy() -> Policy {
+        Policy {
+            restart: RestartPolicy::OnFailure,
+            max_restarts: 3,
+            restart_window: Duration::from_secs(60),
+            backoff: BackoffSpec { initial: Duration::from_millis(100), max: Duration::from_millis(1000) },
+            stop_signal: TERM,
+            stop_timeout: Duration::from_secs(10),
+            has_build: false,
+            has_health: false,
+            restart_on_unhealthy: true,
+            redeploy: RedeployStrategy::StopFirst,
+        }
+    }
+
+    fn g(n: u64) -> Generation {
+        Generation(n)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Effects other than events, which most tables don't care about.
+    fn actions(effects: &[Effect]) -> Vec<Effect> {
+        effects.iter().filter(|e| !matches!(e, Effect::Emit { .. })).cloned().collect()
+    }
+
+    fn events(effects: &[Effect]) -> Vec<EventKind> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Emit { event, .. } => Some(event.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn spawned(generation: u64, pid: u32) -> Input {
+        Input::Spawned { generation: g(generation), pid: Some(pid), container: None }
+    }
+
+    fn exited(generation: u64, code: i32) -> Input {
+        Input::Exited { generation: g(generation), status: ExitStatus::Code(code) }
+    }
+
+    fn healthy(generation: u64, healthy: bool) -> Input {
+        Input::Health { generation: g(generation), healthy, reason: "probe".into() }
+    }
+
+    fn running(machine: &mut ServiceMachine, now: Instant) {
+        assert_eq!(actions(&machine.step(Input::Start, now)), vec![Effect::Spawn { generation: g(1) }]);
+        machine.step(spawned(1, 100), now);
+    }
+
+    #[test]
+    fn start_spawns_generation_one_and_runs() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        assert_eq!(machine.state(), ServiceState::Stopped);
+        assert_eq!(actions(&machine.step(Input::Start, now)), vec![Effect::Spawn { generation: g(1) }]);
+        let effects = machine.step(spawned(1, 100), now);
+        assert_eq!(
+            actions(&effects),
+            vec![Effect::SetTimer { timer: Timer::Stable { generation: g(1) }, after: STABLE_UPTIME }]
+        );
+        assert!(events(&effects).contains(&EventKind::Started { pid: Some(100), container: None }));
+        assert_eq!(machine.state(), ServiceState::Running);
+        assert_eq!(machine.pid(), Some(100));
+    }
+
+    #[test]
+    fn crashes_restart_with_doubling_delay_and_cleanup_first() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        running(&mut machine, now);
+        let table = [(1, 100, 1), (2, 200, 2), (3, 400, 3)];
+        for (generation, delay, timer_id) in table {
+            let effects = machine.step(exited(generation, 1), now);
+            assert_eq!(
+                actions(&effects),
+                vec![
+                    Effect::Cleanup { generation: g(generation) },
+                    Effect::SetTimer { timer: Timer::RestartDelay { id: timer_id }, after: ms(delay) },
+                ],
+                "crash of generation {generation}"
+            );
+            assert_eq!(machine.state(), ServiceState::Backoff);
+            let effects = machine.step(Input::Timer(Timer::RestartDelay { id: timer_id }), now);
+            assert_eq!(actions(&effects), vec![Effect::Spawn { generation: g(generation + 1) }]);
+            machine.step(spawned(generation + 1, 100 + generation as u32), now);
+        }
+        assert_eq!(machine.restarts(), 3);
+    }
+
+    #[test]
+    fn crash_loop_ends_in_failed_after_max_restarts() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        running(&mut machine, now);
+        for generation in 1..=3 {
+            machine.step(exited(generation, 2), now);
+            machine.step(Input::Timer(Timer::RestartDelay { id: generation }), now);
+            machine.step(spawned(generation + 1, 1), now);
+        }
+        let effects = machine.step(exited(4, 2), now);
+        assert_eq!(actions(&effects), vec![Effect::Cleanup { generation: g(4) }]);
+        assert!(events(&effects).contains(&EventKind::GaveUp { crashes: 4, window_ms: 60_000 }));
+        assert_eq!(machine.state(), ServiceState::Failed);
+        assert!(machine.is_idle());
+    }
+
+    #[test]
+    fn crashes_outside_the_window_do_not_count() {
+        let start = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        running(&mut machine, start);
+        for generation in 1..=6 {
+            let now = start + Duration::from_secs(61 * generation);
+            machine.step(exited(generation, 1), now);
+            assert_eq!(machine.state(), ServiceState::Backoff, "crash {generation}");
+            machine.step(Input::Timer(Timer::RestartDelay { id: generation }), now);
+            machine.step(spawned(generation + 1, 1), now);
+        }
+    }
+
+    #[test]
+    fn stable_uptime_resets_the_delay() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        running(&mut machine, now);
+        machine.step(exited(1, 1), now);
+        machine.step(Input::Timer(Timer::RestartDelay { id: 1 }), now);
+        machine.step(spawned(2, 2), now);
+        machine.step(Input::Timer(Timer::Stable { generation: g(2) }), now);
+        let effects = machine.step(exited(2, 1), now);
+        assert!(actions(&effects).contains(&Effect::SetTimer { timer: Timer::RestartDelay { id: 2 }, after: ms(100) }));
+    }
+
+    #[test]
+    fn zero_delay_restarts_in_the_same_step() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy { backoff: BackoffSpec { initial: ms(0), max: ms(0) }, ..policy() });
+        running(&mut machine, now);
+        let effects = machine.step(exited(1, 1), now);
+        assert_eq!(actions(&effects), vec![Effect::Cleanup { generation: g(1) }, Effect::Spawn { generation: g(2) }]);
+    }
+
+    #[test]
+    fn exit_policies_decide_completed_or_failed() {
+        let table = [
+            (RestartPolicy::OnFailure, 0, ServiceState::Completed),
+            (RestartPolicy::Never, 0, ServiceState::Completed),
+            (RestartPolicy::Never, 3, ServiceState::Failed),
+            (RestartPolicy::OnFailure, 3, ServiceState::Backoff),
+            (RestartPolicy::Always, 0, ServiceState::Backoff),
+        ];
+        for (restart, code, expected) in table {
+            let now = Instant::now();
+            let mut machine = ServiceMachine::new(Policy { restart, ..policy() });
+            running(&mut machine, now);
+            machine.step(exited(1, code), now);
+            assert_eq!(machine.state(), expected, "{restart:?} exit {code}");
+        }
+    }
+
+    #[test]
+    fn stale_generations_are_ignored() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        running(&mut machine, now);
+        machine.step(exited(1, 1), now);
+        machine.step(Input::Timer(Timer::RestartDelay { id: 1 }), now);
+        machine.step(spawned(2, 200), now);
+        for stale in [exited(1, 1), healthy(1, false), Input::Timer(Timer::StopTimeout { generation: g(1) })] {
+            assert_eq!(machine.step(stale, now), vec![]);
+        }
+        assert_eq!(machine.pid(), Some(200));
+        assert_eq!(machine.state(), ServiceState::Running);
+    }
+
+    #[test]
+    fn stop_signals_then_kills_after_the_timeout() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        running(&mut machine, now);
+        assert_eq!(
+            actions(&machine.step(Input::Stop, now)),
+            vec![
+                Effect::Signal { generation: g(1), signal: TERM },
+                Effect::SetTimer { timer: Timer::StopTimeout { generation: g(1) }, after: Duration::from_secs(10) },
+            ]
+        );
+        assert_eq!(machine.state(), ServiceState::Stopping);
+        let effects = machine.step(Input::Timer(Timer::StopTimeout { generation: g(1) }), now);
+        assert_eq!(actions(&effects), vec![Effect::Kill { generation: g(1) }]);
+        let effects = machine.step(Input::Exited { generation: g(1), status: ExitStatus::Signal(9) }, now);
+        assert_eq!(actions(&effects), vec![Effect::Cleanup { generation: g(1) }]);
+        assert_eq!(machine.state(), ServiceState::Stopped);
+        assert!(machine.is_idle());
+    }
+
+    #[test]
+    fn kill_sends_sigkill_at_once() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        running(&mut machine, now);
+        machine.step(Input::Stop, now);
+        let effects = machine.step(Input::Kill, now);
+        assert_eq!(actions(&effects), vec![Effect::Kill { generation: g(1) }]);
+    }
+
+    #[test]
+    fn restart_stops_first_then_spawns_the_next_generation() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        running(&mut machine, now);
+        let effects = machine.step(Input::Restart, now);
+        assert!(actions(&effects).contains(&Effect::Signal { generation: g(1), signal: TERM }));
+        assert_eq!(machine.state(), ServiceState::Stopping);
+        let effects = machine.step(exited(1, 143), now);
+        assert_eq!(actions(&effects), vec![Effect::Cleanup { generation: g(1) }, Effect::Spawn { generation: g(2) }]);
+        assert_eq!(machine.restarts(), 0, "a requested restart is not a crash");
+    }
+
+    #[test]
+    fn start_first_redeploy_swaps_when_the_candidate_is_healthy() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy {
+            has_health: true,
+            redeploy: RedeployStrategy::StartFirst,
+            ..policy()
+        });
+        running(&mut machine, now);
+        machine.step(healthy(1, true), now);
+        assert_eq!(machine.state(), ServiceState::Healthy);
+        assert_eq!(actions(&machine.step(Input::Redeploy, now)), vec![Effect::Spawn { generation: g(2) }]);
+        machine.step(spawned(2, 200), now);
+        assert_eq!(machine.pid(), Some(100), "the old instance serves until the new one is healthy");
+        let effects = machine.step(healthy(2, true), now);
+        assert_eq!(
+            actions(&effects),
+            vec![
+                Effect::Signal { generation: g(1), signal: TERM },
+                Effect::SetTimer { timer: Timer::StopTimeout { generation: g(1) }, after: Duration::from_secs(10) },
+                Effect::SetTimer { timer: Timer::Stable { generation: g(2) }, after: STABLE_UPTIME },
+            ]
+        );
+        assert!(events(&effects).contains(&EventKind::Redeployed { from: g(1) }));
+        assert_eq!(machine.pid(), Some(200));
+        assert_eq!(machine.state(), ServiceState::Healthy);
+        let effects = machine.step(exited(1, 0), now);
+        assert_eq!(actions(&effects), vec![Effect::Cleanup { generation: g(1) }]);
+        assert_eq!(machine.state(), ServiceState::Healthy);
+        assert_eq!(machine.restarts(), 0);
+    }
+
+    #[test]
+    fn candidate_that_never_gets_healthy_is_killed_and_the_old_one_stays() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy {
+            has_health: true,
+            redeploy: RedeployStrategy::StartFirst,
+            ..policy()
+        });
+        running(&mut machine, now);
+        machine.step(healthy(1, true), now);
+        machine.step(Input::Redeploy, now);
+        machine.step(spawned(2, 200), now);
+        let effects = machine.step(healthy(2, false), now);
+        assert_eq!(actions(&effects), vec![Effect::Kill { generation: g(2) }]);
+        assert_eq!(machine.pid(), Some(100));
+        machine.step(Input::Exited { generation: g(2), status: ExitStatus::Signal(9) }, now);
+        assert_eq!(machine.state(), ServiceState::Healthy);
+        assert_eq!(machine.pid(), Some(100));
+    }
+
+    #[test]
+    fn failed_build_keeps_the_old_instance_and_the_next_change_retries() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy { has_build: true, ..policy() });
+        assert_eq!(actions(&machine.step(Input::Start, now)), vec![Effect::Build { build: 1 }]);
+        assert_eq!(machine.state(), ServiceState::Building);
+        let effects = machine.step(Input::BuildFinished { build: 1, result: Ok(()) }, now);
+        assert_eq!(actions(&effects), vec![Effect::Spawn { generation: g(1) }]);
+        machine.step(spawned(1, 100), now);
+        machine.step(Input::Redeploy, now);
+        let effects = machine.step(Input::BuildFinished { build: 2, result: Err("exit 101".into()) }, now);
+        assert_eq!(actions(&effects), vec![]);
+        assert!(machine.last_build_failed());
+        assert_eq!(machine.pid(), Some(100));
+        assert_eq!(machine.state(), ServiceState::Running);
+        assert_eq!(actions(&machine.step(Input::Redeploy, now)), vec![Effect::Build { build: 3 }]);
+    }
+
+    #[test]
+    fn a_change_during_a_build_cancels_it_and_the_latest_wins() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy { has_build: true, ..policy() });
+        machine.step(Input::Start, now);
+        machine.step(Input::BuildFinished { build: 1, result: Ok(()) }, now);
+        machine.step(spawned(1, 100), now);
+        machine.step(Input::Redeploy, now);
+        assert_eq!(
+            actions(&machine.step(Input::Redeploy, now)),
+            vec![Effect::CancelBuild { build: 2 }, Effect::Build { build: 3 }]
+        );
+        assert_eq!(machine.step(Input::BuildFinished { build: 2, result: Ok(()) }, now), vec![]);
+        let effects = machine.step(Input::BuildFinished { build: 3, result: Ok(()) }, now);
+        assert!(actions(&effects).contains(&Effect::Signal { generation: g(1), signal: TERM }));
+    }
+
+    #[test]
+    fn unhealthy_instance_is_restarted_through_the_backoff() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy { has_health: true, ..policy() });
+        running(&mut machine, now);
+        assert_eq!(machine.state(), ServiceState::Starting);
+        machine.step(healthy(1, true), now);
+        let effects = machine.step(healthy(1, false), now);
+        assert!(actions(&effects).contains(&Effect::Signal { generation: g(1), signal: TERM }));
+        let effects = machine.step(exited(1, 143), now);
+        assert_eq!(
+            actions(&effects),
+            vec![
+                Effect::Cleanup { generation: g(1) },
+                Effect::SetTimer { timer: Timer::RestartDelay { id: 1 }, after: ms(100) },
+            ]
+        );
+        assert_eq!(machine.restarts(), 1);
+    }
+
+    #[test]
+    fn spawn_failure_counts_as_a_crash() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        machine.step(Input::Start, now);
+        let effects = machine.step(Input::SpawnFailed { generation: g(1), reason: "port 7001 busy".into() }, now);
+        assert_eq!(
+            actions(&effects),
+            vec![Effect::SetTimer { timer: Timer::RestartDelay { id: 1 }, after: ms(100) }]
+        );
+    }
+
+    #[test]
+    fn start_after_failed_resets_the_crash_count() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy { restart: RestartPolicy::Never, ..policy() });
+        running(&mut machine, now);
+        machine.step(exited(1, 1), now);
+        assert_eq!(machine.state(), ServiceState::Failed);
+        assert_eq!(actions(&machine.step(Input::Start, now)), vec![Effect::Spawn { generation: g(2) }]);
+    }
+}
