@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// Every instance of a service gets a new generation; exits, probe results and timers
 /// carry it, and those of an old generation are ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(transparent)]
 pub struct Generation(pub u64);
 
@@ -69,13 +71,19 @@ impl ServiceState {
     pub fn is_up(self) -> bool {
         matches!(
             self,
-            ServiceState::Starting | ServiceState::Running | ServiceState::Healthy | ServiceState::Unhealthy
+            ServiceState::Starting
+                | ServiceState::Running
+                | ServiceState::Healthy
+                | ServiceState::Unhealthy
         )
     }
 
     /// The service reached what `--wait` waits for.
     pub fn is_ready(self) -> bool {
-        matches!(self, ServiceState::Running | ServiceState::Healthy | ServiceState::Completed)
+        matches!(
+            self,
+            ServiceState::Running | ServiceState::Healthy | ServiceState::Completed
+        )
     }
 }
 
@@ -105,11 +113,19 @@ impl fmt::Display for ServiceKindName {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
-    Start { services: Vec<String> },
-    Stop { services: Vec<String> },
-    Restart { services: Vec<String> },
+    Start {
+        services: Vec<String>,
+    },
+    Stop {
+        services: Vec<String>,
+    },
+    Restart {
+        services: Vec<String>,
+    },
     /// Rebuild (if the service has a build) and replace the running instance.
-    Redeploy { services: Vec<String> },
+    Redeploy {
+        services: Vec<String>,
+    },
     /// Re-read the manifest and apply the difference.
     Reload,
     /// Stop everything in reverse dependency order, then end the supervisor.
@@ -159,23 +175,54 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
-    StateChanged { state: ServiceState },
-    Started { pid: Option<u32>, container: Option<String> },
-    StartFailed { reason: String },
-    Exited { status: ExitStatus, restart_in_ms: Option<u64>, restart_count: u32 },
-    GaveUp { crashes: u32, window_ms: u64 },
+    StateChanged {
+        state: ServiceState,
+    },
+    Started {
+        pid: Option<u32>,
+        container: Option<String>,
+    },
+    StartFailed {
+        reason: String,
+    },
+    Exited {
+        status: ExitStatus,
+        restart_in_ms: Option<u64>,
+        restart_count: u32,
+    },
+    GaveUp {
+        crashes: u32,
+        window_ms: u64,
+    },
     Healthy,
-    Unhealthy { reason: String },
+    Unhealthy {
+        reason: String,
+    },
     BuildStarted,
-    BuildFailed { reason: String },
-    BuildSucceeded { duration_ms: u64 },
+    BuildFailed {
+        reason: String,
+    },
+    BuildSucceeded {
+        duration_ms: u64,
+    },
     BuildCancelled,
-    Redeployed { from: Generation },
-    RedeployAborted { reason: String },
-    RedeployPaused { reason: String },
-    WaitingFor { dependency: String, condition: String },
+    Redeployed {
+        from: Generation,
+    },
+    RedeployAborted {
+        reason: String,
+    },
+    RedeployPaused {
+        reason: String,
+    },
+    WaitingFor {
+        dependency: String,
+        condition: String,
+    },
     StopTimedOut,
-    Message { text: String },
+    Message {
+        text: String,
+    },
 }
 
 impl fmt::Display for EventKind {
@@ -183,15 +230,27 @@ impl fmt::Display for EventKind {
         match self {
             EventKind::StateChanged { state } => write!(f, "{state}"),
             EventKind::Started { pid: Some(pid), .. } => write!(f, "started (pid {pid})"),
-            EventKind::Started { container: Some(id), .. } => {
+            EventKind::Started {
+                container: Some(id),
+                ..
+            } => {
                 write!(f, "started (container {})", short_id(id))
             }
             EventKind::Started { .. } => f.write_str("started"),
             EventKind::StartFailed { reason } => write!(f, "failed to start: {reason}"),
-            EventKind::Exited { status, restart_in_ms: Some(delay), restart_count } => {
-                write!(f, "{status}, restart {restart_count} in {}", format_duration_ms(*delay))
+            EventKind::Exited {
+                status,
+                restart_in_ms: Some(delay),
+                restart_count,
+            } => {
+                write!(
+                    f,
+                    "{status}, restart {restart_count} in {}",
+                    format_duration_ms(*delay)
+                )
             }
             EventKind::Exited { status, .. } => write!(f, "{status}"),
+            EventKind::Stopped { status } => write!(f, "stopped ({status})"),
             EventKind::GaveUp { crashes, window_ms } => write!(
                 f,
                 "failed: crashed {crashes} times within {}, not restarting",
@@ -206,9 +265,14 @@ impl fmt::Display for EventKind {
             }
             EventKind::BuildCancelled => f.write_str("build cancelled: a newer change arrived"),
             EventKind::Redeployed { from } => write!(f, "redeployed (generation {from} replaced)"),
-            EventKind::RedeployAborted { reason } => write!(f, "redeploy aborted, old instance kept: {reason}"),
+            EventKind::RedeployAborted { reason } => {
+                write!(f, "redeploy aborted, old instance kept: {reason}")
+            }
             EventKind::RedeployPaused { reason } => write!(f, "redeploys paused: {reason}"),
-            EventKind::WaitingFor { dependency, condition } => {
+            EventKind::WaitingFor {
+                dependency,
+                condition,
+            } => {
                 write!(f, "waiting for {dependency} to be {condition}")
             }
             EventKind::StopTimedOut => f.write_str("did not stop in time, sent SIGKILL"),
@@ -272,7 +336,7 @@ pub fn format_duration_ms(ms: u64) -> String {
         format!("{ms}ms")
     } else if ms < 60_000 {
         let tenths = ms / 100;
-        if tenths % 10 == 0 {
+        if tenths.is_multiple_of(10) {
             format!("{}s", tenths / 10)
         } else {
             format!("{}.{}s", tenths / 10, tenths % 10)
@@ -303,7 +367,10 @@ mod tests {
 
     #[test]
     fn status_lines_match_the_documented_wording() {
-        let started = EventKind::Started { pid: Some(4242), container: None };
+        let started = EventKind::Started {
+            pid: Some(4242),
+            container: None,
+        };
         assert_eq!(started.to_string(), "started (pid 4242)");
         let exited = EventKind::Exited {
             status: ExitStatus::Code(1),
@@ -315,7 +382,9 @@ mod tests {
 
     #[test]
     fn commands_cross_the_wire_unchanged() -> Result<(), serde_json::Error> {
-        let command = Command::Restart { services: vec!["users".into()] };
+        let command = Command::Restart {
+            services: vec!["users".into()],
+        };
         let json = serde_json::to_string(&command)?;
         assert_eq!(json, r#"{"command":"restart","services":["users"]}"#);
         assert_eq!(serde_json::from_str::<Command>(&json)?, command);

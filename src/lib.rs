@@ -1,3 +1,19 @@
+//! fleet: a local orchestrator and dev runtime for many services.
+//!
+//! # Theory of operation
+//! `fleet up` loads `fleet.toml` ([`manifest`]) and starts one [`supervisor`] task,
+//! which owns one runner task per service ([`service::runner`]). A runner feeds every
+//! input (commands, exits, probe verdicts, build results, timers) to its service's pure
+//! state machine ([`service::state`]) and carries out the effects it returns through
+//! [`runtime`], the only module that makes process syscalls. Output goes straight from
+//! the service's pipes into its log file ([`logs`]) and from there to live viewers.
+//! The supervisor publishes a [`event::Snapshot`] and [`event::Event`]s; the CLI and
+//! the TUI only ever read those.
+pub mod cli;
 pub mod event;
+pub mod health;
+pub mod logs;
 pub mod manifest;
+pub mod runtime;
 pub mod service;
+pub mod supervisor;

@@ -127,13 +127,36 @@ pub enum CommandLine {
 }
 
 impl CommandLine {
-    /// The argv that runs this command.
+    /// The argv that runs this command. A string with nothing for a shell to interpret
+    /// (no quotes, variables, globs, redirections or operators) is split on whitespace
+    /// and exec'd directly, as a shell would do anyway: the service is then fleet's own
+    /// child, gets signals first-hand, and its pid is the one `LISTEN_PID` names.
     pub fn argv(&self) -> Vec<String> {
         match self {
+            CommandLine::Shell(script) if is_plain_words(script) => {
+                script.split_whitespace().map(str::to_string).collect()
+            }
             CommandLine::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
             CommandLine::Argv(argv) => argv.clone(),
         }
     }
+}
+
+/// Whether a shell would run `script` as one plain command with these words.
+fn is_plain_words(script: &str) -> bool {
+    const SHELL_SYNTAX: &[char] = &[
+        '|', '&', ';', '<', '>', '(', ')', '$', '`', '\\', '"', '\'', '*', '?', '[', ']', '#', '~',
+        '%', '{', '}', '!', '\n',
+    ];
+    let mut words = script.split_whitespace();
+    let first = words.next();
+    // A shell builtin or keyword as the first word needs the shell.
+    const BUILTINS: &[&str] = &[
+        "cd", "exec", "export", "set", "ulimit", "umask", "source", ".", "eval", "trap", "wait",
+        "if", "for", "while", "until", "case", "read",
+    ];
+    first.is_some_and(|word| !BUILTINS.contains(&word) && !word.contains('='))
+        && !script.contains(SHELL_SYNTAX)
 }
 
 impl std::fmt::Display for CommandLine {
@@ -244,7 +267,13 @@ pub struct HealthSpec {
 pub enum Probe {
     /// GET `path` from `host:port`; 2xx is healthy, and the body must contain
     /// `expect_body` when given.
-    Http { url: String, host: String, port: u16, path: String, expect_body: Option<String> },
+    Http {
+        url: String,
+        host: String,
+        port: u16,
+        path: String,
+        expect_body: Option<String>,
+    },
     /// A TCP connect succeeds.
     Tcp { host: String, port: u16 },
     /// The command exits 0 (run in the service's cwd and env).
@@ -262,7 +291,11 @@ pub enum Probe {
 /// nearest parent folder that has one.
 pub fn find(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, ManifestError> {
     if let Some(path) = explicit {
-        let path = if path.is_absolute() { path.to_path_buf() } else { start.join(path) };
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            start.join(path)
+        };
         return Ok(path);
     }
     let mut dir = Some(start);
@@ -278,7 +311,8 @@ pub fn find(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, ManifestEr
 
 /// Reads, parses and validates the manifest at `path`.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-    let source = std::fs::read_to_string(path).map_err(|err| ManifestError::unreadable(path, &err))?;
+    let source =
+        std::fs::read_to_string(path).map_err(|err| ManifestError::unreadable(path, &err))?;
     parse(path, &source)
 }
 

@@ -50,13 +50,18 @@ mod tests {
     use super::*;
 
     fn spec(initial_ms: u64, max_ms: u64) -> BackoffSpec {
-        BackoffSpec { initial: Duration::from_millis(initial_ms), max: Duration::from_millis(max_ms) }
+        BackoffSpec {
+            initial: Duration::from_millis(initial_ms),
+            max: Duration::from_millis(max_ms),
+        }
     }
 
     #[test]
     fn delay_doubles_per_consecutive_crash_up_to_the_cap() {
         let spec = spec(100, 1000);
-        let delays: Vec<u64> = (1..=6).map(|n| restart_delay(&spec, n).as_millis() as u64).collect();
+        let delays: Vec<u64> = (1..=6)
+            .map(|n| restart_delay(&spec, n).as_millis() as u64)
+            .collect();
         assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
     }
 
@@ -67,7 +72,10 @@ mod tests {
 
     #[test]
     fn huge_crash_counts_do_not_overflow() {
-        assert_eq!(restart_delay(&spec(100, 30_000), u32::MAX), Duration::from_secs(30));
+        assert_eq!(
+            restart_delay(&spec(100, 30_000), u32::MAX),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -1,3 +1,4 @@
 //! One runner per service: owns that service's instances and its state machine.
 pub mod backoff;
+pub mod runner;
 pub mod state;

@@ -75,12 +75,29 @@ pub enum Input {
     Redeploy,
     /// SIGKILL every instance now and stay down (second Ctrl-C).
     Kill,
-    Spawned { generation: Generation, pid: Option<u32>, container: Option<String> },
-    SpawnFailed { generation: Generation, reason: String },
-    Exited { generation: Generation, status: ExitStatus },
+    Spawned {
+        generation: Generation,
+        pid: Option<u32>,
+        container: Option<String>,
+    },
+    SpawnFailed {
+        generation: Generation,
+        reason: String,
+    },
+    Exited {
+        generation: Generation,
+        status: ExitStatus,
+    },
     /// The health checker's verdict changed for an instance.
-    Health { generation: Generation, healthy: bool, reason: String },
-    BuildFinished { build: BuildId, result: Result<(), String> },
+    Health {
+        generation: Generation,
+        healthy: bool,
+        reason: String,
+    },
+    BuildFinished {
+        build: BuildId,
+        result: Result<(), String>,
+    },
     Timer(Timer),
 }
 
@@ -96,19 +113,38 @@ pub enum Timer {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Build { build: BuildId },
+    Build {
+        build: BuildId,
+    },
     /// Kill the build's whole process group; its result will be ignored.
-    CancelBuild { build: BuildId },
-    Spawn { generation: Generation },
+    CancelBuild {
+        build: BuildId,
+    },
+    Spawn {
+        generation: Generation,
+    },
     /// Send `signal` to the instance's process group (or the container).
-    Signal { generation: Generation, signal: i32 },
+    Signal {
+        generation: Generation,
+        signal: i32,
+    },
     /// SIGKILL the instance's process group and everything it started.
-    Kill { generation: Generation },
+    Kill {
+        generation: Generation,
+    },
     /// The instance's main process is gone: kill and reap what it left behind, and
     /// stop its probes. Carried out before any later effect.
-    Cleanup { generation: Generation },
-    SetTimer { timer: Timer, after: Duration },
-    Emit { generation: Generation, event: EventKind },
+    Cleanup {
+        generation: Generation,
+    },
+    SetTimer {
+        timer: Timer,
+        after: Duration,
+    },
+    Emit {
+        generation: Generation,
+        event: EventKind,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,7 +298,9 @@ impl ServiceMachine {
     }
 
     pub fn container(&self) -> Option<&str> {
-        self.active.as_ref().and_then(|instance| instance.container.as_deref())
+        self.active
+            .as_ref()
+            .and_then(|instance| instance.container.as_deref())
     }
 
     pub fn started_at(&self) -> Option<Instant> {
@@ -313,17 +351,25 @@ impl ServiceMachine {
             Input::Kill => self.on_stop(true, &mut effects),
             Input::Restart => self.on_redeploy(RedeployStrategy::StopFirst, now, &mut effects),
             Input::Redeploy => self.on_redeploy(self.policy.redeploy, now, &mut effects),
-            Input::Spawned { generation, pid, container } => {
-                self.on_spawned(generation, pid, container, &mut effects)
-            }
+            Input::Spawned {
+                generation,
+                pid,
+                container,
+            } => self.on_spawned(generation, pid, container, &mut effects),
             Input::SpawnFailed { generation, reason } => {
                 self.on_spawn_failed(generation, reason, now, &mut effects)
             }
-            Input::Exited { generation, status } => self.on_exited(generation, status, now, &mut effects),
-            Input::Health { generation, healthy, reason } => {
-                self.on_health(generation, healthy, reason, &mut effects)
+            Input::Exited { generation, status } => {
+                self.on_exited(generation, status, now, &mut effects)
             }
-            Input::BuildFinished { build, result } => self.on_build_finished(build, result, now, &mut effects),
+            Input::Health {
+                generation,
+                healthy,
+                reason,
+            } => self.on_health(generation, healthy, reason, &mut effects),
+            Input::BuildFinished { build, result } => {
+                self.on_build_finished(build, result, now, &mut effects)
+            }
             Input::Timer(timer) => self.on_timer(timer, now, &mut effects),
         }
         let after = self.state();
@@ -338,7 +384,11 @@ impl ServiceMachine {
 
     fn on_start(&mut self, now: Instant, effects: &mut Vec<Effect>) {
         self.want_up = true;
-        if self.active.is_some() || self.candidate.is_some() || self.build.is_some() || self.start_after_retire {
+        if self.active.is_some()
+            || self.candidate.is_some()
+            || self.build.is_some()
+            || self.start_after_retire
+        {
             return;
         }
         self.terminal = None;
@@ -374,7 +424,9 @@ impl ServiceMachine {
             for retiring in &mut self.retiring {
                 if !retiring.killed {
                     retiring.killed = true;
-                    effects.push(Effect::Kill { generation: retiring.instance.generation });
+                    effects.push(Effect::Kill {
+                        generation: retiring.instance.generation,
+                    });
                 }
             }
         }
@@ -391,7 +443,10 @@ impl ServiceMachine {
         if let Some(build) = self.build.take() {
             // The latest source wins: a change during a build cancels it.
             effects.push(Effect::CancelBuild { build: build.id });
-            effects.push(Effect::Emit { generation: self.generation(), event: EventKind::BuildCancelled });
+            effects.push(Effect::Emit {
+                generation: self.generation(),
+                event: EventKind::BuildCancelled,
+            });
         }
         if self.policy.has_build {
             self.start_build(BuildPurpose::Replace(strategy), effects);
@@ -404,7 +459,10 @@ impl ServiceMachine {
         let id = self.take_id();
         self.build = Some(BuildRun { id, purpose });
         effects.push(Effect::Build { build: id });
-        effects.push(Effect::Emit { generation: self.generation(), event: EventKind::BuildStarted });
+        effects.push(Effect::Emit {
+            generation: self.generation(),
+            event: EventKind::BuildStarted,
+        });
     }
 
     fn on_build_finished(
@@ -441,7 +499,9 @@ impl ServiceMachine {
                 self.last_build_failed = true;
                 effects.push(Effect::Emit {
                     generation: self.generation(),
-                    event: EventKind::BuildFailed { reason: reason.clone() },
+                    event: EventKind::BuildFailed {
+                        reason: reason.clone(),
+                    },
                 });
                 if self.active.is_none() && self.candidate.is_none() && self.retiring.is_empty() {
                     self.terminal = Some(Terminal::Failed);
@@ -487,15 +547,31 @@ impl ServiceMachine {
 
     fn spawn_active(&mut self, now: Instant, effects: &mut Vec<Effect>) {
         let generation = self.take_generation();
-        self.active = Some(Instance { generation, pid: None, container: None, started_at: now, health: Health::Pending });
+        self.active = Some(Instance {
+            generation,
+            pid: None,
+            container: None,
+            started_at: now,
+            health: Health::Pending,
+        });
         effects.push(Effect::Spawn { generation });
     }
 
     fn retire(&mut self, instance: Instance, reason: StopReason, effects: &mut Vec<Effect>) {
         let generation = instance.generation;
-        effects.push(Effect::Signal { generation, signal: self.policy.stop_signal });
-        effects.push(Effect::SetTimer { timer: Timer::StopTimeout { generation }, after: self.policy.stop_timeout });
-        self.retiring.push(Retiring { instance, reason, killed: false });
+        effects.push(Effect::Signal {
+            generation,
+            signal: self.policy.stop_signal,
+        });
+        effects.push(Effect::SetTimer {
+            timer: Timer::StopTimeout { generation },
+            after: self.policy.stop_timeout,
+        });
+        self.retiring.push(Retiring {
+            instance,
+            reason,
+            killed: false,
+        });
     }
 
     fn on_spawned(
@@ -505,55 +581,113 @@ impl ServiceMachine {
         container: Option<String>,
         effects: &mut Vec<Effect>,
     ) {
-        let event = EventKind::Started { pid, container: container.clone() };
+        let event = EventKind::Started {
+            pid,
+            container: container.clone(),
+        };
         if let Some(active) = self.active.as_mut().filter(|i| i.generation == generation) {
             active.pid = pid;
             active.container = container;
             effects.push(Effect::Emit { generation, event });
-            effects.push(Effect::SetTimer { timer: Timer::Stable { generation }, after: STABLE_UPTIME });
-        } else if let Some(candidate) = self.candidate.as_mut().filter(|i| i.generation == generation) {
+            effects.push(Effect::SetTimer {
+                timer: Timer::Stable { generation },
+                after: STABLE_UPTIME,
+            });
+        } else if let Some(candidate) = self
+            .candidate
+            .as_mut()
+            .filter(|i| i.generation == generation)
+        {
             candidate.pid = pid;
             candidate.container = container;
             effects.push(Effect::Emit { generation, event });
             if !self.policy.has_health {
                 self.promote_candidate(effects);
             }
-        } else if let Some(retiring) = self.retiring.iter_mut().find(|r| r.instance.generation == generation) {
+        } else if let Some(retiring) = self
+            .retiring
+            .iter_mut()
+            .find(|r| r.instance.generation == generation)
+        {
             retiring.instance.pid = pid;
             retiring.instance.container = container;
         }
     }
 
-    fn on_spawn_failed(&mut self, generation: Generation, reason: String, now: Instant, effects: &mut Vec<Effect>) {
-        if self.active.as_ref().is_some_and(|i| i.generation == generation) {
+    fn on_spawn_failed(
+        &mut self,
+        generation: Generation,
+        reason: String,
+        now: Instant,
+        effects: &mut Vec<Effect>,
+    ) {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|i| i.generation == generation)
+        {
             self.active = None;
-            effects.push(Effect::Emit { generation, event: EventKind::StartFailed { reason: reason.clone() } });
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::StartFailed {
+                    reason: reason.clone(),
+                },
+            });
             self.after_crash(generation, None, Some(reason), now, effects);
-        } else if self.candidate.as_ref().is_some_and(|i| i.generation == generation) {
+        } else if self
+            .candidate
+            .as_ref()
+            .is_some_and(|i| i.generation == generation)
+        {
             self.candidate = None;
             self.last_build_failed = false;
-            effects.push(Effect::Emit { generation, event: EventKind::RedeployAborted { reason } });
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::RedeployAborted { reason },
+            });
         } else {
-            self.retiring.retain(|r| r.instance.generation != generation);
+            self.retiring
+                .retain(|r| r.instance.generation != generation);
             self.after_retired(now, effects);
         }
     }
 
-    fn on_exited(&mut self, generation: Generation, status: ExitStatus, now: Instant, effects: &mut Vec<Effect>) {
-        if self.active.as_ref().is_some_and(|i| i.generation == generation) {
+    fn on_exited(
+        &mut self,
+        generation: Generation,
+        status: ExitStatus,
+        now: Instant,
+        effects: &mut Vec<Effect>,
+    ) {
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|i| i.generation == generation)
+        {
             self.active = None;
             effects.push(Effect::Cleanup { generation });
             self.after_crash(generation, Some(status), None, now, effects);
-        } else if self.candidate.as_ref().is_some_and(|i| i.generation == generation) {
+        } else if self
+            .candidate
+            .as_ref()
+            .is_some_and(|i| i.generation == generation)
+        {
             self.candidate = None;
             effects.push(Effect::Cleanup { generation });
             effects.push(Effect::Emit {
                 generation,
-                event: EventKind::RedeployAborted { reason: format!("new instance {status}") },
+                event: EventKind::RedeployAborted {
+                    reason: format!("new instance {status}"),
+                },
             });
-        } else if let Some(index) = self.retiring.iter().position(|r| r.instance.generation == generation) {
+        } else if let Some(index) = self
+            .retiring
+            .iter()
+            .position(|r| r.instance.generation == generation)
+        {
             let retired = self.retiring.remove(index);
             effects.push(Effect::Cleanup { generation });
+            effects.push(Effect::Emit { generation, event: EventKind::Stopped { status } });
             if retired.reason == StopReason::Unhealthy && self.want_up && self.active.is_none() {
                 self.after_crash(generation, Some(status), None, now, effects);
             } else {
@@ -589,14 +723,22 @@ impl ServiceMachine {
                 RestartPolicy::Never => false,
             };
         if !restart {
-            self.terminal = Some(if succeeded { Terminal::Completed } else { Terminal::Failed });
+            self.terminal = Some(if succeeded {
+                Terminal::Completed
+            } else {
+                Terminal::Failed
+            });
             if let Some(status) = status {
                 if !succeeded {
                     self.failure = Some(status.to_string());
                 }
                 effects.push(Effect::Emit {
                     generation,
-                    event: EventKind::Exited { status, restart_in_ms: None, restart_count: self.restarts },
+                    event: EventKind::Exited {
+                        status,
+                        restart_in_ms: None,
+                        restart_count: self.restarts,
+                    },
                 });
             } else {
                 self.failure = spawn_error;
@@ -609,12 +751,19 @@ impl ServiceMachine {
             if let Some(status) = status {
                 effects.push(Effect::Emit {
                     generation,
-                    event: EventKind::Exited { status, restart_in_ms: None, restart_count: self.restarts },
+                    event: EventKind::Exited {
+                        status,
+                        restart_in_ms: None,
+                        restart_count: self.restarts,
+                    },
                 });
             }
             let window_ms = self.policy.restart_window.as_millis() as u64;
             self.failure = Some(format!("crashed {crashes} times within the restart window"));
-            effects.push(Effect::Emit { generation, event: EventKind::GaveUp { crashes, window_ms } });
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::GaveUp { crashes, window_ms },
+            });
             return;
         }
         self.consecutive_crashes += 1;
@@ -635,37 +784,66 @@ impl ServiceMachine {
         } else {
             let id = self.take_id();
             self.backoff_timer = Some(id);
-            effects.push(Effect::SetTimer { timer: Timer::RestartDelay { id }, after: delay });
+            effects.push(Effect::SetTimer {
+                timer: Timer::RestartDelay { id },
+                after: delay,
+            });
         }
     }
 
-    fn on_health(&mut self, generation: Generation, healthy: bool, reason: String, effects: &mut Vec<Effect>) {
-        if self.candidate.as_ref().is_some_and(|i| i.generation == generation) {
+    fn on_health(
+        &mut self,
+        generation: Generation,
+        healthy: bool,
+        reason: String,
+        effects: &mut Vec<Effect>,
+    ) {
+        if self
+            .candidate
+            .as_ref()
+            .is_some_and(|i| i.generation == generation)
+        {
             if healthy {
                 self.promote_candidate(effects);
             } else if let Some(candidate) = self.candidate.take() {
                 effects.push(Effect::Emit {
                     generation,
-                    event: EventKind::RedeployAborted { reason: format!("new instance never became healthy: {reason}") },
+                    event: EventKind::RedeployAborted {
+                        reason: format!("new instance never became healthy: {reason}"),
+                    },
                 });
                 effects.push(Effect::Kill { generation });
-                self.retiring.push(Retiring { instance: candidate, reason: StopReason::Discarded, killed: true });
+                self.retiring.push(Retiring {
+                    instance: candidate,
+                    reason: StopReason::Discarded,
+                    killed: true,
+                });
             }
             return;
         }
         let Some(active) = self.active.as_mut().filter(|i| i.generation == generation) else {
             return;
         };
-        let new_health = if healthy { Health::Healthy } else { Health::Unhealthy };
+        let new_health = if healthy {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        };
         if active.health == new_health {
             return;
         }
         active.health = new_health;
         if healthy {
-            effects.push(Effect::Emit { generation, event: EventKind::Healthy });
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::Healthy,
+            });
             return;
         }
-        effects.push(Effect::Emit { generation, event: EventKind::Unhealthy { reason } });
+        effects.push(Effect::Emit {
+            generation,
+            event: EventKind::Unhealthy { reason },
+        });
         if self.policy.restart_on_unhealthy {
             if let Some(active) = self.active.take() {
                 self.retire(active, StopReason::Unhealthy, effects);
@@ -674,19 +852,34 @@ impl ServiceMachine {
     }
 
     fn promote_candidate(&mut self, effects: &mut Vec<Effect>) {
-        let Some(mut candidate) = self.candidate.take() else { return };
+        let Some(mut candidate) = self.candidate.take() else {
+            return;
+        };
         let generation = candidate.generation;
-        candidate.health = if self.policy.has_health { Health::Healthy } else { Health::Pending };
+        candidate.health = if self.policy.has_health {
+            Health::Healthy
+        } else {
+            Health::Pending
+        };
         let old = self.active.replace(candidate);
         if let Some(old) = old {
             let from = old.generation;
             self.retire(old, StopReason::Requested, effects);
-            effects.push(Effect::Emit { generation, event: EventKind::Redeployed { from } });
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::Redeployed { from },
+            });
         }
         if self.policy.has_health {
-            effects.push(Effect::Emit { generation, event: EventKind::Healthy });
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::Healthy,
+            });
         }
-        effects.push(Effect::SetTimer { timer: Timer::Stable { generation }, after: STABLE_UPTIME });
+        effects.push(Effect::SetTimer {
+            timer: Timer::Stable { generation },
+            after: STABLE_UPTIME,
+        });
     }
 
     fn on_timer(&mut self, timer: Timer, now: Instant, effects: &mut Vec<Effect>) {
@@ -700,16 +893,25 @@ impl ServiceMachine {
                 }
             }
             Timer::StopTimeout { generation } => {
-                if let Some(retiring) =
-                    self.retiring.iter_mut().find(|r| r.instance.generation == generation && !r.killed)
+                if let Some(retiring) = self
+                    .retiring
+                    .iter_mut()
+                    .find(|r| r.instance.generation == generation && !r.killed)
                 {
                     retiring.killed = true;
                     effects.push(Effect::Kill { generation });
-                    effects.push(Effect::Emit { generation, event: EventKind::StopTimedOut });
+                    effects.push(Effect::Emit {
+                        generation,
+                        event: EventKind::StopTimedOut,
+                    });
                 }
             }
             Timer::Stable { generation } => {
-                if self.active.as_ref().is_some_and(|i| i.generation == generation) {
+                if self
+                    .active
+                    .as_ref()
+                    .is_some_and(|i| i.generation == generation)
+                {
                     self.consecutive_crashes = 0;
                 }
             }
@@ -741,7 +943,10 @@ mod tests {
             restart: RestartPolicy::OnFailure,
             max_restarts: 3,
             restart_window: Duration::from_secs(60),
-            backoff: BackoffSpec { initial: Duration::from_millis(100), max: Duration::from_millis(1000) },
+            backoff: BackoffSpec {
+                initial: Duration::from_millis(100),
+                max: Duration::from_millis(1000),
+            },
             stop_signal: TERM,
             stop_timeout: Duration::from_secs(10),
             has_build: false,
@@ -761,7 +966,11 @@ mod tests {
 
     /// Effects other than events, which most tables don't care about.
     fn actions(effects: &[Effect]) -> Vec<Effect> {
-        effects.iter().filter(|e| !matches!(e, Effect::Emit { .. })).cloned().collect()
+        effects
+            .iter()
+            .filter(|e| !matches!(e, Effect::Emit { .. }))
+            .cloned()
+            .collect()
     }
 
     fn events(effects: &[Effect]) -> Vec<EventKind> {
@@ -775,19 +984,33 @@ mod tests {
     }
 
     fn spawned(generation: u64, pid: u32) -> Input {
-        Input::Spawned { generation: g(generation), pid: Some(pid), container: None }
+        Input::Spawned {
+            generation: g(generation),
+            pid: Some(pid),
+            container: None,
+        }
     }
 
     fn exited(generation: u64, code: i32) -> Input {
-        Input::Exited { generation: g(generation), status: ExitStatus::Code(code) }
+        Input::Exited {
+            generation: g(generation),
+            status: ExitStatus::Code(code),
+        }
     }
 
     fn healthy(generation: u64, healthy: bool) -> Input {
-        Input::Health { generation: g(generation), healthy, reason: "probe".into() }
+        Input::Health {
+            generation: g(generation),
+            healthy,
+            reason: "probe".into(),
+        }
     }
 
     fn running(machine: &mut ServiceMachine, now: Instant) {
-        assert_eq!(actions(&machine.step(Input::Start, now)), vec![Effect::Spawn { generation: g(1) }]);
+        assert_eq!(
+            actions(&machine.step(Input::Start, now)),
+            vec![Effect::Spawn { generation: g(1) }]
+        );
         machine.step(spawned(1, 100), now);
     }
 
@@ -796,13 +1019,22 @@ mod tests {
         let now = Instant::now();
         let mut machine = ServiceMachine::new(policy());
         assert_eq!(machine.state(), ServiceState::Stopped);
-        assert_eq!(actions(&machine.step(Input::Start, now)), vec![Effect::Spawn { generation: g(1) }]);
+        assert_eq!(
+            actions(&machine.step(Input::Start, now)),
+            vec![Effect::Spawn { generation: g(1) }]
+        );
         let effects = machine.step(spawned(1, 100), now);
         assert_eq!(
             actions(&effects),
-            vec![Effect::SetTimer { timer: Timer::Stable { generation: g(1) }, after: STABLE_UPTIME }]
+            vec![Effect::SetTimer {
+                timer: Timer::Stable { generation: g(1) },
+                after: STABLE_UPTIME
+            }]
         );
-        assert!(events(&effects).contains(&EventKind::Started { pid: Some(100), container: None }));
+        assert!(events(&effects).contains(&EventKind::Started {
+            pid: Some(100),
+            container: None
+        }));
         assert_eq!(machine.state(), ServiceState::Running);
         assert_eq!(machine.pid(), Some(100));
     }
@@ -818,14 +1050,24 @@ mod tests {
             assert_eq!(
                 actions(&effects),
                 vec![
-                    Effect::Cleanup { generation: g(generation) },
-                    Effect::SetTimer { timer: Timer::RestartDelay { id: timer_id }, after: ms(delay) },
+                    Effect::Cleanup {
+                        generation: g(generation)
+                    },
+                    Effect::SetTimer {
+                        timer: Timer::RestartDelay { id: timer_id },
+                        after: ms(delay)
+                    },
                 ],
                 "crash of generation {generation}"
             );
             assert_eq!(machine.state(), ServiceState::Backoff);
             let effects = machine.step(Input::Timer(Timer::RestartDelay { id: timer_id }), now);
-            assert_eq!(actions(&effects), vec![Effect::Spawn { generation: g(generation + 1) }]);
+            assert_eq!(
+                actions(&effects),
+                vec![Effect::Spawn {
+                    generation: g(generation + 1)
+                }]
+            );
             machine.step(spawned(generation + 1, 100 + generation as u32), now);
         }
         assert_eq!(machine.restarts(), 3);
@@ -842,8 +1084,14 @@ mod tests {
             machine.step(spawned(generation + 1, 1), now);
         }
         let effects = machine.step(exited(4, 2), now);
-        assert_eq!(actions(&effects), vec![Effect::Cleanup { generation: g(4) }]);
-        assert!(events(&effects).contains(&EventKind::GaveUp { crashes: 4, window_ms: 60_000 }));
+        assert_eq!(
+            actions(&effects),
+            vec![Effect::Cleanup { generation: g(4) }]
+        );
+        assert!(events(&effects).contains(&EventKind::GaveUp {
+            crashes: 4,
+            window_ms: 60_000
+        }));
         assert_eq!(machine.state(), ServiceState::Failed);
         assert!(machine.is_idle());
     }
@@ -872,16 +1120,31 @@ mod tests {
         machine.step(spawned(2, 2), now);
         machine.step(Input::Timer(Timer::Stable { generation: g(2) }), now);
         let effects = machine.step(exited(2, 1), now);
-        assert!(actions(&effects).contains(&Effect::SetTimer { timer: Timer::RestartDelay { id: 2 }, after: ms(100) }));
+        assert!(actions(&effects).contains(&Effect::SetTimer {
+            timer: Timer::RestartDelay { id: 2 },
+            after: ms(100)
+        }));
     }
 
     #[test]
     fn zero_delay_restarts_in_the_same_step() {
         let now = Instant::now();
-        let mut machine = ServiceMachine::new(Policy { backoff: BackoffSpec { initial: ms(0), max: ms(0) }, ..policy() });
+        let mut machine = ServiceMachine::new(Policy {
+            backoff: BackoffSpec {
+                initial: ms(0),
+                max: ms(0),
+            },
+            ..policy()
+        });
         running(&mut machine, now);
         let effects = machine.step(exited(1, 1), now);
-        assert_eq!(actions(&effects), vec![Effect::Cleanup { generation: g(1) }, Effect::Spawn { generation: g(2) }]);
+        assert_eq!(
+            actions(&effects),
+            vec![
+                Effect::Cleanup { generation: g(1) },
+                Effect::Spawn { generation: g(2) }
+            ]
+        );
     }
 
     #[test]
@@ -895,7 +1158,10 @@ mod tests {
         ];
         for (restart, code, expected) in table {
             let now = Instant::now();
-            let mut machine = ServiceMachine::new(Policy { restart, ..policy() });
+            let mut machine = ServiceMachine::new(Policy {
+                restart,
+                ..policy()
+            });
             running(&mut machine, now);
             machine.step(exited(1, code), now);
             assert_eq!(machine.state(), expected, "{restart:?} exit {code}");
@@ -910,7 +1176,11 @@ mod tests {
         machine.step(exited(1, 1), now);
         machine.step(Input::Timer(Timer::RestartDelay { id: 1 }), now);
         machine.step(spawned(2, 200), now);
-        for stale in [exited(1, 1), healthy(1, false), Input::Timer(Timer::StopTimeout { generation: g(1) })] {
+        for stale in [
+            exited(1, 1),
+            healthy(1, false),
+            Input::Timer(Timer::StopTimeout { generation: g(1) }),
+        ] {
             assert_eq!(machine.step(stale, now), vec![]);
         }
         assert_eq!(machine.pid(), Some(200));
@@ -925,15 +1195,30 @@ mod tests {
         assert_eq!(
             actions(&machine.step(Input::Stop, now)),
             vec![
-                Effect::Signal { generation: g(1), signal: TERM },
-                Effect::SetTimer { timer: Timer::StopTimeout { generation: g(1) }, after: Duration::from_secs(10) },
+                Effect::Signal {
+                    generation: g(1),
+                    signal: TERM
+                },
+                Effect::SetTimer {
+                    timer: Timer::StopTimeout { generation: g(1) },
+                    after: Duration::from_secs(10)
+                },
             ]
         );
         assert_eq!(machine.state(), ServiceState::Stopping);
         let effects = machine.step(Input::Timer(Timer::StopTimeout { generation: g(1) }), now);
         assert_eq!(actions(&effects), vec![Effect::Kill { generation: g(1) }]);
-        let effects = machine.step(Input::Exited { generation: g(1), status: ExitStatus::Signal(9) }, now);
-        assert_eq!(actions(&effects), vec![Effect::Cleanup { generation: g(1) }]);
+        let effects = machine.step(
+            Input::Exited {
+                generation: g(1),
+                status: ExitStatus::Signal(9),
+            },
+            now,
+        );
+        assert_eq!(
+            actions(&effects),
+            vec![Effect::Cleanup { generation: g(1) }]
+        );
         assert_eq!(machine.state(), ServiceState::Stopped);
         assert!(machine.is_idle());
     }
@@ -954,10 +1239,19 @@ mod tests {
         let mut machine = ServiceMachine::new(policy());
         running(&mut machine, now);
         let effects = machine.step(Input::Restart, now);
-        assert!(actions(&effects).contains(&Effect::Signal { generation: g(1), signal: TERM }));
+        assert!(actions(&effects).contains(&Effect::Signal {
+            generation: g(1),
+            signal: TERM
+        }));
         assert_eq!(machine.state(), ServiceState::Stopping);
         let effects = machine.step(exited(1, 143), now);
-        assert_eq!(actions(&effects), vec![Effect::Cleanup { generation: g(1) }, Effect::Spawn { generation: g(2) }]);
+        assert_eq!(
+            actions(&effects),
+            vec![
+                Effect::Cleanup { generation: g(1) },
+                Effect::Spawn { generation: g(2) }
+            ]
+        );
         assert_eq!(machine.restarts(), 0, "a requested restart is not a crash");
     }
 
@@ -972,23 +1266,42 @@ mod tests {
         running(&mut machine, now);
         machine.step(healthy(1, true), now);
         assert_eq!(machine.state(), ServiceState::Healthy);
-        assert_eq!(actions(&machine.step(Input::Redeploy, now)), vec![Effect::Spawn { generation: g(2) }]);
+        assert_eq!(
+            actions(&machine.step(Input::Redeploy, now)),
+            vec![Effect::Spawn { generation: g(2) }]
+        );
         machine.step(spawned(2, 200), now);
-        assert_eq!(machine.pid(), Some(100), "the old instance serves until the new one is healthy");
+        assert_eq!(
+            machine.pid(),
+            Some(100),
+            "the old instance serves until the new one is healthy"
+        );
         let effects = machine.step(healthy(2, true), now);
         assert_eq!(
             actions(&effects),
             vec![
-                Effect::Signal { generation: g(1), signal: TERM },
-                Effect::SetTimer { timer: Timer::StopTimeout { generation: g(1) }, after: Duration::from_secs(10) },
-                Effect::SetTimer { timer: Timer::Stable { generation: g(2) }, after: STABLE_UPTIME },
+                Effect::Signal {
+                    generation: g(1),
+                    signal: TERM
+                },
+                Effect::SetTimer {
+                    timer: Timer::StopTimeout { generation: g(1) },
+                    after: Duration::from_secs(10)
+                },
+                Effect::SetTimer {
+                    timer: Timer::Stable { generation: g(2) },
+                    after: STABLE_UPTIME
+                },
             ]
         );
         assert!(events(&effects).contains(&EventKind::Redeployed { from: g(1) }));
         assert_eq!(machine.pid(), Some(200));
         assert_eq!(machine.state(), ServiceState::Healthy);
         let effects = machine.step(exited(1, 0), now);
-        assert_eq!(actions(&effects), vec![Effect::Cleanup { generation: g(1) }]);
+        assert_eq!(
+            actions(&effects),
+            vec![Effect::Cleanup { generation: g(1) }]
+        );
         assert_eq!(machine.state(), ServiceState::Healthy);
         assert_eq!(machine.restarts(), 0);
     }
@@ -1008,7 +1321,13 @@ mod tests {
         let effects = machine.step(healthy(2, false), now);
         assert_eq!(actions(&effects), vec![Effect::Kill { generation: g(2) }]);
         assert_eq!(machine.pid(), Some(100));
-        machine.step(Input::Exited { generation: g(2), status: ExitStatus::Signal(9) }, now);
+        machine.step(
+            Input::Exited {
+                generation: g(2),
+                status: ExitStatus::Signal(9),
+            },
+            now,
+        );
         assert_eq!(machine.state(), ServiceState::Healthy);
         assert_eq!(machine.pid(), Some(100));
     }
@@ -1016,53 +1335,110 @@ mod tests {
     #[test]
     fn failed_build_keeps_the_old_instance_and_the_next_change_retries() {
         let now = Instant::now();
-        let mut machine = ServiceMachine::new(Policy { has_build: true, ..policy() });
-        assert_eq!(actions(&machine.step(Input::Start, now)), vec![Effect::Build { build: 1 }]);
+        let mut machine = ServiceMachine::new(Policy {
+            has_build: true,
+            ..policy()
+        });
+        assert_eq!(
+            actions(&machine.step(Input::Start, now)),
+            vec![Effect::Build { build: 1 }]
+        );
         assert_eq!(machine.state(), ServiceState::Building);
-        let effects = machine.step(Input::BuildFinished { build: 1, result: Ok(()) }, now);
+        let effects = machine.step(
+            Input::BuildFinished {
+                build: 1,
+                result: Ok(()),
+            },
+            now,
+        );
         assert_eq!(actions(&effects), vec![Effect::Spawn { generation: g(1) }]);
         machine.step(spawned(1, 100), now);
         machine.step(Input::Redeploy, now);
-        let effects = machine.step(Input::BuildFinished { build: 2, result: Err("exit 101".into()) }, now);
+        let effects = machine.step(
+            Input::BuildFinished {
+                build: 2,
+                result: Err("exit 101".into()),
+            },
+            now,
+        );
         assert_eq!(actions(&effects), vec![]);
         assert!(machine.last_build_failed());
         assert_eq!(machine.pid(), Some(100));
         assert_eq!(machine.state(), ServiceState::Running);
-        assert_eq!(actions(&machine.step(Input::Redeploy, now)), vec![Effect::Build { build: 3 }]);
+        assert_eq!(
+            actions(&machine.step(Input::Redeploy, now)),
+            vec![Effect::Build { build: 3 }]
+        );
     }
 
     #[test]
     fn a_change_during_a_build_cancels_it_and_the_latest_wins() {
         let now = Instant::now();
-        let mut machine = ServiceMachine::new(Policy { has_build: true, ..policy() });
+        let mut machine = ServiceMachine::new(Policy {
+            has_build: true,
+            ..policy()
+        });
         machine.step(Input::Start, now);
-        machine.step(Input::BuildFinished { build: 1, result: Ok(()) }, now);
+        machine.step(
+            Input::BuildFinished {
+                build: 1,
+                result: Ok(()),
+            },
+            now,
+        );
         machine.step(spawned(1, 100), now);
         machine.step(Input::Redeploy, now);
         assert_eq!(
             actions(&machine.step(Input::Redeploy, now)),
             vec![Effect::CancelBuild { build: 2 }, Effect::Build { build: 3 }]
         );
-        assert_eq!(machine.step(Input::BuildFinished { build: 2, result: Ok(()) }, now), vec![]);
-        let effects = machine.step(Input::BuildFinished { build: 3, result: Ok(()) }, now);
-        assert!(actions(&effects).contains(&Effect::Signal { generation: g(1), signal: TERM }));
+        assert_eq!(
+            machine.step(
+                Input::BuildFinished {
+                    build: 2,
+                    result: Ok(())
+                },
+                now
+            ),
+            vec![]
+        );
+        let effects = machine.step(
+            Input::BuildFinished {
+                build: 3,
+                result: Ok(()),
+            },
+            now,
+        );
+        assert!(actions(&effects).contains(&Effect::Signal {
+            generation: g(1),
+            signal: TERM
+        }));
     }
 
     #[test]
     fn unhealthy_instance_is_restarted_through_the_backoff() {
         let now = Instant::now();
-        let mut machine = ServiceMachine::new(Policy { has_health: true, ..policy() });
+        let mut machine = ServiceMachine::new(Policy {
+            has_health: true,
+            ..policy()
+        });
         running(&mut machine, now);
         assert_eq!(machine.state(), ServiceState::Starting);
         machine.step(healthy(1, true), now);
         let effects = machine.step(healthy(1, false), now);
-        assert!(actions(&effects).contains(&Effect::Signal { generation: g(1), signal: TERM }));
+        assert!(actions(&effects).contains(&Effect::Signal {
+            generation: g(1),
+            signal: TERM
+        }));
         let effects = machine.step(exited(1, 143), now);
         assert_eq!(
             actions(&effects),
             vec![
                 Effect::Cleanup { generation: g(1) },
-                Effect::SetTimer { timer: Timer::RestartDelay { id: 1 }, after: ms(100) },
+                Effect::SetTimer {
+                    timer: Timer::RestartDelay { id: 1 },
+                    after: ms(100)
+                },
             ]
         );
         assert_eq!(machine.restarts(), 1);
@@ -1073,20 +1449,35 @@ mod tests {
         let now = Instant::now();
         let mut machine = ServiceMachine::new(policy());
         machine.step(Input::Start, now);
-        let effects = machine.step(Input::SpawnFailed { generation: g(1), reason: "port 7001 busy".into() }, now);
+        let effects = machine.step(
+            Input::SpawnFailed {
+                generation: g(1),
+                reason: "port 7001 busy".into(),
+            },
+            now,
+        );
         assert_eq!(
             actions(&effects),
-            vec![Effect::SetTimer { timer: Timer::RestartDelay { id: 1 }, after: ms(100) }]
+            vec![Effect::SetTimer {
+                timer: Timer::RestartDelay { id: 1 },
+                after: ms(100)
+            }]
         );
     }
 
     #[test]
     fn start_after_failed_resets_the_crash_count() {
         let now = Instant::now();
-        let mut machine = ServiceMachine::new(Policy { restart: RestartPolicy::Never, ..policy() });
+        let mut machine = ServiceMachine::new(Policy {
+            restart: RestartPolicy::Never,
+            ..policy()
+        });
         running(&mut machine, now);
         machine.step(exited(1, 1), now);
         assert_eq!(machine.state(), ServiceState::Failed);
-        assert_eq!(actions(&machine.step(Input::Start, now)), vec![Effect::Spawn { generation: g(2) }]);
+        assert_eq!(
+            actions(&machine.step(Input::Start, now)),
+            vec![Effect::Spawn { generation: g(2) }]
+        );
     }
 }

@@ -1,0 +1,502 @@
+//! Service output: the only writer of `.fleet/logs/<service>.log`.
+//!
+//! Every line a service prints is written to its file first, then offered to live
+//! viewers through one fleet-wide broadcast channel. A viewer that falls behind loses
+//! broadcast batches, never file lines, and can read the file back; so a slow terminal
+//! never slows a service down and nothing is lost.
+//!
+//! # File format
+//! One line per output line: `2026-11-26T06:25:08.123Z out <bytes>`, where the tag is
+//! `out` (stdout), `err` (stderr), `bld` (build output) or `---` (fleet's own lines,
+//! such as the boundary written at each start). The timestamp is fixed-width UTC, so
+//! files merge by plain byte comparison. Service bytes are written as they came,
+//! invalid UTF-8 included; readers decode lossily.
+//!
+//! # Rotation
+//! When a file grows past `log_max_size` it is renamed to `<service>.log.1` (older ones
+//! shift up, the oldest beyond `log_keep` is removed) and a new file is started.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::broadcast;
+
+use crate::event::now_ms;
+
+/// Read size for service pipes: large reads mean few syscalls when a service floods.
+const READ_CHUNK: usize = 256 * 1024;
+/// A line longer than this without a newline is written in pieces of this size, so a
+/// service printing one endless line cannot grow fleet's memory without bound.
+const MAX_LINE: usize = 64 * 1024;
+/// Broadcast capacity in batches (each batch is up to one read chunk). A viewer that
+/// lags further than this skips ahead and says so; the file keeps everything.
+const BROADCAST_BATCHES: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    Build,
+    Fleet,
+}
+
+impl Stream {
+    pub fn tag(self) -> &'static str {
+        match self {
+            Stream::Stdout => "out",
+            Stream::Stderr => "err",
+            Stream::Build => "bld",
+            Stream::Fleet => "---",
+        }
+    }
+
+    pub fn from_tag(tag: &[u8]) -> Option<Stream> {
+        match tag {
+            b"out" => Some(Stream::Stdout),
+            b"err" => Some(Stream::Stderr),
+            b"bld" => Some(Stream::Build),
+            b"---" => Some(Stream::Fleet),
+            _ => None,
+        }
+    }
+}
+
+/// Complete lines of one service, as they arrived, for live viewers.
+#[derive(Debug)]
+pub struct LogBatch {
+    pub service: Arc<str>,
+    pub stream: Stream,
+    pub at_ms: u64,
+    /// One or more lines, each ending in `\n`, bytes as the service wrote them.
+    pub lines: Vec<u8>,
+}
+
+impl LogBatch {
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.lines
+            .strip_suffix(b"\n")
+            .unwrap_or(&self.lines)
+            .split(|byte| *byte == b'\n')
+    }
+}
+
+/// The fleet-wide live feed of output lines.
+#[derive(Clone)]
+pub struct LogHub {
+    sender: broadcast::Sender<Arc<LogBatch>>,
+}
+
+impl Default for LogHub {
+    fn default() -> Self {
+        LogHub {
+            sender: broadcast::channel(BROADCAST_BATCHES).0,
+        }
+    }
+}
+
+impl LogHub {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogBatch>> {
+        self.sender.subscribe()
+    }
+
+    fn publish(&self, batch: LogBatch) {
+        if self.sender.receiver_count() > 0 {
+            // No receiver is not an error: nobody is watching live.
+            let _ = self.sender.send(Arc::new(batch));
+        }
+    }
+}
+
+struct LogFile {
+    file: File,
+    size: u64,
+}
+
+/// One service's log file. Shared by the stdout, stderr and build pumps of all its
+/// instances and by the runner's own lines; the mutex only orders whole writes.
+pub struct ServiceLog {
+    service: Arc<str>,
+    path: PathBuf,
+    max_size: u64,
+    keep: u32,
+    file: Mutex<LogFile>,
+    hub: LogHub,
+}
+
+impl ServiceLog {
+    pub fn open(
+        dir: &Path,
+        service: &str,
+        max_size: u64,
+        keep: u32,
+        hub: LogHub,
+    ) -> io::Result<Arc<ServiceLog>> {
+        std::fs::create_dir_all(dir)?;
+        let path = log_path(dir, service);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Arc::new(ServiceLog {
+            service: Arc::from(service),
+            path,
+            max_size,
+            keep,
+            file: Mutex::new(LogFile { file, size }),
+            hub,
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Writes fleet's own line (a start boundary, a status line) into the log.
+    pub fn write_fleet_line(&self, text: &str) {
+        let mut line = text.as_bytes().to_vec();
+        line.push(b'\n');
+        self.write_lines(Stream::Fleet, line);
+    }
+
+    /// Writes complete lines (each ending in `\n`), then publishes them.
+    fn write_lines(&self, stream: Stream, lines: Vec<u8>) {
+        let at_ms = now_ms();
+        let prefix = format!("{} {} ", format_timestamp(at_ms), stream.tag());
+        let mut out = Vec::with_capacity(lines.len() + (lines.len() / 40 + 1) * prefix.len());
+        for line in lines.split_inclusive(|byte| *byte == b'\n') {
+            out.extend_from_slice(prefix.as_bytes());
+            out.extend_from_slice(line);
+        }
+        if let Err(err) = self.append(&out) {
+            eprintln!("fleet: cannot write {}: {err}", self.path.display());
+        }
+        self.hub.publish(LogBatch {
+            service: self.service.clone(),
+            stream,
+            at_ms,
+            lines,
+        });
+    }
+
+    fn append(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut log = self
+            .file
+            .lock()
+            .map_err(|_| io::Error::other("log lock poisoned"))?;
+        if self.max_size > 0 && log.size > 0 && log.size + bytes.len() as u64 > self.max_size {
+            self.rotate(&mut log)?;
+        }
+        log.file.write_all(bytes)?;
+        log.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&self, log: &mut LogFile) -> io::Result<()> {
+        let rotated = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if self.keep == 0 {
+            log.file.set_len(0)?;
+            log.size = 0;
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(rotated(self.keep));
+        for n in (1..self.keep).rev() {
+            let _ = std::fs::rename(rotated(n), rotated(n + 1));
+        }
+        std::fs::rename(&self.path, rotated(1))?;
+        log.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        log.size = 0;
+        Ok(())
+    }
+
+    /// Copies a pipe into the log until the writer closes it. Lines are written whole;
+    /// a final line without a newline gets one.
+    pub async fn pump<R: tokio::io::AsyncRead + Unpin>(
+        self: Arc<Self>,
+        mut reader: R,
+        stream: Stream,
+    ) {
+        let mut buffer = vec![0u8; READ_CHUNK];
+        let mut carry: Vec<u8> = Vec::new();
+        loop {
+            let read = match reader.read(&mut buffer).await {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let chunk = &buffer[..read];
+            let Some(last_newline) = memchr::memrchr(b'\n', chunk) else {
+                carry.extend_from_slice(chunk);
+                if carry.len() >= MAX_LINE {
+                    let mut line = std::mem::take(&mut carry);
+                    line.push(b'\n');
+                    self.write_lines(stream, line);
+                }
+                continue;
+            };
+            let mut lines = std::mem::take(&mut carry);
+            lines.extend_from_slice(&chunk[..=last_newline]);
+            carry.extend_from_slice(&chunk[last_newline + 1..]);
+            self.write_lines(stream, lines);
+        }
+        if !carry.is_empty() {
+            carry.push(b'\n');
+            self.write_lines(stream, carry);
+        }
+    }
+}
+
+pub fn log_path(dir: &Path, service: &str) -> PathBuf {
+    dir.join(format!("{service}.log"))
+}
+
+/// `2026-11-26T06:25:08.123Z` for milliseconds since the Unix epoch.
+pub fn format_timestamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let day_secs = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        day_secs / 3600,
+        (day_secs / 60) % 60,
+        day_secs % 60,
+        ms % 1000
+    )
+}
+
+/// Parses what [`format_timestamp`] writes.
+pub fn parse_timestamp(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 24 || bytes[23] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| text.get(range)?.parse::<u64>().ok();
+    let days = days_from_civil(num(0..4)? as i64, num(5..7)? as u32, num(8..10)? as u32);
+    let secs = days as u64 * 86_400 + num(11..13)? * 3600 + num(14..16)? * 60 + num(17..19)?;
+    Some(secs * 1000 + num(20..23)?)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian calendar.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// One line read back from a log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// The fixed-width timestamp as written; sorts by time.
+    pub timestamp: String,
+    pub stream: Stream,
+    pub text: String,
+}
+
+impl LogLine {
+    pub fn parse(raw: &[u8]) -> Option<LogLine> {
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let timestamp = std::str::from_utf8(raw.get(..24)?).ok()?;
+        if raw.get(24) != Some(&b' ') || raw.get(28) != Some(&b' ') {
+            return None;
+        }
+        let stream = Stream::from_tag(raw.get(25..28)?)?;
+        let text = String::from_utf8_lossy(raw.get(29..)?).into_owned();
+        Some(LogLine {
+            timestamp: timestamp.to_string(),
+            stream,
+            text,
+        })
+    }
+}
+
+/// The last `count` lines of a service's log, reading rotated files too when the live
+/// one holds fewer. Reads backwards from the end, so a huge file costs little.
+pub fn read_tail(dir: &Path, service: &str, count: usize) -> io::Result<Vec<LogLine>> {
+    let live = log_path(dir, service);
+    let mut lines = tail_of_file(&live, count)?;
+    let mut n = 1;
+    while lines.len() < count {
+        let rotated = PathBuf::from(format!("{}.{n}", live.display()));
+        if !rotated.exists() {
+            break;
+        }
+        let mut older = tail_of_file(&rotated, count - lines.len())?;
+        older.append(&mut lines);
+        lines = older;
+        n += 1;
+    }
+    Ok(lines)
+}
+
+fn tail_of_file(path: &Path, count: usize) -> io::Result<Vec<LogLine>> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let len = file.metadata()?.len();
+    let mut start = len;
+    let mut block = 64 * 1024u64;
+    let mut data = Vec::new();
+    // Read growing blocks from the end until enough newlines are in hand.
+    loop {
+        let from = start.saturating_sub(block);
+        let mut chunk = vec![0u8; (start - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&data);
+        data = chunk;
+        start = from;
+        let newlines = memchr::memchr_iter(b'\n', &data).count();
+        if start == 0 || newlines > count {
+            break;
+        }
+        block = block.saturating_mul(2);
+    }
+    let mut lines: Vec<LogLine> = data
+        .split(|b| *b == b'\n')
+        .filter_map(LogLine::parse)
+        .collect();
+    if start > 0 && !lines.is_empty() {
+        // The first piece may be the end of a line cut by the block boundary; parse
+        // rejects most such fragments, and dropping one more keeps the result exact.
+        lines.remove(0);
+    }
+    let skip = lines.len().saturating_sub(count);
+    Ok(lines.split_off(skip))
+}
+
+/// Every line of a log file from `offset` on, and the offset after the last whole line.
+pub fn read_from(path: &Path, offset: u64) -> io::Result<(Vec<LogLine>, u64)> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(err) => return Err(err),
+    };
+    let len = file.metadata()?.len();
+    let offset = if offset > len { 0 } else { offset };
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = io::BufReader::new(file);
+    let mut lines = Vec::new();
+    let mut position = offset;
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        let read = reader.read_until(b'\n', &mut raw)?;
+        if read == 0 || raw.last() != Some(&b'\n') {
+            break;
+        }
+        position += read as u64;
+        if let Some(line) = LogLine::parse(&raw) {
+            lines.push(line);
+        }
+    }
+    Ok((lines, position))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_and_sort() {
+        let ms = 1_795_674_308_123; // 2026-11-26T06:25:08.123Z
+        let text = format_timestamp(ms);
+        assert_eq!(text, "2026-11-26T06:25:08.123Z");
+        assert_eq!(parse_timestamp(&text), Some(ms));
+        assert_eq!(format_timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert!(format_timestamp(ms) < format_timestamp(ms + 1));
+        assert_eq!(
+            format_timestamp(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn lines_parse_back_with_invalid_utf8_kept_lossily() {
+        let line = LogLine::parse(b"2026-11-26T06:25:08.123Z err bad \xff byte\n");
+        assert_eq!(
+            line,
+            Some(LogLine {
+                timestamp: "2026-11-26T06:25:08.123Z".into(),
+                stream: Stream::Stderr,
+                text: "bad \u{fffd} byte".into()
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn pump_keeps_every_line_and_finishes_a_partial_one() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "svc", 0, 3, LogHub::default())?;
+        let mut input = Vec::new();
+        for n in 0..50_000 {
+            input.extend_from_slice(format!("line {n}\n").as_bytes());
+        }
+        input.extend_from_slice(b"tail without newline");
+        log.clone().pump(&input[..], Stream::Stdout).await;
+        let (lines, _) = read_from(&log_path(dir.path(), "svc"), 0)?;
+        assert_eq!(lines.len(), 50_001);
+        assert_eq!(lines[49_999].text, "line 49999");
+        assert_eq!(lines[50_000].text, "tail without newline");
+        let tail = read_tail(dir.path(), "svc", 3)?;
+        let texts: Vec<&str> = tail.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec!["line 49998", "line 49999", "tail without newline"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn rotation_keeps_the_newest_lines_and_at_most_keep_files() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "svc", 2_000, 2, LogHub::default())?;
+        for n in 0..500 {
+            log.write_fleet_line(&format!("entry {n}"));
+        }
+        let tail = read_tail(dir.path(), "svc", 5)?;
+        assert_eq!(tail.last().map(|l| l.text.as_str()), Some("entry 499"));
+        assert!(dir.path().join("svc.log.1").exists());
+        assert!(dir.path().join("svc.log.2").exists());
+        assert!(!dir.path().join("svc.log.3").exists());
+        let size = std::fs::metadata(dir.path().join("svc.log"))?.len();
+        assert!(size <= 2_000, "live file is {size} bytes");
+        Ok(())
+    }
+}

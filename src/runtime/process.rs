@@ -1,0 +1,444 @@
+//! OS processes: spawn each instance in its own process group, reap every child,
+//! signal and kill whole groups, and find what escaped a group.
+//!
+//! This is, with `reaper.rs`, the only place that makes process syscalls. It makes no
+//! policy decisions: the state machine decides, this module does.
+//!
+//! # Theory of operation
+//! fleet reaps its children itself instead of letting tokio do it, because it is a
+//! child subreaper: orphaned grandchildren of every service are re-parented to it and
+//! must be reaped too, and a `waitpid(-1)` would steal the statuses tokio waits for.
+//! So one task listens for SIGCHLD and calls `waitpid(-1, WNOHANG)` until nothing is
+//! left, handing each status to whoever registered the pid. Registration happens under
+//! the same lock as the fork, so a child that dies at once is never reaped before its
+//! owner is known; statuses of pids nobody registered (orphans) are simply dropped.
+//!
+//! Every instance gets `FLEET_INSTANCE=<marker>` in its environment. A process that
+//! left its group with `setsid()` still carries it, so when an instance ends, anything
+//! re-parented to fleet that carries its marker is killed too.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
+
+use crate::event::ExitStatus;
+
+/// The environment variable that marks every process an instance starts.
+pub const MARKER_VAR: &str = "FLEET_INSTANCE";
+
+/// How long a killed group may take to disappear before fleet gives up waiting. SIGKILL
+/// cannot be caught, so only a process stuck in uninterruptible sleep (D state, e.g. on
+/// a dead NFS mount) lasts this long; the port is then still at risk, which is logged.
+const GROUP_EXIT_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Pipes are enlarged to this size so a service that prints in bursts doesn't block
+/// on a full 64 KiB pipe while fleet writes the previous burst to disk.
+const PIPE_SIZE: i32 = 1 << 20;
+
+#[derive(Debug)]
+pub enum SpawnError {
+    /// The program could not be found or executed.
+    Exec { program: String, source: io::Error },
+    /// Any other OS failure (pipes, fork).
+    Os(io::Error),
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::Exec { program, source } => write!(f, "cannot run `{program}`: {source}"),
+            SpawnError::Os(source) => write!(f, "cannot start process: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SpawnRequest {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    /// The complete environment of the new process.
+    pub env: Vec<(String, String)>,
+    /// A listening socket to pass as fd 3 (systemd socket activation); fleet also sets
+    /// `LISTEN_FDS=1`, `LISTEN_PID` and `LISTEN_FDNAMES`.
+    pub listen_fd: Option<RawFd>,
+    pub listen_name: String,
+}
+
+/// A live child: its pid (which is also its process group id), its output pipes and
+/// the future of its exit status.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: u32,
+    pub stdout: pipe::Receiver,
+    pub stderr: pipe::Receiver,
+    pub exit: oneshot::Receiver<ExitStatus>,
+}
+
+/// Handle to the process runtime: cheap to clone, shared by every runner.
+#[derive(Clone)]
+pub struct ProcessRuntime {
+    waiters: Arc<Mutex<HashMap<i32, oneshot::Sender<ExitStatus>>>>,
+}
+
+impl ProcessRuntime {
+    /// Makes fleet a child subreaper and starts the SIGCHLD reaper task. Must be called
+    /// inside the tokio runtime, before any child is spawned.
+    pub fn start() -> io::Result<ProcessRuntime> {
+        // Orphaned descendants of our services come back to us instead of init, so they
+        // can be found and killed with their service.
+        nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)?;
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        let runtime = ProcessRuntime {
+            waiters: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let reaper = runtime.clone();
+        tokio::spawn(async move {
+            reaper.reap_all();
+            while sigchld.recv().await.is_some() {
+                reaper.reap_all();
+            }
+        });
+        Ok(runtime)
+    }
+
+    /// Collects every exited child. Signals coalesce, so one SIGCHLD may stand for
+    /// many exits: loop until the kernel has nothing more.
+    fn reap_all(&self) {
+        loop {
+            let Ok(mut waiters) = self.waiters.lock() else {
+                return;
+            };
+            let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Code(code)),
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    (pid, ExitStatus::Signal(signal as i32))
+                }
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(_) => return,
+            };
+            if let Some(waiter) = waiters.remove(&pid.as_raw()) {
+                // The owner may have stopped caring (the runner is gone); nothing to do.
+                let _ = waiter.send(status);
+            }
+        }
+    }
+
+    /// Starts a process in a new process group with piped stdout and stderr.
+    pub fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, SpawnError> {
+        let program = request.argv.first().cloned().unwrap_or_default();
+        let mut command = Command::new(&program);
+        command
+            .args(request.argv.iter().skip(1))
+            .current_dir(&request.cwd)
+            .env_clear()
+            .envs(request.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(fd) = request.listen_fd {
+            let exec = PreparedExec::new(request, &program).map_err(|source| SpawnError::Exec {
+                program: program.clone(),
+                source,
+            })?;
+            // SAFETY: the closure runs in the forked child before exec and only calls
+            // async-signal-safe functions (getpid, dup2, fcntl, execve) on memory that
+            // was allocated before the fork; it allocates nothing.
+            unsafe {
+                command.pre_exec(move || exec.exec_with_listen_fd(fd));
+            }
+        }
+        let (pid, mut child) = {
+            let mut waiters = self
+                .waiters
+                .lock()
+                .map_err(|_| SpawnError::Os(io::Error::other("reaper lock poisoned")))?;
+            let child = command.spawn().map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => SpawnError::Exec {
+                    program: program.clone(),
+                    source,
+                },
+                _ if source.raw_os_error() == Some(libc_enoexec()) => SpawnError::Exec {
+                    program: program.clone(),
+                    source,
+                },
+                _ => SpawnError::Os(source),
+            })?;
+            let (sender, receiver) = oneshot::channel();
+            waiters.insert(child.id() as i32, sender);
+            (child.id(), (child, receiver))
+        };
+        let (ref mut std_child, exit) = child;
+        let stdout = std_child
+            .stdout
+            .take()
+            .ok_or_else(|| SpawnError::Os(io::Error::other("stdout pipe missing")))?;
+        let stderr = std_child
+            .stderr
+            .take()
+            .ok_or_else(|| SpawnError::Os(io::Error::other("stderr pipe missing")))?;
+        let stdout = into_async_pipe(OwnedFd::from(stdout)).map_err(SpawnError::Os)?;
+        let stderr = into_async_pipe(OwnedFd::from(stderr)).map_err(SpawnError::Os)?;
+        // The std Child is dropped without waiting: the reaper owns its exit status.
+        Ok(Spawned {
+            pid,
+            stdout,
+            stderr,
+            exit,
+        })
+    }
+}
+
+fn libc_enoexec() -> i32 {
+    Errno::ENOEXEC as i32
+}
+
+fn into_async_pipe(fd: OwnedFd) -> io::Result<pipe::Receiver> {
+    // Best effort: a smaller pipe only means the service may block sooner.
+    let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    pipe::Receiver::from_owned_fd(fd)
+}
+
+/// argv and envp laid out before the fork, so the child can fill in its own pid in
+/// `LISTEN_PID` and exec without allocating.
+struct PreparedExec {
+    program: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const nix::libc::c_char>,
+    _env: Vec<Vec<u8>>,
+    env_ptrs: Vec<*const nix::libc::c_char>,
+    /// Points at the digits of `LISTEN_PID=__________` inside `_env`.
+    listen_pid_digits: *mut u8,
+}
+
+// SAFETY: the raw pointers point into buffers owned by the same struct, which are
+// never moved or resized after construction; the struct is only used in the child.
+unsafe impl Send for PreparedExec {}
+// SAFETY: as above; nothing mutates it except the forked child's private copy.
+unsafe impl Sync for PreparedExec {}
+
+const LISTEN_PID_WIDTH: usize = 10;
+
+impl PreparedExec {
+    fn new(request: &SpawnRequest, program: &str) -> io::Result<PreparedExec> {
+        let path_var = request
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let resolved = resolve_program(program, &request.cwd, path_var)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not found in PATH"))?;
+        let to_c =
+            |bytes: &[u8]| CString::new(bytes).map_err(|_| io::Error::other("NUL byte in command"));
+        let program = to_c(resolved.as_os_str().as_bytes())?;
+        let argv: Vec<CString> = request
+            .argv
+            .iter()
+            .map(|a| to_c(a.as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let mut env: Vec<Vec<u8>> = request
+            .env
+            .iter()
+            .filter(|(k, _)| !k.starts_with("LISTEN_"))
+            .map(|(k, v)| format!("{k}={v}\0").into_bytes())
+            .collect();
+        env.push(b"LISTEN_FDS=1\0".to_vec());
+        env.push(format!("LISTEN_FDNAMES={}\0", request.listen_name).into_bytes());
+        env.push(format!("LISTEN_PID={}\0", "0".repeat(LISTEN_PID_WIDTH)).into_bytes());
+        let listen_index = env.len() - 1;
+        let listen_pid_digits = env[listen_index][b"LISTEN_PID=".len()..].as_mut_ptr();
+        let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut env_ptrs: Vec<_> = env
+            .iter()
+            .map(|e| e.as_ptr() as *const nix::libc::c_char)
+            .collect();
+        env_ptrs.push(std::ptr::null());
+        Ok(PreparedExec {
+            program,
+            _argv: argv,
+            argv_ptrs,
+            _env: env,
+            env_ptrs,
+            listen_pid_digits,
+        })
+    }
+
+    /// Runs in the child: moves the socket to fd 3, writes our pid into `LISTEN_PID`
+    /// and execs. Returns only on failure.
+    fn exec_with_listen_fd(&self, fd: RawFd) -> io::Result<()> {
+        use nix::libc;
+        // SAFETY: async-signal-safe libc calls on fds we own and on pre-allocated
+        // buffers; see PreparedExec.
+        unsafe {
+            if fd == 3 {
+                let flags = libc::fcntl(3, libc::F_GETFD);
+                libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut pid = libc::getpid() as u32;
+            let digits = std::slice::from_raw_parts_mut(self.listen_pid_digits, LISTEN_PID_WIDTH);
+            // Right-align the pid and pad with leading zeros; parsers accept "0004242".
+            for slot in digits.iter_mut().rev() {
+                *slot = b'0' + (pid % 10) as u8;
+                pid /= 10;
+            }
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.env_ptrs.as_ptr(),
+            );
+        }
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Finds the program like execvp would, but before the fork.
+fn resolve_program(program: &str, cwd: &Path, path_var: Option<&str>) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = Path::new(program);
+        return Some(if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            cwd.join(path)
+        });
+    }
+    let path_var = path_var.unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    path_var
+        .split(':')
+        .map(|dir| Path::new(dir).join(OsStr::new(program)))
+        .find(|candidate| nix::unistd::access(candidate, nix::unistd::AccessFlags::X_OK).is_ok())
+}
+
+/// Sends `signal` to every process in the group. A group that is already gone is fine.
+pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
+    let signal = Signal::try_from(signal).map_err(io::Error::from)?;
+    match killpg(Pid::from_raw(pgid as i32), signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Whether any process (zombies included) is left in the group.
+pub fn group_alive(pgid: u32) -> bool {
+    !matches!(killpg(Pid::from_raw(pgid as i32), None), Err(Errno::ESRCH))
+}
+
+/// SIGKILLs the instance's group and everything re-parented to fleet that carries its
+/// marker, and waits until all of it is gone (reaped by the reaper task).
+pub async fn kill_instance(pgid: u32, marker: &str) {
+    let deadline = Instant::now() + GROUP_EXIT_DEADLINE;
+    loop {
+        let _ = signal_group(pgid, Signal::SIGKILL as i32);
+        let escaped = escaped_with_marker(marker);
+        for pid in &escaped {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        if !group_alive(pgid) && escaped.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+        // Killed processes exit within microseconds; their zombies are reaped by the
+        // SIGCHLD task, and their own orphans may need one more round.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Our own direct children that carry `marker`: descendants of an instance that were
+/// re-parented to fleet (double fork, `setsid` + parent exit). Zombies are skipped.
+pub fn escaped_with_marker(marker: &str) -> Vec<i32> {
+    own_children()
+        .into_iter()
+        .filter(|pid| !is_zombie(*pid) && has_marker(*pid, marker))
+        .collect()
+}
+
+/// Direct children of this process, from every thread's `children` list (orphans are
+/// re-parented to whichever thread of the subreaper is alive).
+pub fn own_children() -> Vec<i32> {
+    let mut children = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return children;
+    };
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                list.split_whitespace()
+                    .filter_map(|pid| pid.parse::<i32>().ok()),
+            );
+        }
+    }
+    children.sort_unstable();
+    children.dedup();
+    children
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// Whether the process's environment holds `FLEET_INSTANCE=` followed by `marker`
+/// (a prefix match, so a project marker finds all of the project's instances).
+pub fn has_marker(pid: i32, marker: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("{MARKER_VAR}={marker}");
+    environ
+        .split(|byte| *byte == 0)
+        .any(|entry| entry.starts_with(wanted.as_bytes()))
+}
+
+/// Every process on the machine whose environment carries `marker` (prefix), except
+/// ourselves. Used by the startup sweep and the keeper, where the lineage is lost.
+pub fn all_with_marker(marker: &str) -> Vec<i32> {
+    let own = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<i32>().ok())
+        })
+        .filter(|pid| *pid != own && !is_zombie(*pid) && has_marker(*pid, marker))
+        .collect()
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat):
+/// together with the pid it names one process, even after the pid is reused.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}

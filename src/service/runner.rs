@@ -1,0 +1,530 @@
+//! The service runner: one task per service that owns its instances.
+//!
+//! # Theory of operation
+//! Everything that can happen to a service arrives as an [`Input`] on one channel, the
+//! runner's inbox: commands from the supervisor, exits from the reaper, probe verdicts,
+//! build results and timers. The runner feeds each input to the pure
+//! [`ServiceMachine`], carries out the returned effects in order (the only place that
+//! calls into `runtime`), and reports the resulting status to the supervisor. Because
+//! one task does all of this, no lock guards a service's state, and an effect such as
+//! [`Effect::Cleanup`] finishes before the next one (a replacement spawn) begins.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::event::{now_ms, EventKind, ExitStatus, Generation, ServiceState};
+use crate::health::{self, ExecContext, ProbeSetup, Verdict};
+use crate::logs::{LogHub, ServiceLog, Stream};
+use crate::manifest::{ServiceKind, ServiceSpec};
+use crate::runtime::ports;
+use crate::runtime::process::{self, ProcessRuntime, SpawnRequest, MARKER_VAR};
+use crate::runtime::reaper::Journal;
+
+use super::state::{BuildId, Effect, Input, Policy, ServiceMachine};
+
+/// How long the exit of an instance waits for its output pipes to drain, so the last
+/// lines it printed land in the log before the "exited" line. A grandchild that keeps
+/// the pipe open must not delay crash handling by more than this.
+const DRAIN_GRACE: Duration = Duration::from_millis(20);
+
+/// What the runners share: the project's identity, where logs go, the OS runtime.
+pub struct ProjectContext {
+    pub name: String,
+    pub root: PathBuf,
+    /// Prefix of every `FLEET_INSTANCE` marker of this project (`<token>/`).
+    pub marker: String,
+    pub log_dir: PathBuf,
+    pub log_max_size: u64,
+    pub log_keep: u32,
+    /// fleet's own environment, inherited by every service.
+    pub base_env: Vec<(String, String)>,
+    pub processes: ProcessRuntime,
+    pub hub: LogHub,
+    pub journal: Journal,
+}
+
+impl ProjectContext {
+    pub fn instance_marker(&self, service: &str, tag: &str) -> String {
+        format!("{}{service}/{tag}/", self.marker)
+    }
+}
+
+/// The runner's view of a service, sent to the supervisor after every change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceStatus {
+    pub state: ServiceState,
+    pub pid: Option<u32>,
+    pub container: Option<String>,
+    pub generation: Generation,
+    pub restarts: u32,
+    pub started_at_ms: Option<u64>,
+    pub health: Option<String>,
+    pub build: Option<String>,
+    pub last_redeploy_at_ms: Option<u64>,
+    /// Nothing runs and nothing is about to.
+    pub idle: bool,
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Report {
+    Status {
+        service: String,
+        status: ServiceStatus,
+    },
+    Event {
+        service: String,
+        generation: Generation,
+        event: EventKind,
+    },
+}
+
+/// The supervisor's handle to a runner. Dropping it ends the runner, which first
+/// kills anything of its service that still runs.
+pub struct RunnerHandle {
+    inbox: mpsc::UnboundedSender<Input>,
+    _close: oneshot::Sender<()>,
+}
+
+impl RunnerHandle {
+    pub fn send(&self, input: Input) {
+        // A runner only ends when the supervisor drops its handle; a failed send means
+        // the supervisor is shutting down and the input no longer matters.
+        let _ = self.inbox.send(input);
+    }
+}
+
+struct LiveInstance {
+    pid: u32,
+    marker: String,
+    probe: Option<JoinHandle<()>>,
+}
+
+struct LiveBuild {
+    pid: u32,
+    marker: String,
+}
+
+pub struct ServiceRunner {
+    spec: Arc<ServiceSpec>,
+    project: Arc<ProjectContext>,
+    machine: ServiceMachine,
+    log: Arc<ServiceLog>,
+    listener: Option<Arc<TcpListener>>,
+    inbox: mpsc::UnboundedSender<Input>,
+    reports: mpsc::UnboundedSender<Report>,
+    instances: HashMap<Generation, LiveInstance>,
+    builds: HashMap<BuildId, LiveBuild>,
+    started_at_ms: HashMap<Generation, u64>,
+    last_redeploy_at_ms: Option<u64>,
+    last_status: Option<ServiceStatus>,
+}
+
+impl ServiceRunner {
+    /// Starts the runner task. The listener, if any, is the socket fleet holds for
+    /// the service's `socket` setting.
+    pub fn spawn(
+        spec: Arc<ServiceSpec>,
+        project: Arc<ProjectContext>,
+        log: Arc<ServiceLog>,
+        listener: Option<Arc<TcpListener>>,
+        reports: mpsc::UnboundedSender<Report>,
+    ) -> (RunnerHandle, JoinHandle<()>) {
+        let (inbox, receiver) = mpsc::unbounded_channel();
+        let (close, closed) = oneshot::channel();
+        let runner = ServiceRunner {
+            machine: ServiceMachine::new(Policy::from_spec(&spec)),
+            spec,
+            project,
+            log,
+            listener,
+            inbox: inbox.clone(),
+            reports,
+            instances: HashMap::new(),
+            builds: HashMap::new(),
+            started_at_ms: HashMap::new(),
+            last_redeploy_at_ms: None,
+            last_status: None,
+        };
+        let task = tokio::spawn(runner.run(receiver, closed));
+        (
+            RunnerHandle {
+                inbox,
+                _close: close,
+            },
+            task,
+        )
+    }
+
+    async fn run(
+        mut self,
+        mut receiver: mpsc::UnboundedReceiver<Input>,
+        mut closed: oneshot::Receiver<()>,
+    ) {
+        self.report_status();
+        loop {
+            // The runner keeps a sender to its own inbox (for timers and exits), so the
+            // inbox never closes by itself: the supervisor's handle going away does it.
+            let input = tokio::select! {
+                input = receiver.recv() => match input {
+                    Some(input) => input,
+                    None => break,
+                },
+                _ = &mut closed => break,
+            };
+            let effects = self.machine.step(input, Instant::now());
+            for effect in effects {
+                self.apply(effect).await;
+            }
+            self.report_status();
+        }
+        // The supervisor dropped us: make sure nothing of ours survives.
+        for (_, instance) in self.instances.drain() {
+            process::kill_instance(instance.pid, &instance.marker).await;
+        }
+        for (_, build) in self.builds.drain() {
+            process::kill_instance(build.pid, &build.marker).await;
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    async fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::Spawn { generation } => self.spawn_instance(generation),
+            Effect::Signal { generation, signal } => {
+                if let Some(instance) = self.instances.get(&generation) {
+                    if let Err(err) = process::signal_group(instance.pid, signal) {
+                        self.log.write_fleet_line(&format!(
+                            "cannot signal generation {generation}: {err}"
+                        ));
+                    }
+                }
+            }
+            Effect::Kill { generation } => {
+                if let Some(instance) = self.instances.get(&generation) {
+                    let _ = process::signal_group(
+                        instance.pid,
+                        nix::sys::signal::Signal::SIGKILL as i32,
+                    );
+                    for pid in process::escaped_with_marker(&instance.marker) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+            Effect::Cleanup { generation } => {
+                if let Some(instance) = self.instances.remove(&generation) {
+                    if let Some(probe) = instance.probe {
+                        probe.abort();
+                    }
+                    process::kill_instance(instance.pid, &instance.marker).await;
+                    self.project.journal.remove(instance.pid);
+                }
+                self.started_at_ms.retain(|g, _| *g >= generation);
+            }
+            Effect::SetTimer { timer, after } => {
+                let inbox = self.inbox.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = inbox.send(Input::Timer(timer));
+                });
+            }
+            Effect::Build { build } => self.start_build(build),
+            Effect::CancelBuild { build } => {
+                if let Some(live) = self.builds.remove(&build) {
+                    process::kill_instance(live.pid, &live.marker).await;
+                    self.project.journal.remove(live.pid);
+                }
+            }
+            Effect::Emit { generation, event } => self.emit(generation, event),
+        }
+    }
+
+    fn emit(&mut self, generation: Generation, event: EventKind) {
+        match &event {
+            EventKind::StateChanged { .. } => {}
+            EventKind::Redeployed { .. } => {
+                self.last_redeploy_at_ms = Some(now_ms());
+                self.log.write_fleet_line(&event.to_string());
+            }
+            _ => self.log.write_fleet_line(&event.to_string()),
+        }
+        let _ = self.reports.send(Report::Event {
+            service: self.spec.name.clone(),
+            generation,
+            event,
+        });
+    }
+
+    fn spawn_instance(&mut self, generation: Generation) {
+        match self.try_spawn(generation) {
+            Ok((pid, probe_setup)) => {
+                let marker = self
+                    .project
+                    .instance_marker(self.name(), &generation.to_string());
+                let probe = probe_setup.map(|setup| {
+                    let inbox = self.inbox.clone();
+                    health::start(
+                        setup,
+                        self.spec.name.clone(),
+                        self.log.clone(),
+                        move |verdict, reason| {
+                            let healthy = verdict == Verdict::Healthy;
+                            let _ = inbox.send(Input::Health {
+                                generation,
+                                healthy,
+                                reason,
+                            });
+                        },
+                    )
+                });
+                self.instances
+                    .insert(generation, LiveInstance { pid, marker, probe });
+                self.started_at_ms.insert(generation, now_ms());
+                let _ = self.inbox.send(Input::Spawned {
+                    generation,
+                    pid: Some(pid),
+                    container: None,
+                });
+            }
+            Err(reason) => {
+                let _ = self.inbox.send(Input::SpawnFailed { generation, reason });
+            }
+        }
+    }
+
+    fn try_spawn(&mut self, generation: Generation) -> Result<(u32, Option<ProbeSetup>), String> {
+        let ServiceKind::Process(process_spec) = &self.spec.kind else {
+            return Err(
+                "container services need the Docker runtime, which this build does not have yet"
+                    .into(),
+            );
+        };
+        // A port is checked only when no other instance of this service runs: during a
+        // start-first overlap the old instance legitimately holds it.
+        if self.instances.is_empty() {
+            for port in &self.spec.ports {
+                if self
+                    .spec
+                    .socket
+                    .as_ref()
+                    .is_some_and(|socket| socket.port == *port)
+                {
+                    continue;
+                }
+                if let Err(owner) = ports::check_free(*port) {
+                    return Err(ports::describe_busy(*port, &owner));
+                }
+            }
+        }
+        let marker = self
+            .project
+            .instance_marker(self.name(), &generation.to_string());
+        let mut env = self.service_env(&marker);
+        env.push(("FLEET_GENERATION".into(), generation.to_string()));
+        let probe_setup = match &self.spec.health {
+            Some(health_spec) => {
+                let exec = ExecContext {
+                    processes: self.project.processes.clone(),
+                    cwd: process_spec.cwd.clone(),
+                    env: env.clone(),
+                    marker: self
+                        .project
+                        .instance_marker(self.name(), &format!("probe{generation}")),
+                };
+                let socket_name = format!(
+                    "fleet/{}{}/{generation}/{}",
+                    self.project.marker,
+                    self.name(),
+                    std::process::id()
+                );
+                let setup =
+                    health::prepare(health_spec, &self.project.hub, &socket_name, Some(exec))
+                        .map_err(|err| format!("cannot prepare health check: {err}"))?;
+                env.extend(setup.env());
+                Some(setup)
+            }
+            None => None,
+        };
+        let request = SpawnRequest {
+            argv: process_spec.command.argv(),
+            cwd: process_spec.cwd.clone(),
+            env,
+            listen_fd: self.listener.as_ref().map(|listener| listener.as_raw_fd()),
+            listen_name: self.spec.name.clone(),
+        };
+        let spawned = self
+            .project
+            .processes
+            .spawn(&request)
+            .map_err(|err| err.to_string())?;
+        let pid = spawned.pid;
+        self.project.journal.add(pid);
+        self.log.write_fleet_line(&format!(
+            "--- generation {generation} started (pid {pid}) ---"
+        ));
+        let stdout = tokio::spawn(self.log.clone().pump(spawned.stdout, Stream::Stdout));
+        let stderr = tokio::spawn(self.log.clone().pump(spawned.stderr, Stream::Stderr));
+        let inbox = self.inbox.clone();
+        let exit = spawned.exit;
+        tokio::spawn(async move {
+            // The sender is dropped only if the reaper task ended, i.e. the runtime is
+            // shutting down; report a kill so the machine still sees an exit.
+            let status = exit.await.unwrap_or(ExitStatus::Signal(9));
+            let drained = async {
+                let _ = stdout.await;
+                let _ = stderr.await;
+            };
+            let _ = tokio::time::timeout(DRAIN_GRACE, drained).await;
+            let _ = inbox.send(Input::Exited { generation, status });
+        });
+        Ok((pid, probe_setup))
+    }
+
+    /// fleet's environment, then the service's, then what fleet sets for it.
+    fn service_env(&self, marker: &str) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .project
+            .base_env
+            .iter()
+            .filter(|(key, _)| {
+                !self.spec.env.contains_key(key)
+                    && !key.starts_with("LISTEN_")
+                    && key != "NOTIFY_SOCKET"
+            })
+            .cloned()
+            .collect();
+        env.extend(self.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if !self.spec.env.contains_key("PORT") {
+            if let Some(port) = self.spec.ports.first().or(self
+                .spec
+                .socket
+                .as_ref()
+                .map(|s| &s.port))
+            {
+                env.push(("PORT".into(), port.to_string()));
+            }
+        }
+        env.push((MARKER_VAR.into(), marker.to_string()));
+        env.push(("FLEET_SERVICE".into(), self.spec.name.clone()));
+        env.push(("FLEET_PROJECT".into(), self.project.name.clone()));
+        env
+    }
+
+    fn start_build(&mut self, build: BuildId) {
+        let ServiceKind::Process(process_spec) = &self.spec.kind else {
+            let _ = self.inbox.send(Input::BuildFinished {
+                build,
+                result: Err("image builds need the Docker runtime".into()),
+            });
+            return;
+        };
+        let Some(command) = &process_spec.build else {
+            let _ = self.inbox.send(Input::BuildFinished {
+                build,
+                result: Ok(()),
+            });
+            return;
+        };
+        let marker = self
+            .project
+            .instance_marker(self.name(), &format!("build{build}"));
+        let request = SpawnRequest {
+            argv: command.argv(),
+            cwd: process_spec.cwd.clone(),
+            env: self.service_env(&marker),
+            listen_fd: None,
+            listen_name: String::new(),
+        };
+        self.log
+            .write_fleet_line(&format!("--- build started: {command} ---"));
+        let spawned = match self.project.processes.spawn(&request) {
+            Ok(spawned) => spawned,
+            Err(err) => {
+                let _ = self.inbox.send(Input::BuildFinished {
+                    build,
+                    result: Err(err.to_string()),
+                });
+                return;
+            }
+        };
+        self.project.journal.add(spawned.pid);
+        self.builds.insert(
+            build,
+            LiveBuild {
+                pid: spawned.pid,
+                marker,
+            },
+        );
+        let stdout = tokio::spawn(self.log.clone().pump(spawned.stdout, Stream::Build));
+        let stderr = tokio::spawn(self.log.clone().pump(spawned.stderr, Stream::Build));
+        let inbox = self.inbox.clone();
+        let exit = spawned.exit;
+        let started = Instant::now();
+        tokio::spawn(async move {
+            let status = exit.await.unwrap_or(ExitStatus::Signal(9));
+            let _ = stdout.await;
+            let _ = stderr.await;
+            let result = if status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "build {status} after {}",
+                    crate::event::format_duration_ms(started.elapsed().as_millis() as u64)
+                ))
+            };
+            let _ = inbox.send(Input::BuildFinished { build, result });
+        });
+    }
+
+    fn report_status(&mut self) {
+        let generation = self.machine.generation();
+        let state = self.machine.state();
+        let status = ServiceStatus {
+            state,
+            pid: self.machine.pid(),
+            container: self.machine.container().map(str::to_string),
+            generation,
+            restarts: self.machine.restarts(),
+            started_at_ms: self
+                .machine
+                .pid()
+                .and(self.started_at_ms.get(&generation).copied()),
+            health: self.spec.health.as_ref().and_then(|_| match state {
+                ServiceState::Starting => Some("starting".to_string()),
+                ServiceState::Healthy => Some("healthy".to_string()),
+                ServiceState::Unhealthy => Some("unhealthy".to_string()),
+                _ => None,
+            }),
+            build: if self.machine.building() {
+                Some("running".into())
+            } else if self.machine.last_build_failed() {
+                Some("failed".into())
+            } else {
+                None
+            },
+            last_redeploy_at_ms: self.last_redeploy_at_ms,
+            idle: self.machine.is_idle(),
+            failure: self.machine.failure().map(str::to_string),
+        };
+        if self.last_status.as_ref() != Some(&status) {
+            self.last_status = Some(status.clone());
+            let _ = self.reports.send(Report::Status {
+                service: self.spec.name.clone(),
+                status,
+            });
+        }
+    }
+}

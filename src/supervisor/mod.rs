@@ -1,0 +1,704 @@
+//! The supervisor: owns the runners, decides when dependencies hold, keeps the fleet's
+//! [`Snapshot`], and is the sole publisher of [`Event`]s.
+//!
+//! # Theory of operation
+//! One task waits on two queues: commands (from the CLI through the control socket,
+//! from the TUI, from signals and the file watcher) and reports from the runners.
+//! After each batch of arrivals it reconciles: services that should run and whose
+//! dependency conditions hold get `Start`; during shutdown, services none of whose
+//! dependents still run get `Stop`. Then it publishes the new snapshot. It never
+//! touches a process itself; runners do.
+
+pub mod graph;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::event::{
+    now_ms, Command, Event, EventKind, Generation, ServiceKindName, ServiceSnapshot, ServiceState,
+    Snapshot,
+};
+use crate::logs::ServiceLog;
+use crate::manifest::{DependencyCondition, Manifest, ServiceSpec};
+use crate::runtime::ports;
+use crate::service::runner::{ProjectContext, Report, RunnerHandle, ServiceRunner, ServiceStatus};
+use crate::service::state::Input;
+
+use graph::Graph;
+
+/// Capacity of the event broadcast. A reader that lags further resyncs from the
+/// snapshot, so this only bounds how much history a slow reader can catch up on.
+const EVENT_CAPACITY: usize = 4096;
+
+/// Why the fleet could not be started. Nothing was started when this is returned.
+#[derive(Debug)]
+pub enum StartError {
+    /// Declared ports are already taken.
+    PortsBusy(Vec<String>),
+    UnknownServices(Vec<String>),
+    Io(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::PortsBusy(problems) => {
+                for (index, problem) in problems.iter().enumerate() {
+                    if index > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "{problem}")?;
+                }
+                Ok(())
+            }
+            StartError::UnknownServices(names) => {
+                write!(f, "unknown service: {}", names.join(", "))
+            }
+            StartError::Io(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// An error reply to a command, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub type CommandResult = Result<String, CommandError>;
+
+pub struct Request {
+    pub command: Command,
+    pub reply: oneshot::Sender<CommandResult>,
+}
+
+/// Everything a client of the supervisor needs; cheap to clone.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    pub requests: mpsc::Sender<Request>,
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub events: broadcast::Sender<Event>,
+}
+
+impl SupervisorHandle {
+    /// Sends a command and waits for its reply.
+    pub async fn send(&self, command: Command) -> CommandResult {
+        let (reply, response) = oneshot::channel();
+        let gone = || CommandError {
+            code: "shutting_down",
+            message: "the supervisor is shutting down".into(),
+        };
+        self.requests
+            .send(Request { command, reply })
+            .await
+            .map_err(|_| gone())?;
+        response.await.map_err(|_| gone())?
+    }
+}
+
+struct Slot {
+    spec: Arc<ServiceSpec>,
+    handle: RunnerHandle,
+    task: JoinHandle<()>,
+    status: ServiceStatus,
+    /// The user wants this service up.
+    desired: bool,
+    /// `Start` was sent for the current desire.
+    launched: bool,
+    waiting_for: Option<String>,
+    last_event: Option<(u64, String)>,
+    /// Dependency generations seen when this service last (re)started, for edges with
+    /// `restart = true`.
+    seen_generations: HashMap<String, Generation>,
+    stop_sent: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    Graceful,
+    Kill,
+}
+
+pub struct Supervisor {
+    manifest: Manifest,
+    project: Arc<ProjectContext>,
+    graph: Graph,
+    slots: BTreeMap<String, Slot>,
+    listeners: HashMap<String, Arc<TcpListener>>,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    requests: mpsc::Receiver<Request>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    events: broadcast::Sender<Event>,
+    shutdown: Option<Shutdown>,
+    down_waiters: Vec<oneshot::Sender<CommandResult>>,
+}
+
+impl Supervisor {
+    /// Checks that the selected services (all when `selection` is empty) and their
+    /// dependencies can start (ports free, sockets bound), sets up one runner per
+    /// service and marks the selection wanted. Nothing runs if this fails.
+    pub fn new(
+        manifest: Manifest,
+        project: Arc<ProjectContext>,
+        selection: &[String],
+    ) -> Result<(Supervisor, SupervisorHandle), StartError> {
+        let graph = Graph::new(&manifest);
+        let unknown: Vec<String> = selection
+            .iter()
+            .filter(|name| manifest.service(name).is_none())
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(StartError::UnknownServices(unknown));
+        }
+        let selected = graph.with_dependencies(selection);
+        let mut busy = Vec::new();
+        let mut listeners = HashMap::new();
+        for service in &manifest.services {
+            if !selection.is_empty() && !selected.contains(&service.name) {
+                continue;
+            }
+            for port in &service.ports {
+                if service
+                    .socket
+                    .as_ref()
+                    .is_some_and(|socket| socket.port == *port)
+                {
+                    continue;
+                }
+                if let Err(owner) = ports::check_free(*port) {
+                    busy.push(format!(
+                        "service `{}`: {}",
+                        service.name,
+                        ports::describe_busy(*port, &owner)
+                    ));
+                }
+            }
+            if let Some(socket) = &service.socket {
+                match TcpListener::bind((socket.host.as_str(), socket.port)) {
+                    Ok(listener) => {
+                        listeners.insert(service.name.clone(), Arc::new(listener));
+                    }
+                    Err(err) => {
+                        let owner = ports::find_owner(socket.port);
+                        let detail = match owner {
+                            Some(_) => ports::describe_busy(socket.port, &owner),
+                            None => format!("cannot bind {}:{}: {err}", socket.host, socket.port),
+                        };
+                        busy.push(format!("service `{}`: {detail}", service.name));
+                    }
+                }
+            }
+        }
+        if !busy.is_empty() {
+            return Err(StartError::PortsBusy(busy));
+        }
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let (requests_tx, requests) = mpsc::channel(256);
+        let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let mut supervisor = Supervisor {
+            graph,
+            manifest,
+            project,
+            slots: BTreeMap::new(),
+            listeners,
+            reports_tx,
+            reports,
+            requests,
+            snapshot: snapshot_tx,
+            events: events.clone(),
+            shutdown: None,
+            down_waiters: Vec::new(),
+        };
+        let specs: Vec<ServiceSpec> = supervisor.manifest.services.clone();
+        for spec in specs {
+            supervisor
+                .add_slot(spec)
+                .map_err(|err| StartError::Io(err.to_string()))?;
+        }
+        supervisor.select(selection)?;
+        supervisor.publish();
+        let handle = SupervisorHandle {
+            requests: requests_tx,
+            snapshot: snapshot_rx,
+            events,
+        };
+        Ok((supervisor, handle))
+    }
+
+    fn add_slot(&mut self, spec: ServiceSpec) -> std::io::Result<()> {
+        let log = ServiceLog::open(
+            &self.project.log_dir,
+            &spec.name,
+            self.project.log_max_size,
+            self.project.log_keep,
+            self.project.hub.clone(),
+        )?;
+        let spec = Arc::new(spec);
+        let listener = self.listeners.get(&spec.name).cloned();
+        let (handle, task) = ServiceRunner::spawn(
+            spec.clone(),
+            self.project.clone(),
+            log,
+            listener,
+            self.reports_tx.clone(),
+        );
+        let status = ServiceStatus {
+            state: ServiceState::Stopped,
+            pid: None,
+            container: None,
+            generation: Generation(0),
+            restarts: 0,
+            started_at_ms: None,
+            health: None,
+            build: None,
+            last_redeploy_at_ms: None,
+            idle: true,
+            failure: None,
+        };
+        self.slots.insert(
+            spec.name.clone(),
+            Slot {
+                spec,
+                handle,
+                task,
+                status,
+                desired: false,
+                launched: false,
+                waiting_for: None,
+                last_event: None,
+                seen_generations: HashMap::new(),
+                stop_sent: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Marks `services` (all when empty) and their dependencies as wanted.
+    fn select(&mut self, services: &[String]) -> Result<(), StartError> {
+        let unknown: Vec<String> = services
+            .iter()
+            .filter(|s| !self.slots.contains_key(*s))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(StartError::UnknownServices(unknown));
+        }
+        let names: Vec<String> = if services.is_empty() {
+            self.slots.keys().cloned().collect()
+        } else {
+            self.graph.with_dependencies(services).into_iter().collect()
+        };
+        for name in names {
+            if let Some(slot) = self.slots.get_mut(&name) {
+                slot.desired = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until the fleet is down (after `Down` or `Kill`).
+    pub async fn run(mut self) {
+        self.reconcile();
+        self.publish();
+        loop {
+            tokio::select! {
+                Some(report) = self.reports.recv() => {
+                    self.handle_report(report);
+                    // Drain whatever else arrived, then reconcile once: with hundreds
+                    // of services starting together this keeps the work linear.
+                    while let Ok(report) = self.reports.try_recv() {
+                        self.handle_report(report);
+                    }
+                }
+                request = self.requests.recv() => match request {
+                    Some(request) => self.handle_request(request),
+                    None => {
+                        // Every handle is gone: nobody can ever ask us to stop, so stop.
+                        if self.shutdown.is_none() {
+                            self.begin_shutdown(Shutdown::Graceful);
+                        }
+                    }
+                },
+            }
+            self.reconcile();
+            self.publish();
+            if self.shutdown.is_some() && self.slots.values().all(|slot| slot.status.idle) {
+                break;
+            }
+        }
+        for waiter in self.down_waiters.drain(..) {
+            let _ = waiter.send(Ok("fleet stopped".into()));
+        }
+        // Dropping the handles ends the runners; they have nothing left to stop.
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.slots)
+            .into_values()
+            .map(|slot| slot.task)
+            .collect();
+        // (the handles were dropped with the slots)
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    fn handle_report(&mut self, report: Report) {
+        match report {
+            Report::Status { service, status } => {
+                if let Some(slot) = self.slots.get_mut(&service) {
+                    slot.status = status;
+                }
+            }
+            Report::Event {
+                service,
+                generation,
+                event,
+            } => {
+                if matches!(event, EventKind::StateChanged { .. }) {
+                    // Carried by the snapshot; sending both would double every line.
+                    return;
+                }
+                let at_ms = now_ms();
+                if let Some(slot) = self.slots.get_mut(&service) {
+                    slot.last_event = Some((at_ms, event.to_string()));
+                }
+                let _ = self.events.send(Event {
+                    at_ms,
+                    service,
+                    generation,
+                    kind: event,
+                });
+            }
+        }
+    }
+
+    fn handle_request(&mut self, request: Request) {
+        let Request { command, reply } = request;
+        if self.shutdown.is_some() && !matches!(command, Command::Down | Command::Kill) {
+            let _ = reply.send(Err(CommandError {
+                code: "shutting_down",
+                message: "the fleet is stopping".into(),
+            }));
+            return;
+        }
+        let result = match command {
+            Command::Down => {
+                self.begin_shutdown(Shutdown::Graceful);
+                self.down_waiters.push(reply);
+                return;
+            }
+            Command::Kill => {
+                self.begin_shutdown(Shutdown::Kill);
+                self.down_waiters.push(reply);
+                return;
+            }
+            Command::Start { services } => {
+                self.for_services(&services, "started", |supervisor, name| {
+                    let dependencies: Vec<String> = supervisor
+                        .graph
+                        .with_dependencies(&[name.to_string()])
+                        .into_iter()
+                        .collect();
+                    for dependency in dependencies {
+                        if let Some(slot) = supervisor.slots.get_mut(&dependency) {
+                            if !slot.desired || slot.status.state == ServiceState::Failed {
+                                slot.desired = true;
+                                slot.launched = false;
+                            }
+                        }
+                    }
+                })
+            }
+            Command::Stop { services } => {
+                self.for_services(&services, "stopped", |supervisor, name| {
+                    if let Some(slot) = supervisor.slots.get_mut(name) {
+                        slot.desired = false;
+                        slot.launched = false;
+                        slot.waiting_for = None;
+                        slot.handle.send(Input::Stop);
+                    }
+                })
+            }
+            Command::Restart { services } => {
+                self.for_services(&services, "restarting", |supervisor, name| {
+                    if let Some(slot) = supervisor.slots.get_mut(name) {
+                        slot.desired = true;
+                        slot.launched = true;
+                        slot.handle.send(Input::Restart);
+                    }
+                })
+            }
+            Command::Redeploy { services } => {
+                self.for_services(&services, "redeploying", |supervisor, name| {
+                    if let Some(slot) = supervisor.slots.get_mut(name) {
+                        slot.desired = true;
+                        slot.launched = true;
+                        slot.handle.send(Input::Redeploy);
+                    }
+                })
+            }
+            Command::Reload => Err(CommandError {
+                code: "unsupported",
+                message: "reload needs the manifest path; send it through the control socket"
+                    .into(),
+            }),
+        };
+        let _ = reply.send(result);
+    }
+
+    /// Applies `action` to each named service (every service when `names` is empty),
+    /// after checking that all names exist.
+    fn for_services(
+        &mut self,
+        names: &[String],
+        verb: &str,
+        mut action: impl FnMut(&mut Supervisor, &str),
+    ) -> CommandResult {
+        let unknown: Vec<&String> = names
+            .iter()
+            .filter(|name| !self.slots.contains_key(*name))
+            .collect();
+        if !unknown.is_empty() {
+            let list: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
+            return Err(CommandError {
+                code: "unknown_service",
+                message: format!("unknown service: {}", list.join(", ")),
+            });
+        }
+        let targets: Vec<String> = if names.is_empty() {
+            self.slots.keys().cloned().collect()
+        } else {
+            names.to_vec()
+        };
+        for name in &targets {
+            action(self, name);
+        }
+        Ok(format!("{verb}: {}", targets.join(", ")))
+    }
+
+    fn begin_shutdown(&mut self, mode: Shutdown) {
+        if self.shutdown == Some(Shutdown::Kill) {
+            return;
+        }
+        self.shutdown = Some(mode);
+        for slot in self.slots.values_mut() {
+            slot.desired = false;
+            if mode == Shutdown::Kill {
+                slot.handle.send(Input::Kill);
+                slot.stop_sent = true;
+            }
+        }
+    }
+
+    /// Starts what may start, stops what may stop.
+    fn reconcile(&mut self) {
+        if self.shutdown.is_some() {
+            self.reconcile_shutdown();
+            return;
+        }
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for name in &names {
+            let Some(slot) = self.slots.get(name) else {
+                continue;
+            };
+            if !slot.desired {
+                continue;
+            }
+            let blocker = self.unmet_dependency(&slot.spec);
+            let launched = slot.launched;
+            let restart_edges = self.dependency_restarts(name);
+            let Some(slot) = self.slots.get_mut(name) else {
+                continue;
+            };
+            if launched {
+                if !restart_edges.is_empty() && blocker.is_none() {
+                    for (dependency, generation) in restart_edges {
+                        slot.seen_generations.insert(dependency, generation);
+                    }
+                    slot.handle.send(Input::Restart);
+                }
+                continue;
+            }
+            match blocker {
+                None => {
+                    slot.waiting_for = None;
+                    slot.launched = true;
+                    slot.handle.send(Input::Start);
+                    let dependencies: Vec<String> = slot
+                        .spec
+                        .depends_on
+                        .iter()
+                        .map(|d| d.service.clone())
+                        .collect();
+                    let generations: HashMap<String, Generation> = dependencies
+                        .into_iter()
+                        .map(|dependency| {
+                            let generation = self
+                                .slots
+                                .get(&dependency)
+                                .map(|d| d.status.generation)
+                                .unwrap_or_default();
+                            (dependency, generation)
+                        })
+                        .collect();
+                    if let Some(slot) = self.slots.get_mut(name) {
+                        slot.seen_generations = generations;
+                    }
+                }
+                Some(waiting) => {
+                    if slot.waiting_for.as_deref() != Some(waiting.as_str()) {
+                        slot.waiting_for = Some(waiting.clone());
+                        let at_ms = now_ms();
+                        let event = EventKind::Message {
+                            text: format!("waiting for {waiting}"),
+                        };
+                        slot.last_event = Some((at_ms, event.to_string()));
+                        let _ = self.events.send(Event {
+                            at_ms,
+                            service: name.clone(),
+                            generation: slot.status.generation,
+                            kind: event,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first dependency whose condition does not hold, described for a user.
+    fn unmet_dependency(&self, spec: &ServiceSpec) -> Option<String> {
+        for dependency in &spec.depends_on {
+            let Some(slot) = self.slots.get(&dependency.service) else {
+                continue;
+            };
+            let state = slot.status.state;
+            let holds = match dependency.condition {
+                DependencyCondition::Started => state.is_up() || state == ServiceState::Completed,
+                DependencyCondition::Healthy => matches!(
+                    state,
+                    ServiceState::Healthy | ServiceState::Running | ServiceState::Completed
+                ),
+                DependencyCondition::Completed => state == ServiceState::Completed,
+            };
+            if !holds {
+                let condition = match dependency.condition {
+                    DependencyCondition::Started => "started",
+                    DependencyCondition::Healthy => "healthy",
+                    DependencyCondition::Completed => "completed",
+                };
+                return Some(if state == ServiceState::Failed {
+                    format!("{} ({condition}), which failed", dependency.service)
+                } else {
+                    format!("{} ({condition})", dependency.service)
+                });
+            }
+        }
+        None
+    }
+
+    /// Dependencies with `restart = true` that came back with a new generation since
+    /// this service started.
+    fn dependency_restarts(&self, name: &str) -> Vec<(String, Generation)> {
+        let Some(slot) = self.slots.get(name) else {
+            return Vec::new();
+        };
+        slot.spec
+            .depends_on
+            .iter()
+            .filter(|dependency| dependency.restart)
+            .filter_map(|dependency| {
+                let status = &self.slots.get(&dependency.service)?.status;
+                let seen = slot
+                    .seen_generations
+                    .get(&dependency.service)
+                    .copied()
+                    .unwrap_or_default();
+                (status.generation != seen && status.state.is_ready())
+                    .then(|| (dependency.service.clone(), status.generation))
+            })
+            .collect()
+    }
+
+    fn reconcile_shutdown(&mut self) {
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for name in names {
+            let dependents_idle = self.graph.dependents(&name).iter().all(|dependent| {
+                self.slots
+                    .get(dependent)
+                    .is_none_or(|slot| slot.status.idle)
+            });
+            let Some(slot) = self.slots.get_mut(&name) else {
+                continue;
+            };
+            if !slot.stop_sent && dependents_idle {
+                slot.stop_sent = true;
+                slot.handle.send(Input::Stop);
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let services = self
+            .manifest
+            .services
+            .iter()
+            .filter_map(|spec| self.slots.get(&spec.name))
+            .map(|slot| {
+                let mut state = slot.status.state;
+                if slot.desired && !slot.launched && state == ServiceState::Stopped {
+                    state = ServiceState::Waiting;
+                }
+                let mut ports = slot.spec.ports.clone();
+                if let Some(socket) = &slot.spec.socket {
+                    if !ports.contains(&socket.port) {
+                        ports.push(socket.port);
+                    }
+                }
+                ServiceSnapshot {
+                    name: slot.spec.name.clone(),
+                    kind: if slot.spec.is_container() {
+                        ServiceKindName::Container
+                    } else {
+                        ServiceKindName::Process
+                    },
+                    state,
+                    pid: slot.status.pid,
+                    container: slot.status.container.clone(),
+                    generation: slot.status.generation,
+                    restarts: slot.status.restarts,
+                    started_at_ms: slot.status.started_at_ms,
+                    ports,
+                    health: slot.status.health.clone(),
+                    build: slot.status.build.clone(),
+                    last_redeploy_at_ms: slot.status.last_redeploy_at_ms,
+                    last_event: slot.last_event.as_ref().map(|(_, text)| text.clone()),
+                    last_event_at_ms: slot.last_event.as_ref().map(|(at, _)| *at),
+                    waiting_for: slot.waiting_for.clone(),
+                }
+            })
+            .collect();
+        let snapshot = Snapshot {
+            project: self.project.name.clone(),
+            manifest: self.manifest.path.display().to_string(),
+            supervisor_pid: std::process::id(),
+            services,
+            shutting_down: self.shutdown.is_some(),
+        };
+        self.snapshot.send_if_modified(|current| {
+            if **current == snapshot {
+                false
+            } else {
+                *current = Arc::new(snapshot);
+                true
+            }
+        });
+    }
+}
