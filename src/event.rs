@@ -190,6 +190,10 @@ pub enum EventKind {
         restart_in_ms: Option<u64>,
         restart_count: u32,
     },
+    /// A stopped (or replaced) instance is gone.
+    Stopped {
+        status: ExitStatus,
+    },
     GaveUp {
         crashes: u32,
         window_ms: u64,
@@ -250,6 +254,7 @@ impl fmt::Display for EventKind {
                 )
             }
             EventKind::Exited { status, .. } => write!(f, "{status}"),
+            EventKind::Stopped { status } => write!(f, "stopped ({status})"),
             EventKind::Stopped { status } => write!(f, "stopped ({status})"),
             EventKind::GaveUp { crashes, window_ms } => write!(
                 f,

@@ -687,7 +687,10 @@ impl ServiceMachine {
         {
             let retired = self.retiring.remove(index);
             effects.push(Effect::Cleanup { generation });
-            effects.push(Effect::Emit { generation, event: EventKind::Stopped { status } });
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::Stopped { status },
+            });
             if retired.reason == StopReason::Unhealthy && self.want_up && self.active.is_none() {
                 self.after_crash(generation, Some(status), None, now, effects);
             } else {
