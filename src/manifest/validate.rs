@@ -2713,11 +2713,8 @@ redeploy = "start-first"
                         format!("{}:/data", root.join("data/cache").display()),
                         "cachedata:/var/lib:ro".into(),
                     ],
-                    command: Some(vec![
-                        "/bin/sh".into(),
-                        "-c".into(),
-                        "/cache --port 6380".into(),
-                    ]),
+                    // Plain words run without a shell: scratch images have none.
+                    command: Some(vec!["/cache".into(), "--port".into(), "6380".into()]),
                 }),
             )
         };
