@@ -225,32 +225,60 @@ impl ServiceLog {
         stream: Stream,
     ) {
         let mut buffer = vec![0u8; READ_CHUNK];
-        let mut carry: Vec<u8> = Vec::new();
+        let mut writer = LineWriter::new(self, stream);
         loop {
-            let read = match reader.read(&mut buffer).await {
+            match reader.read(&mut buffer).await {
                 Ok(0) => break,
-                Ok(read) => read,
+                Ok(read) => writer.push(&buffer[..read]),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
-            };
-            let chunk = &buffer[..read];
-            let Some(last_newline) = memchr::memrchr(b'\n', chunk) else {
-                carry.extend_from_slice(chunk);
-                if carry.len() >= MAX_LINE {
-                    let mut line = std::mem::take(&mut carry);
-                    line.push(b'\n');
-                    self.write_lines(stream, line);
-                }
-                continue;
-            };
-            let mut lines = std::mem::take(&mut carry);
-            lines.extend_from_slice(&chunk[..=last_newline]);
-            carry.extend_from_slice(&chunk[last_newline + 1..]);
-            self.write_lines(stream, lines);
+            }
         }
-        if !carry.is_empty() {
-            carry.push(b'\n');
-            self.write_lines(stream, carry);
+        writer.finish();
+    }
+}
+
+/// Turns arbitrary chunks of one stream (pipe reads, Docker log frames) into whole
+/// lines in a service's log.
+pub struct LineWriter {
+    log: Arc<ServiceLog>,
+    stream: Stream,
+    carry: Vec<u8>,
+}
+
+impl LineWriter {
+    pub fn new(log: Arc<ServiceLog>, stream: Stream) -> LineWriter {
+        LineWriter {
+            log,
+            stream,
+            carry: Vec::new(),
+        }
+    }
+
+    /// Writes every complete line in `chunk` (with what was carried over); keeps the
+    /// incomplete tail for the next chunk.
+    pub fn push(&mut self, chunk: &[u8]) {
+        let Some(last_newline) = memchr::memrchr(b'\n', chunk) else {
+            self.carry.extend_from_slice(chunk);
+            if self.carry.len() >= MAX_LINE {
+                let mut line = std::mem::take(&mut self.carry);
+                line.push(b'\n');
+                self.log.write_lines(self.stream, line);
+            }
+            return;
+        };
+        let mut lines = std::mem::take(&mut self.carry);
+        lines.extend_from_slice(&chunk[..=last_newline]);
+        self.carry.extend_from_slice(&chunk[last_newline + 1..]);
+        self.log.write_lines(self.stream, lines);
+    }
+
+    /// Writes a final incomplete line, newline added.
+    pub fn finish(mut self) {
+        if !self.carry.is_empty() {
+            let mut line = std::mem::take(&mut self.carry);
+            line.push(b'\n');
+            self.log.write_lines(self.stream, line);
         }
     }
 }
