@@ -8,7 +8,9 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::event::{now_ms, Command, Event};
+use crate::control::client::{Client, ClientError};
+use crate::control::{codes, Endpoint, Hello, Request, SupervisorLock};
+use crate::event::{now_ms, Command, Event, Snapshot};
 use crate::logs::{LogBatch, LogHub};
 use crate::manifest::{self, Manifest, ManifestError};
 use crate::runtime::process::ProcessRuntime;
@@ -41,7 +43,8 @@ pub mod exit {
 )]
 pub struct Cli {
     /// The manifest to use (default: fleet.toml in this folder or the nearest parent).
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    /// Comes before the command: `fleet -f other.toml up`.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Commands,
@@ -53,6 +56,38 @@ pub enum Commands {
     Up(UpArgs),
     /// Validate the manifest without starting anything.
     Check,
+    /// Show every service: state, pid, generation, restarts, uptime, ports, health.
+    Ps {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the last lines of the services' logs, merged by time.
+    Logs(LogsArgs),
+    /// Start stopped services (and their dependencies).
+    Start {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Stop services; everything else keeps running.
+    Stop {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Restart services; everything else keeps its pid.
+    Restart {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Rebuild and replace services (start-first where configured).
+    Redeploy {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Stop every service in reverse dependency order and end the supervisor.
+    Down,
+    /// Re-read the manifest: start added services, stop removed ones, restart changed ones.
+    Reload,
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +97,37 @@ pub struct UpArgs {
     /// Plain prefixed output instead of the terminal UI.
     #[arg(long)]
     pub no_tui: bool,
+    /// Run the supervisor in the background; return once the services are started.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Run in the background and return once every selected service is healthy (or
+    /// completed); fail with their states and last log lines otherwise.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits, e.g. "90s".
+    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    pub wait_timeout: std::time::Duration,
+    /// Internal: this process is the detached supervisor.
+    #[arg(long, hide = true)]
+    pub detached_child: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Services to show (default: all).
+    pub services: Vec<String>,
+    /// Keep printing new lines as they arrive.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// How many lines to show first.
+    #[arg(short = 'n', long = "lines", default_value_t = 100)]
+    pub lines: usize,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::manifest::parse_duration(text).ok_or_else(|| {
+        format!("expected a duration with a unit, like \"30s\" or \"2m\", got {text:?}")
+    })
 }
 
 /// An error that ends the command, with the exit code it maps to.
@@ -116,6 +182,363 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Commands::Check => check(&manifest_path),
         Commands::Up(args) => up(&manifest_path, args),
+        Commands::Logs(args) => logs(&manifest_path, args),
+        command => client_command(&manifest_path, command),
+    }
+}
+
+fn small_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            CliError::new(
+                exit::FAILURE,
+                format!("cannot start the async runtime: {err}"),
+            )
+        })
+}
+
+impl From<ClientError> for CliError {
+    fn from(err: ClientError) -> CliError {
+        let code = match &err {
+            ClientError::NotRunning { .. } => exit::NOT_RUNNING,
+            ClientError::Remote(body)
+                if body.code == codes::UNKNOWN_SERVICE || body.code == codes::INVALID_MANIFEST =>
+            {
+                exit::INVALID
+            }
+            _ => exit::FAILURE,
+        };
+        let message = match err {
+            ClientError::Remote(body) if body.code == codes::INVALID_MANIFEST => body.message,
+            other => format!("fleet: {other}"),
+        };
+        CliError::new(code, message)
+    }
+}
+
+/// Commands that only talk to a running supervisor.
+fn client_command(path: &Path, command: Commands) -> Result<i32, CliError> {
+    small_runtime()?.block_on(async {
+        let mut client = Client::connect(path).await?;
+        let request = match command {
+            Commands::Ps { json } => {
+                let value = client.call(Request::Ps).await?;
+                let snapshot: Snapshot = serde_json::from_value(value).map_err(|err| {
+                    CliError::new(exit::FAILURE, format!("fleet: bad snapshot: {err}"))
+                })?;
+                if json {
+                    let text = serde_json::to_string_pretty(&snapshot.services)
+                        .map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
+                    println!("{text}");
+                } else {
+                    print!("{}", render_ps(&snapshot, now_ms()));
+                }
+                return Ok(exit::SUCCESS);
+            }
+            Commands::Start { services } => Command::Start { services },
+            Commands::Stop { services } => Command::Stop { services },
+            Commands::Restart { services } => Command::Restart { services },
+            Commands::Redeploy { services } => Command::Redeploy { services },
+            Commands::Reload => Command::Reload,
+            Commands::Down => Command::Down,
+            Commands::Up(_) | Commands::Check | Commands::Logs(_) => return Ok(exit::SUCCESS),
+        };
+        let is_down = command_is_down(&request);
+        let waits_for_restart = match &request {
+            Command::Restart { services } => Some((services.clone(), true)),
+            Command::Start { services } => Some((services.clone(), false)),
+            _ => None,
+        };
+        let before = snapshot_of(&mut client).await?;
+        let reply = client.call(Request::Command { command: request }).await?;
+        if let Some(text) = reply.as_str() {
+            println!("{text}");
+        }
+        if let Some((services, require_new)) = waits_for_restart {
+            wait_for_new_instances(&mut client, &before, &services, require_new).await?;
+        }
+        if is_down {
+            // The reply comes once every service is gone; wait for the supervisor
+            // process itself to let go of the project, so an `up` right after works.
+            let endpoint = Endpoint::for_manifest(path)
+                .map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = SupervisorLock::try_acquire(&endpoint.lock) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        Ok(exit::SUCCESS)
+    })
+}
+
+async fn snapshot_of(client: &mut Client) -> Result<Snapshot, CliError> {
+    let value = client.call(Request::Ps).await?;
+    serde_json::from_value(value)
+        .map_err(|err| CliError::new(exit::FAILURE, format!("fleet: bad snapshot: {err}")))
+}
+
+/// After `restart`/`start`: wait until each service runs a newer generation (or gave
+/// up), so a script can use it as soon as the command returns.
+async fn wait_for_new_instances(
+    client: &mut Client,
+    before: &Snapshot,
+    services: &[String],
+    require_new: bool,
+) -> Result<(), CliError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = snapshot_of(client).await?;
+        let pending: Vec<&String> = services
+            .iter()
+            .filter(|name| {
+                let Some(service) = now.service(name) else {
+                    return false;
+                };
+                let old = before.service(name);
+                let settled = service.state.is_up()
+                    || matches!(
+                        service.state,
+                        crate::event::ServiceState::Failed | crate::event::ServiceState::Completed
+                    );
+                let newer = service.generation > old.map(|s| s.generation).unwrap_or_default();
+                // `start` of a service that already ran leaves it as it was.
+                let untouched = !require_new
+                    && old.is_some_and(|old| old.state.is_up() && old.pid == service.pid);
+                !(settled && (newer || untouched))
+            })
+            .collect();
+        if pending.is_empty() {
+            for name in services {
+                if let Some(service) = now.service(name) {
+                    let pid = service
+                        .pid
+                        .map(|p| format!(" (pid {p})"))
+                        .unwrap_or_default();
+                    println!("{name}: {}{pid}", service.state);
+                }
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(CliError::new(
+                exit::FAILURE,
+                "fleet: timed out waiting for the new instances".to_string(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+fn command_is_down(command: &Command) -> bool {
+    matches!(command, Command::Down | Command::Kill)
+}
+
+/// The `fleet ps` table.
+pub fn render_ps(snapshot: &Snapshot, now_ms: u64) -> String {
+    let header = [
+        "NAME",
+        "KIND",
+        "STATE",
+        "PID",
+        "GEN",
+        "RESTARTS",
+        "UPTIME",
+        "PORTS",
+        "HEALTH",
+        "LAST EVENT",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for service in &snapshot.services {
+        let pid = match (&service.pid, &service.container) {
+            (Some(pid), _) => pid.to_string(),
+            (None, Some(id)) => crate::event::short_id(id).to_string(),
+            _ => "-".into(),
+        };
+        let uptime = service
+            .started_at_ms
+            .filter(|_| service.state.is_up())
+            .map(|at| crate::event::format_duration_ms(now_ms.saturating_sub(at)))
+            .unwrap_or_else(|| "-".into());
+        let ports = if service.ports.is_empty() {
+            "-".to_string()
+        } else {
+            service
+                .ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut state = service.state.to_string();
+        if service.build.as_deref() == Some("failed") {
+            state.push_str(" (build failed)");
+        }
+        let last = match (&service.waiting_for, &service.last_event) {
+            (Some(waiting), _) if service.state == crate::event::ServiceState::Waiting => {
+                format!("waiting for {waiting}")
+            }
+            (_, Some(event)) => {
+                let ago = service
+                    .last_event_at_ms
+                    .map(|at| {
+                        format!(
+                            " ({} ago)",
+                            crate::event::format_duration_ms(now_ms.saturating_sub(at))
+                        )
+                    })
+                    .unwrap_or_default();
+                format!("{event}{ago}")
+            }
+            _ => String::new(),
+        };
+        rows.push(vec![
+            service.name.clone(),
+            service.kind.to_string(),
+            state,
+            pid,
+            service.generation.to_string(),
+            service.restarts.to_string(),
+            uptime,
+            ports,
+            service.health.clone().unwrap_or_else(|| "-".into()),
+            last,
+        ]);
+    }
+    let columns = header.len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == columns {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `fleet logs`: reads the files under `.fleet/logs`, so it works with or without a
+/// running fleet; `-f` follows the files as they grow (and rotate).
+fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
+    let manifest = manifest::load(path)?;
+    let dir = manifest.log_dir();
+    let names: Vec<String> = if args.services.is_empty() {
+        manifest.services.iter().map(|s| s.name.clone()).collect()
+    } else {
+        let known: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
+        for name in &args.services {
+            if !known.contains(&name.as_str()) {
+                let hint = crate::manifest::diagnostic::suggest(name, known.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(CliError::new(
+                    exit::INVALID,
+                    format!("fleet: unknown service `{name}`{hint}"),
+                ));
+            }
+        }
+        args.services.clone()
+    };
+    let color = use_color(&std::io::stdout());
+    let width = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(24);
+    let all_names: Vec<String> = manifest.services.iter().map(|s| s.name.clone()).collect();
+    let prefix = |name: &str| -> String {
+        let padded = format!("{name:<width$}");
+        let index = all_names.iter().position(|n| n == name).unwrap_or(0);
+        if color {
+            format!("{}{padded}{RESET} | ", PALETTE[index % PALETTE.len()])
+        } else {
+            format!("{padded} | ")
+        }
+    };
+    let mut merged: Vec<(String, String, crate::logs::LogLine)> = Vec::new();
+    for name in &names {
+        let lines = crate::logs::read_tail(&dir, name, args.lines).map_err(|err| {
+            CliError::new(
+                exit::FAILURE,
+                format!("fleet: cannot read the log of `{name}`: {err}"),
+            )
+        })?;
+        merged.extend(
+            lines
+                .into_iter()
+                .map(|line| (line.timestamp.clone(), name.clone(), line)),
+        );
+    }
+    // A stable sort keeps each service's own order among equal timestamps.
+    merged.sort_by(|a, b| a.0.cmp(&b.0));
+    let skip = merged.len().saturating_sub(args.lines);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (_, name, line) in merged.into_iter().skip(skip) {
+        let _ = writeln!(out, "{}{}", prefix(&name), line.text);
+    }
+    let _ = out.flush();
+    if !args.follow {
+        return Ok(exit::SUCCESS);
+    }
+    let mut offsets: Vec<(String, PathBuf, u64)> = names
+        .iter()
+        .map(|name| {
+            let path = crate::logs::log_path(&dir, name);
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            (name.clone(), path, size)
+        })
+        .collect();
+    loop {
+        // Log files are appended by the supervisor; checking their sizes ten times a
+        // second costs nothing and also works when the fleet is restarted meanwhile.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut batch: Vec<(String, String, String)> = Vec::new();
+        for (name, path, offset) in offsets.iter_mut() {
+            let size = std::fs::metadata(&*path).map(|m| m.len()).unwrap_or(0);
+            if size < *offset {
+                *offset = 0; // rotated
+            }
+            if size == *offset {
+                continue;
+            }
+            if let Ok((lines, next)) = crate::logs::read_from(path, *offset) {
+                *offset = next;
+                batch.extend(
+                    lines
+                        .into_iter()
+                        .map(|l| (l.timestamp, name.clone(), l.text)),
+                );
+            }
+        }
+        batch.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        for (_, name, text) in batch {
+            if writeln!(out, "{}{}", prefix(&name), text).is_err() {
+                return Ok(exit::SUCCESS);
+            }
+        }
+        if out.flush().is_err() {
+            return Ok(exit::SUCCESS);
+        }
     }
 }
 
@@ -158,6 +581,26 @@ pub fn project_token(manifest: &Path) -> String {
 
 fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
     let manifest = manifest::load(path)?;
+    let endpoint = Endpoint::for_manifest(&manifest.path).map_err(|err| {
+        CliError::new(
+            exit::FAILURE,
+            format!("fleet: cannot create the runtime dir: {err}"),
+        )
+    })?;
+    let lock = SupervisorLock::try_acquire(&endpoint.lock).map_err(|err| {
+        CliError::new(
+            exit::FAILURE,
+            format!("fleet: cannot take {}: {err}", endpoint.lock.display()),
+        )
+    })?;
+    let Some(lock) = lock else {
+        // A supervisor already runs this project: apply the manifest as it is now.
+        return small_runtime()?.block_on(apply_to_running(&manifest, &args));
+    };
+    if (args.detach || args.wait) && !args.detached_child {
+        drop(lock);
+        return detach(&manifest, &args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -168,11 +611,236 @@ fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
                 format!("cannot start the async runtime: {err}"),
             )
         })?;
-    let _ = args.no_tui;
-    runtime.block_on(supervise(manifest, args.services))
+    runtime.block_on(supervise(manifest, args.services, endpoint, lock))
 }
 
-async fn supervise(manifest: Manifest, services: Vec<String>) -> Result<i32, CliError> {
+/// `fleet up` while a supervisor runs: reload the manifest, start what was asked.
+async fn apply_to_running(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
+    let mut client = Client::connect(&manifest.path).await?;
+    let reply = client
+        .call(Request::Command {
+            command: Command::Reload,
+        })
+        .await?;
+    println!(
+        "fleet is already running; manifest applied: {}",
+        reply.as_str().unwrap_or("done")
+    );
+    let reply = client
+        .call(Request::Command {
+            command: Command::Start {
+                services: args.services.clone(),
+            },
+        })
+        .await?;
+    if let Some(text) = reply.as_str() {
+        println!("{text}");
+    }
+    if args.wait {
+        return wait_until_ready(manifest, &args.services, args.wait_timeout, true).await;
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// Starts the supervisor as a background process and waits until it has started the
+/// services (with `--wait`: until they are healthy).
+fn detach(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
+    use std::os::unix::process::CommandExt;
+    let state_dir = manifest.state_dir();
+    std::fs::create_dir_all(&state_dir).map_err(|err| {
+        CliError::new(
+            exit::FAILURE,
+            format!("fleet: cannot create {}: {err}", state_dir.display()),
+        )
+    })?;
+    let log_path = state_dir.join("supervisor.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|err| {
+            CliError::new(
+                exit::FAILURE,
+                format!("fleet: cannot open {}: {err}", log_path.display()),
+            )
+        })?;
+    let log_err = log
+        .try_clone()
+        .map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
+    let exe =
+        std::env::current_exe().map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("-f")
+        .arg(&manifest.path)
+        .args(["up", "--no-tui", "--detached-child"])
+        .args(&args.services)
+        .current_dir(&manifest.root)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    // SAFETY: setsid is async-signal-safe; the child leaves our session so closing
+    // this terminal does not send it SIGHUP.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().map_err(|err| {
+        CliError::new(
+            exit::FAILURE,
+            format!("fleet: cannot start the supervisor: {err}"),
+        )
+    })?;
+    let runtime = small_runtime()?;
+    runtime.block_on(async {
+        // Wait for the supervisor to answer (or to fail before it does).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let last: Vec<&str> = tail
+                    .lines()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                return Err(CliError::new(
+                    status.code().unwrap_or(exit::FAILURE),
+                    format!(
+                        "fleet: the supervisor exited during startup:\n{}",
+                        last.join("\n")
+                    ),
+                ));
+            }
+            match Client::connect(&manifest.path).await {
+                Ok(_) => break,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        println!(
+            "fleet: supervisor running in the background (pid {}), output in {}",
+            child.id(),
+            log_path.display()
+        );
+        wait_until_ready(manifest, &args.services, args.wait_timeout, args.wait).await
+    })
+}
+
+/// Follows the supervisor's snapshots until every selected service is started (or,
+/// with `healthy`, ready: healthy, running without a probe, or completed).
+async fn wait_until_ready(
+    manifest: &Manifest,
+    services: &[String],
+    timeout: std::time::Duration,
+    healthy: bool,
+) -> Result<i32, CliError> {
+    let mut client = Client::connect(&manifest.path).await?;
+    client.start_stream(Request::Subscribe).await?;
+    let selected: Vec<String> = if services.is_empty() {
+        manifest.services.iter().map(|s| s.name.clone()).collect()
+    } else {
+        let graph = crate::supervisor::graph::Graph::new(manifest);
+        graph.with_dependencies(services).into_iter().collect()
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last: Option<Snapshot> = None;
+    loop {
+        let reply = match tokio::time::timeout_at(deadline, client.next_reply()).await {
+            Ok(reply) => reply?,
+            Err(_) => break,
+        };
+        let crate::control::Reply::Stream(value) = reply else {
+            break;
+        };
+        let Some(snapshot) = value.get("snapshot") else {
+            continue;
+        };
+        let Ok(snapshot) = serde_json::from_value::<Snapshot>(snapshot.clone()) else {
+            continue;
+        };
+        let states: Vec<crate::event::ServiceState> = selected
+            .iter()
+            .filter_map(|name| snapshot.service(name).map(|s| s.state))
+            .collect();
+        let failed = states
+            .iter()
+            .any(|s| *s == crate::event::ServiceState::Failed);
+        let done = if healthy {
+            states.iter().all(|s| s.is_ready())
+        } else {
+            states.iter().all(|s| {
+                s.is_up()
+                    || matches!(
+                        s,
+                        crate::event::ServiceState::Completed | crate::event::ServiceState::Failed
+                    )
+            })
+        };
+        last = Some(snapshot);
+        if done && !(healthy && failed) {
+            println!(
+                "fleet: {} services {}",
+                selected.len(),
+                if healthy { "ready" } else { "started" }
+            );
+            return Ok(exit::SUCCESS);
+        }
+        if failed && healthy {
+            break;
+        }
+    }
+    let mut report = String::from(if healthy {
+        "fleet: not every service became healthy:\n"
+    } else {
+        "fleet: not every service started:\n"
+    });
+    if let Some(snapshot) = last {
+        for name in &selected {
+            let Some(service) = snapshot.service(name) else {
+                continue;
+            };
+            let fine = if healthy {
+                service.state.is_ready()
+            } else {
+                service.state.is_up()
+            };
+            if fine {
+                continue;
+            }
+            let detail = service
+                .waiting_for
+                .as_ref()
+                .map(|w| format!(" (waiting for {w})"))
+                .or_else(|| service.last_event.as_ref().map(|e| format!(" ({e})")))
+                .unwrap_or_default();
+            report.push_str(&format!("\n{}: {}{detail}\n", service.name, service.state));
+            if let Ok(lines) = crate::logs::read_tail(&manifest.log_dir(), name, 20) {
+                for line in lines {
+                    report.push_str(&format!("  {} | {}\n", service.name, line.text));
+                }
+            }
+        }
+    }
+    Err(CliError::new(
+        exit::WAIT_FAILED,
+        report.trim_end().to_string(),
+    ))
+}
+
+async fn supervise(
+    manifest: Manifest,
+    services: Vec<String>,
+    endpoint: Endpoint,
+    _lock: SupervisorLock,
+) -> Result<i32, CliError> {
     let io_error =
         |what: &str, err: std::io::Error| CliError::new(exit::FAILURE, format!("{what}: {err}"));
     let processes = ProcessRuntime::start()
@@ -206,6 +874,12 @@ async fn supervise(manifest: Manifest, services: Vec<String>) -> Result<i32, Cli
         journal: journal.clone(),
     });
     let names: Vec<String> = manifest.services.iter().map(|s| s.name.clone()).collect();
+    let hello = Hello {
+        version: crate::control::PROTOCOL_VERSION,
+        project: manifest.project.name.clone(),
+        manifest: manifest.path.display().to_string(),
+        pid: std::process::id(),
+    };
     let (supervisor, handle) = match Supervisor::new(manifest, project, &services) {
         Ok(created) => created,
         Err(err) => {
@@ -214,10 +888,32 @@ async fn supervise(manifest: Manifest, services: Vec<String>) -> Result<i32, Cli
             return Err(err.into());
         }
     };
+    let listener = match crate::control::server::bind(&endpoint.socket) {
+        Ok(listener) => listener,
+        Err(err) => {
+            journal.clear();
+            keeper.release();
+            return Err(CliError::new(
+                exit::FAILURE,
+                format!(
+                    "fleet: cannot listen on {}: {err}",
+                    endpoint.socket.display()
+                ),
+            ));
+        }
+    };
     let printer = Printer::start(&names, hub.subscribe(), handle.events.subscribe());
     let signals = tokio::spawn(forward_signals(handle.clone()));
+    let server = tokio::spawn(crate::control::server::serve(
+        listener,
+        handle.clone(),
+        hello,
+    ));
+    drop(handle);
     supervisor.run().await;
     signals.abort();
+    server.abort();
+    let _ = std::fs::remove_file(&endpoint.socket);
     printer.finish();
     journal.clear();
     keeper.release();

@@ -255,7 +255,6 @@ impl fmt::Display for EventKind {
             }
             EventKind::Exited { status, .. } => write!(f, "{status}"),
             EventKind::Stopped { status } => write!(f, "stopped ({status})"),
-            EventKind::Stopped { status } => write!(f, "stopped ({status})"),
             EventKind::GaveUp { crashes, window_ms } => write!(
                 f,
                 "failed: crashed {crashes} times within {}, not restarting",

@@ -10,6 +10,7 @@
 //! The supervisor publishes a [`event::Snapshot`] and [`event::Event`]s; the CLI and
 //! the TUI only ever read those.
 pub mod cli;
+pub mod control;
 pub mod event;
 pub mod health;
 pub mod logs;

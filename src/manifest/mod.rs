@@ -336,3 +336,8 @@ impl Manifest {
         self.state_dir().join("logs")
     }
 }
+
+/// Parses a duration written like the manifest's (`"250ms"`, `"10s"`, `"1m30s"`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    validate::parse_duration(text).ok()
+}

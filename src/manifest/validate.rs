@@ -1464,7 +1464,7 @@ fn default_image_tag(project: &str, service: &str) -> String {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum DurationError {
+pub(super) enum DurationError {
     /// A plain number: the unit is missing.
     NoUnit,
     Invalid,
@@ -1472,7 +1472,7 @@ enum DurationError {
 }
 
 /// `"250ms"`, `"10s"`, `"2m"`, `"1h"`, combined (`"1m30s"`) and with decimals (`"1.5s"`).
-fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     const UNITS: &[(&str, u128)] = &[
         ("ms", 1_000_000),
         ("s", 1_000_000_000),

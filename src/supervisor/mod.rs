@@ -118,6 +118,15 @@ struct Slot {
     /// `restart = true`.
     seen_generations: HashMap<String, Generation>,
     stop_sent: bool,
+    /// `fleet reload` removed or changed this service: once it is stopped, drop it and
+    /// (when changed) start its new definition.
+    replace_with: Option<Replacement>,
+}
+
+#[derive(Debug, Clone)]
+enum Replacement {
+    Remove,
+    Spec(Box<ServiceSpec>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +287,7 @@ impl Supervisor {
                 last_event: None,
                 seen_generations: HashMap::new(),
                 stop_sent: false,
+                replace_with: None,
             },
         );
         Ok(())
@@ -445,11 +455,7 @@ impl Supervisor {
                     }
                 })
             }
-            Command::Reload => Err(CommandError {
-                code: "unsupported",
-                message: "reload needs the manifest path; send it through the control socket"
-                    .into(),
-            }),
+            Command::Reload => self.reload(),
         };
         let _ = reply.send(result);
     }
@@ -484,6 +490,116 @@ impl Supervisor {
         Ok(format!("{verb}: {}", targets.join(", ")))
     }
 
+    /// Re-reads the manifest and applies the difference: added services start, removed
+    /// ones stop, changed ones (by spec hash) restart with their new definition, and
+    /// nothing else is touched. An invalid manifest changes nothing.
+    fn reload(&mut self) -> CommandResult {
+        let manifest = crate::manifest::load(&self.manifest.path).map_err(|err| CommandError {
+            code: crate::control::codes::INVALID_MANIFEST,
+            message: err.render(false),
+        })?;
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        let mut changed = Vec::new();
+        for spec in &manifest.services {
+            match self.slots.get_mut(&spec.name) {
+                None => added.push(spec.name.clone()),
+                Some(slot) if slot.spec.spec_hash() != spec.spec_hash() => {
+                    changed.push(spec.name.clone());
+                    slot.replace_with = Some(Replacement::Spec(Box::new(spec.clone())));
+                    slot.desired = false;
+                    slot.launched = false;
+                    slot.handle.send(Input::Stop);
+                }
+                Some(_) => {}
+            }
+        }
+        for (name, slot) in self.slots.iter_mut() {
+            if manifest.service(name).is_none() {
+                removed.push(name.clone());
+                slot.replace_with = Some(Replacement::Remove);
+                slot.desired = false;
+                slot.launched = false;
+                slot.handle.send(Input::Stop);
+            }
+        }
+        for name in &added {
+            if let Some(spec) = manifest.service(name) {
+                if let Some(socket) = &spec.socket {
+                    match TcpListener::bind((socket.host.as_str(), socket.port)) {
+                        Ok(listener) => {
+                            self.listeners.insert(name.clone(), Arc::new(listener));
+                        }
+                        Err(err) => {
+                            return Err(CommandError {
+                                code: crate::control::codes::INTERNAL,
+                                message: format!(
+                                    "service `{name}`: cannot bind {}:{}: {err}",
+                                    socket.host, socket.port
+                                ),
+                            })
+                        }
+                    }
+                }
+                self.add_slot(spec.clone()).map_err(|err| CommandError {
+                    code: crate::control::codes::INTERNAL,
+                    message: format!("service `{name}`: {err}"),
+                })?;
+                if let Some(slot) = self.slots.get_mut(name) {
+                    slot.desired = true;
+                }
+            }
+        }
+        self.manifest = manifest;
+        self.graph = Graph::new(&self.manifest);
+        let describe = |what: &str, names: &[String]| {
+            if names.is_empty() {
+                None
+            } else {
+                Some(format!("{what}: {}", names.join(", ")))
+            }
+        };
+        let parts: Vec<String> = [
+            describe("added", &added),
+            describe("removed", &removed),
+            describe("changed", &changed),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        Ok(if parts.is_empty() {
+            "no changes".to_string()
+        } else {
+            parts.join("; ")
+        })
+    }
+
+    /// Finishes reload replacements whose old instance is gone.
+    fn finish_replacements(&mut self) {
+        let ready: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.replace_with.is_some() && slot.status.idle)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in ready {
+            let Some(slot) = self.slots.remove(&name) else {
+                continue;
+            };
+            if let Some(Replacement::Spec(spec)) = slot.replace_with {
+                if let Err(err) = self.add_slot(*spec) {
+                    eprintln!("fleet: cannot restart `{name}` after reload: {err}");
+                    continue;
+                }
+                if let Some(slot) = self.slots.get_mut(&name) {
+                    slot.desired = true;
+                }
+            } else {
+                self.listeners.remove(&name);
+            }
+        }
+    }
+
     fn begin_shutdown(&mut self, mode: Shutdown) {
         if self.shutdown == Some(Shutdown::Kill) {
             return;
@@ -500,6 +616,7 @@ impl Supervisor {
 
     /// Starts what may start, stops what may stop.
     fn reconcile(&mut self) {
+        self.finish_replacements();
         if self.shutdown.is_some() {
             self.reconcile_shutdown();
             return;
