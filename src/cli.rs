@@ -770,9 +770,7 @@ async fn wait_until_ready(
             .iter()
             .filter_map(|name| snapshot.service(name).map(|s| s.state))
             .collect();
-        let failed = states
-            .iter()
-            .any(|s| *s == crate::event::ServiceState::Failed);
+        let failed = states.contains(&crate::event::ServiceState::Failed);
         let done = if healthy {
             states.iter().all(|s| s.is_ready())
         } else {
