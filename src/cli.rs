@@ -165,7 +165,7 @@ impl From<StartError> for CliError {
         };
         CliError::new(
             code,
-            format!("cannot start the fleet, nothing was started:\n{err}"),
+            format!("error: cannot start the fleet, nothing was started:\n{err}"),
         )
     }
 }
@@ -611,7 +611,13 @@ fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
                 format!("cannot start the async runtime: {err}"),
             )
         })?;
-    runtime.block_on(supervise(manifest, args.services, endpoint, lock))
+    runtime.block_on(supervise(
+        manifest,
+        args.services,
+        endpoint,
+        lock,
+        !args.detached_child,
+    ))
 }
 
 /// `fleet up` while a supervisor runs: reload the manifest, start what was asked.
@@ -838,6 +844,7 @@ async fn supervise(
     services: Vec<String>,
     endpoint: Endpoint,
     _lock: SupervisorLock,
+    show_output: bool,
 ) -> Result<i32, CliError> {
     let io_error =
         |what: &str, err: std::io::Error| CliError::new(exit::FAILURE, format!("{what}: {err}"));
@@ -853,6 +860,9 @@ async fn supervise(
             swept.groups, swept.processes
         );
     }
+    // Ports and names are checked before anything is created: a fleet that cannot start
+    // leaves no trace.
+    let preflight = crate::supervisor::preflight(&manifest, &services)?;
     let journal =
         Journal::open(&state_dir, &run_id).map_err(|err| io_error("cannot write .fleet/", err))?;
     let marker = format!("{token}/{run_id}/");
@@ -878,7 +888,7 @@ async fn supervise(
         manifest: manifest.path.display().to_string(),
         pid: std::process::id(),
     };
-    let (supervisor, handle) = match Supervisor::new(manifest, project, &services) {
+    let (supervisor, handle) = match Supervisor::new(manifest, project, &services, preflight) {
         Ok(created) => created,
         Err(err) => {
             journal.clear();
@@ -900,7 +910,13 @@ async fn supervise(
             ));
         }
     };
-    let printer = Printer::start(&names, hub.subscribe(), handle.events.subscribe());
+    // Detached, the supervisor's own output goes to .fleet/supervisor.log: status lines
+    // belong there, service output is already in the per-service logs.
+    let printer = Printer::start(
+        &names,
+        show_output.then(|| hub.subscribe()),
+        handle.events.subscribe(),
+    );
     let signals = tokio::spawn(forward_signals(handle.clone()));
     let server = tokio::spawn(crate::control::server::serve(
         listener,
@@ -971,7 +987,7 @@ struct Printer {
 impl Printer {
     fn start(
         names: &[String],
-        mut logs: broadcast::Receiver<Arc<LogBatch>>,
+        logs: Option<broadcast::Receiver<Arc<LogBatch>>>,
         mut events: broadcast::Receiver<Event>,
     ) -> Printer {
         let color = use_color(&std::io::stdout());
@@ -987,7 +1003,12 @@ impl Printer {
             .map(|(i, name)| (name.clone(), PALETTE[i % PALETTE.len()]))
             .collect();
         let (stop, mut stopped) = oneshot::channel::<()>();
+        // Without output to show, a receiver that never receives stands in; its sender
+        // lives as long as the thread, so it never reports "closed" either.
+        let (idle_sender, idle) = broadcast::channel(1);
+        let mut logs = logs.unwrap_or(idle);
         let thread = std::thread::Builder::new().name("fleet-printer".into()).spawn(move || {
+            let _idle_sender = idle_sender;
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());

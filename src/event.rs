@@ -346,7 +346,10 @@ pub fn format_duration_ms(ms: u64) -> String {
             format!("{}.{}s", tenths / 10, tenths % 10)
         }
     } else if ms < 3_600_000 {
-        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+        match (ms % 60_000) / 1000 {
+            0 => format!("{}m", ms / 60_000),
+            secs => format!("{}m{secs}s", ms / 60_000),
+        }
     } else {
         format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000)
     }
@@ -367,6 +370,7 @@ mod tests {
         assert_eq!(format_duration_ms(1000), "1s");
         assert_eq!(format_duration_ms(1500), "1.5s");
         assert_eq!(format_duration_ms(130_000), "2m10s");
+        assert_eq!(format_duration_ms(60_000), "1m");
     }
 
     #[test]

@@ -26,8 +26,11 @@ use tokio::sync::broadcast;
 
 use crate::event::now_ms;
 
-/// Read size for service pipes: large reads mean few syscalls when a service floods.
+/// Largest read size for service pipes: large reads mean few syscalls when a service
+/// floods.
 const READ_CHUNK: usize = 256 * 1024;
+/// First read size: enough for any burst of ordinary log lines.
+const FIRST_READ_CHUNK: usize = 4 * 1024;
 /// A line longer than this without a newline is written in pieces of this size, so a
 /// service printing one endless line cannot grow fleet's memory without bound.
 const MAX_LINE: usize = 64 * 1024;
@@ -224,12 +227,19 @@ impl ServiceLog {
         mut reader: R,
         stream: Stream,
     ) {
-        let mut buffer = vec![0u8; READ_CHUNK];
+        // Start small and grow only when reads fill the buffer: a hundred quiet
+        // services then cost a few KiB each, and a flooding one gets large reads.
+        let mut buffer = vec![0u8; FIRST_READ_CHUNK];
         let mut writer = LineWriter::new(self, stream);
         loop {
             match reader.read(&mut buffer).await {
                 Ok(0) => break,
-                Ok(read) => writer.push(&buffer[..read]),
+                Ok(read) => {
+                    writer.push(&buffer[..read]);
+                    if read == buffer.len() && buffer.len() < READ_CHUNK {
+                        buffer.resize(buffer.len() * 4, 0);
+                    }
+                }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }

@@ -1219,7 +1219,11 @@ impl Checker<'_> {
                         ),
                         span.clone(),
                     )
-                    .with_suggestion(suggest(&dependency.service, names.iter().copied()));
+                    // A service depending on itself is never the fix.
+                    .with_suggestion(suggest(
+                        &dependency.service,
+                        names.iter().copied().filter(|name| *name != service.name),
+                    ));
                     self.push(diagnostic);
                     continue;
                 };

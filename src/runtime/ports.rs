@@ -27,9 +27,24 @@ pub fn describe_busy(port: u16, owner: &Option<PortOwner>) -> String {
     match owner {
         Some(owner) => format!(
             "port {port} is already in use by pid {} ({})",
-            owner.pid, owner.command
+            owner.pid,
+            one_line(&owner.command, 80)
         ),
         None => format!("port {port} is already in use (owner not visible)"),
+    }
+}
+
+/// A command line fit for one line of an error message.
+fn one_line(text: &str, max_chars: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= max_chars {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max_chars.saturating_sub(1)).collect();
+        format!("{cut}…")
     }
 }
 

@@ -135,6 +135,70 @@ enum Shutdown {
     Kill,
 }
 
+/// What the preflight check secured: the listening sockets fleet holds for services
+/// with `socket`.
+pub struct Preflight {
+    listeners: HashMap<String, Arc<TcpListener>>,
+}
+
+/// Checks, before anything is created or started, that the selected services (all
+/// when `selection` is empty) and their dependencies can start: the names exist, their
+/// ports are free and their sockets can be bound. Reports every problem at once.
+pub fn preflight(manifest: &Manifest, selection: &[String]) -> Result<Preflight, StartError> {
+    let graph = Graph::new(manifest);
+    let unknown: Vec<String> = selection
+        .iter()
+        .filter(|name| manifest.service(name).is_none())
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(StartError::UnknownServices(unknown));
+    }
+    let selected = graph.with_dependencies(selection);
+    let mut busy = Vec::new();
+    let mut listeners = HashMap::new();
+    for service in &manifest.services {
+        if !selection.is_empty() && !selected.contains(&service.name) {
+            continue;
+        }
+        for port in &service.ports {
+            if service
+                .socket
+                .as_ref()
+                .is_some_and(|socket| socket.port == *port)
+            {
+                continue;
+            }
+            if let Err(owner) = ports::check_free(*port) {
+                busy.push(format!(
+                    "service `{}`: {}",
+                    service.name,
+                    ports::describe_busy(*port, &owner)
+                ));
+            }
+        }
+        if let Some(socket) = &service.socket {
+            match TcpListener::bind((socket.host.as_str(), socket.port)) {
+                Ok(listener) => {
+                    listeners.insert(service.name.clone(), Arc::new(listener));
+                }
+                Err(err) => {
+                    let owner = ports::find_owner(socket.port);
+                    let detail = match owner {
+                        Some(_) => ports::describe_busy(socket.port, &owner),
+                        None => format!("cannot bind {}:{}: {err}", socket.host, socket.port),
+                    };
+                    busy.push(format!("service `{}`: {detail}", service.name));
+                }
+            }
+        }
+    }
+    if !busy.is_empty() {
+        return Err(StartError::PortsBusy(busy));
+    }
+    Ok(Preflight { listeners })
+}
+
 pub struct Supervisor {
     manifest: Manifest,
     project: Arc<ProjectContext>,
@@ -151,65 +215,16 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Checks that the selected services (all when `selection` is empty) and their
-    /// dependencies can start (ports free, sockets bound), sets up one runner per
-    /// service and marks the selection wanted. Nothing runs if this fails.
+    /// Sets up one runner per service (none started yet) and marks the selection
+    /// (all when empty) and its dependencies wanted. Call [`preflight`] first.
     pub fn new(
         manifest: Manifest,
         project: Arc<ProjectContext>,
         selection: &[String],
+        preflight: Preflight,
     ) -> Result<(Supervisor, SupervisorHandle), StartError> {
         let graph = Graph::new(&manifest);
-        let unknown: Vec<String> = selection
-            .iter()
-            .filter(|name| manifest.service(name).is_none())
-            .cloned()
-            .collect();
-        if !unknown.is_empty() {
-            return Err(StartError::UnknownServices(unknown));
-        }
-        let selected = graph.with_dependencies(selection);
-        let mut busy = Vec::new();
-        let mut listeners = HashMap::new();
-        for service in &manifest.services {
-            if !selection.is_empty() && !selected.contains(&service.name) {
-                continue;
-            }
-            for port in &service.ports {
-                if service
-                    .socket
-                    .as_ref()
-                    .is_some_and(|socket| socket.port == *port)
-                {
-                    continue;
-                }
-                if let Err(owner) = ports::check_free(*port) {
-                    busy.push(format!(
-                        "service `{}`: {}",
-                        service.name,
-                        ports::describe_busy(*port, &owner)
-                    ));
-                }
-            }
-            if let Some(socket) = &service.socket {
-                match TcpListener::bind((socket.host.as_str(), socket.port)) {
-                    Ok(listener) => {
-                        listeners.insert(service.name.clone(), Arc::new(listener));
-                    }
-                    Err(err) => {
-                        let owner = ports::find_owner(socket.port);
-                        let detail = match owner {
-                            Some(_) => ports::describe_busy(socket.port, &owner),
-                            None => format!("cannot bind {}:{}: {err}", socket.host, socket.port),
-                        };
-                        busy.push(format!("service `{}`: {detail}", service.name));
-                    }
-                }
-            }
-        }
-        if !busy.is_empty() {
-            return Err(StartError::PortsBusy(busy));
-        }
+        let listeners = preflight.listeners;
         let (reports_tx, reports) = mpsc::unbounded_channel();
         let (requests_tx, requests) = mpsc::channel(256);
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));

@@ -1,0 +1,16 @@
+//! Integration tests: the real `fleet` binary runs manifests written into temp folders,
+//! and the tests check real effects: pids gone, ports answering, lines in log files.
+//!
+//! Everything builds into this one test binary (one link, one `cargo test --test
+//! integration`). `support` is the harness; each other module covers one area. The
+//! services are `examples/helper.rs`, a program that plays any well- or badly-behaved
+//! service on request (see its flags at the top of that file).
+
+mod support;
+
+mod harness;
+mod logs;
+mod manifest_errors;
+mod restart;
+mod stop;
+mod up;
