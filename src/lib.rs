@@ -18,3 +18,4 @@ pub mod manifest;
 pub mod runtime;
 pub mod service;
 pub mod supervisor;
+pub mod watch;

@@ -28,6 +28,7 @@ use crate::runtime::ports;
 use crate::service::runner::{ProjectContext, Report, RunnerHandle, ServiceRunner, ServiceStatus};
 use crate::service::state::Input;
 
+use crate::watch::{WatchEvent, WatchSpec, Watcher, DEFAULT_DEBOUNCE};
 use graph::Graph;
 
 /// Capacity of the event broadcast. A reader that lags further resyncs from the
@@ -212,6 +213,11 @@ pub struct Supervisor {
     events: broadcast::Sender<Event>,
     shutdown: Option<Shutdown>,
     down_waiters: Vec<oneshot::Sender<CommandResult>>,
+    watcher: Option<Watcher>,
+}
+
+fn watch_specs(manifest: &Manifest) -> Vec<WatchSpec> {
+    manifest.services.iter().filter(|spec| !spec.watch.is_empty()).map(WatchSpec::from).collect()
 }
 
 impl Supervisor {
@@ -242,6 +248,7 @@ impl Supervisor {
             events: events.clone(),
             shutdown: None,
             down_waiters: Vec::new(),
+            watcher: None,
         };
         let specs: Vec<ServiceSpec> = supervisor.manifest.services.clone();
         for spec in specs {
@@ -333,6 +340,16 @@ impl Supervisor {
 
     /// Runs until the fleet is down (after `Down` or `Kill`).
     pub async fn run(mut self) {
+        let (watch_sender, mut watch_events) = mpsc::unbounded_channel();
+        self.watcher = match Watcher::start(&self.manifest.root, watch_specs(&self.manifest), DEFAULT_DEBOUNCE, watch_sender)
+        {
+            Ok(watcher) => watcher,
+            Err(err) => {
+                eprintln!("fleet: file watching is off: {err}");
+                None
+            }
+        };
+        let mut requests_closed = false;
         self.reconcile();
         self.publish();
         loop {
@@ -345,15 +362,17 @@ impl Supervisor {
                         self.handle_report(report);
                     }
                 }
-                request = self.requests.recv() => match request {
+                request = self.requests.recv(), if !requests_closed => match request {
                     Some(request) => self.handle_request(request),
                     None => {
                         // Every handle is gone: nobody can ever ask us to stop, so stop.
+                        requests_closed = true;
                         if self.shutdown.is_none() {
                             self.begin_shutdown(Shutdown::Graceful);
                         }
                     }
                 },
+                Some(change) = watch_events.recv() => self.handle_watch(change),
             }
             self.reconcile();
             self.publish();
@@ -375,6 +394,40 @@ impl Supervisor {
         }
     }
 
+    /// A file change (or the watcher's own news).
+    fn handle_watch(&mut self, change: WatchEvent) {
+        match change {
+            WatchEvent::Redeploy { service, paths } => {
+                let Some(slot) = self.slots.get_mut(&service) else { return };
+                // A service the user stopped stays stopped; a failed one gets its retry.
+                if !slot.desired || self.shutdown.is_some() {
+                    return;
+                }
+                slot.launched = true;
+                slot.handle.send(Input::Redeploy);
+                let shown: Vec<String> = paths.iter().take(3).map(|p| p.display().to_string()).collect();
+                let more = paths.len().saturating_sub(shown.len());
+                let text = match (shown.is_empty(), more) {
+                    (true, _) => "changes detected, redeploying".to_string(),
+                    (false, 0) => format!("{} changed, redeploying", shown.join(", ")),
+                    (false, more) => format!("{} and {more} more changed, redeploying", shown.join(", ")),
+                };
+                self.emit(&service, EventKind::Message { text });
+            }
+            WatchEvent::Paused { service, reason } => self.emit(&service, EventKind::RedeployPaused { reason }),
+            WatchEvent::Error { message } => eprintln!("fleet: file watching: {message}"),
+        }
+    }
+
+    fn emit(&mut self, service: &str, event: EventKind) {
+        let at_ms = now_ms();
+        let generation = self.slots.get(service).map(|slot| slot.status.generation).unwrap_or_default();
+        if let Some(slot) = self.slots.get_mut(service) {
+            slot.last_event = Some((at_ms, event.to_string()));
+        }
+        let _ = self.events.send(Event { at_ms, service: service.to_string(), generation, kind: event });
+    }
+
     fn handle_report(&mut self, report: Report) {
         match report {
             Report::Status { service, status } => {
@@ -393,7 +446,12 @@ impl Supervisor {
                 }
                 let at_ms = now_ms();
                 if let Some(slot) = self.slots.get_mut(&service) {
-                    slot.last_event = Some((at_ms, event.to_string()));
+                    // The exit of a replaced instance is routine; what the user wants to
+                    // see is the redeploy that replaced it.
+                    let routine = matches!(event, EventKind::Stopped { .. }) && generation != slot.status.generation;
+                    if !routine {
+                        slot.last_event = Some((at_ms, event.to_string()));
+                    }
                 }
                 let _ = self.events.send(Event {
                     at_ms,
@@ -567,6 +625,9 @@ impl Supervisor {
         }
         self.manifest = manifest;
         self.graph = Graph::new(&self.manifest);
+        if let Some(watcher) = &self.watcher {
+            watcher.update(watch_specs(&self.manifest));
+        }
         let describe = |what: &str, names: &[String]| {
             if names.is_empty() {
                 None
