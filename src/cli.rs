@@ -33,6 +33,9 @@ pub mod exit {
     pub const NOT_RUNNING: i32 = 4;
     /// `--wait` gave up: a service did not become healthy in time, or failed.
     pub const WAIT_FAILED: i32 = 5;
+    /// `fleet up` was interrupted twice and killed every service instead of stopping
+    /// them gracefully (128 + SIGINT, as shells report an interrupted command).
+    pub const KILLED: i32 = 130;
 }
 
 #[derive(Parser, Debug)]
@@ -924,14 +927,14 @@ async fn supervise(
         hello,
     ));
     drop(handle);
-    supervisor.run().await;
+    let killed = supervisor.run().await;
     signals.abort();
     server.abort();
     let _ = std::fs::remove_file(&endpoint.socket);
     printer.finish();
     journal.clear();
     keeper.release();
-    Ok(exit::SUCCESS)
+    Ok(if killed { exit::KILLED } else { exit::SUCCESS })
 }
 
 /// First SIGINT or SIGTERM: graceful stop. Second: kill everything at once.

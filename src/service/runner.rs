@@ -300,7 +300,11 @@ impl ServiceRunner {
                 });
             }
             Err(reason) => {
-                let _ = self.inbox.send(Input::SpawnFailed { generation, reason });
+                let _ = self.inbox.send(Input::SpawnFailed {
+                    generation,
+                    reason,
+                    retry: true,
+                });
             }
         }
     }

@@ -80,9 +80,12 @@ pub enum Input {
         pid: Option<u32>,
         container: Option<String>,
     },
+    /// The instance could not be started. `retry` is false when trying again cannot
+    /// help (an image that is missing and has no build): the service fails at once.
     SpawnFailed {
         generation: Generation,
         reason: String,
+        retry: bool,
     },
     Exited {
         generation: Generation,
@@ -356,9 +359,11 @@ impl ServiceMachine {
                 pid,
                 container,
             } => self.on_spawned(generation, pid, container, &mut effects),
-            Input::SpawnFailed { generation, reason } => {
-                self.on_spawn_failed(generation, reason, now, &mut effects)
-            }
+            Input::SpawnFailed {
+                generation,
+                reason,
+                retry,
+            } => self.on_spawn_failed(generation, reason, retry, now, &mut effects),
             Input::Exited { generation, status } => {
                 self.on_exited(generation, status, now, &mut effects)
             }
@@ -618,6 +623,7 @@ impl ServiceMachine {
         &mut self,
         generation: Generation,
         reason: String,
+        retry: bool,
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
@@ -633,7 +639,12 @@ impl ServiceMachine {
                     reason: reason.clone(),
                 },
             });
-            self.after_crash(generation, None, Some(reason), now, effects);
+            if retry {
+                self.after_crash(generation, None, Some(reason), now, effects);
+            } else {
+                self.terminal = Some(Terminal::Failed);
+                self.failure = Some(reason);
+            }
         } else if self
             .candidate
             .as_ref()
@@ -1456,6 +1467,7 @@ mod tests {
             Input::SpawnFailed {
                 generation: g(1),
                 reason: "port 7001 busy".into(),
+                retry: true,
             },
             now,
         );
@@ -1466,6 +1478,24 @@ mod tests {
                 after: ms(100)
             }]
         );
+    }
+
+    #[test]
+    fn a_spawn_failure_that_retrying_cannot_fix_fails_at_once() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        machine.step(Input::Start, now);
+        let effects = machine.step(
+            Input::SpawnFailed {
+                generation: g(1),
+                reason: "image missing".into(),
+                retry: false,
+            },
+            now,
+        );
+        assert_eq!(actions(&effects), vec![]);
+        assert_eq!(machine.state(), ServiceState::Failed);
+        assert_eq!(machine.failure(), Some("image missing"));
     }
 
     #[test]

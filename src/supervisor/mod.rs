@@ -217,7 +217,12 @@ pub struct Supervisor {
 }
 
 fn watch_specs(manifest: &Manifest) -> Vec<WatchSpec> {
-    manifest.services.iter().filter(|spec| !spec.watch.is_empty()).map(WatchSpec::from).collect()
+    manifest
+        .services
+        .iter()
+        .filter(|spec| !spec.watch.is_empty())
+        .map(WatchSpec::from)
+        .collect()
 }
 
 impl Supervisor {
@@ -338,11 +343,16 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Runs until the fleet is down (after `Down` or `Kill`).
-    pub async fn run(mut self) {
+    /// Runs until the fleet is down (after `Down` or `Kill`). Returns true when it
+    /// ended by `Kill` (a second Ctrl-C) rather than a graceful stop.
+    pub async fn run(mut self) -> bool {
         let (watch_sender, mut watch_events) = mpsc::unbounded_channel();
-        self.watcher = match Watcher::start(&self.manifest.root, watch_specs(&self.manifest), DEFAULT_DEBOUNCE, watch_sender)
-        {
+        self.watcher = match Watcher::start(
+            &self.manifest.root,
+            watch_specs(&self.manifest),
+            DEFAULT_DEBOUNCE,
+            watch_sender,
+        ) {
             Ok(watcher) => watcher,
             Err(err) => {
                 eprintln!("fleet: file watching is off: {err}");
@@ -392,40 +402,60 @@ impl Supervisor {
         for task in tasks {
             let _ = task.await;
         }
+        self.shutdown == Some(Shutdown::Kill)
     }
 
     /// A file change (or the watcher's own news).
     fn handle_watch(&mut self, change: WatchEvent) {
         match change {
             WatchEvent::Redeploy { service, paths } => {
-                let Some(slot) = self.slots.get_mut(&service) else { return };
+                let Some(slot) = self.slots.get_mut(&service) else {
+                    return;
+                };
                 // A service the user stopped stays stopped; a failed one gets its retry.
                 if !slot.desired || self.shutdown.is_some() {
                     return;
                 }
                 slot.launched = true;
                 slot.handle.send(Input::Redeploy);
-                let shown: Vec<String> = paths.iter().take(3).map(|p| p.display().to_string()).collect();
+                let shown: Vec<String> = paths
+                    .iter()
+                    .take(3)
+                    .map(|p| p.display().to_string())
+                    .collect();
                 let more = paths.len().saturating_sub(shown.len());
                 let text = match (shown.is_empty(), more) {
                     (true, _) => "changes detected, redeploying".to_string(),
                     (false, 0) => format!("{} changed, redeploying", shown.join(", ")),
-                    (false, more) => format!("{} and {more} more changed, redeploying", shown.join(", ")),
+                    (false, more) => {
+                        format!("{} and {more} more changed, redeploying", shown.join(", "))
+                    }
                 };
                 self.emit(&service, EventKind::Message { text });
             }
-            WatchEvent::Paused { service, reason } => self.emit(&service, EventKind::RedeployPaused { reason }),
+            WatchEvent::Paused { service, reason } => {
+                self.emit(&service, EventKind::RedeployPaused { reason })
+            }
             WatchEvent::Error { message } => eprintln!("fleet: file watching: {message}"),
         }
     }
 
     fn emit(&mut self, service: &str, event: EventKind) {
         let at_ms = now_ms();
-        let generation = self.slots.get(service).map(|slot| slot.status.generation).unwrap_or_default();
+        let generation = self
+            .slots
+            .get(service)
+            .map(|slot| slot.status.generation)
+            .unwrap_or_default();
         if let Some(slot) = self.slots.get_mut(service) {
             slot.last_event = Some((at_ms, event.to_string()));
         }
-        let _ = self.events.send(Event { at_ms, service: service.to_string(), generation, kind: event });
+        let _ = self.events.send(Event {
+            at_ms,
+            service: service.to_string(),
+            generation,
+            kind: event,
+        });
     }
 
     fn handle_report(&mut self, report: Report) {
@@ -448,7 +478,8 @@ impl Supervisor {
                 if let Some(slot) = self.slots.get_mut(&service) {
                     // The exit of a replaced instance is routine; what the user wants to
                     // see is the redeploy that replaced it.
-                    let routine = matches!(event, EventKind::Stopped { .. }) && generation != slot.status.generation;
+                    let routine = matches!(event, EventKind::Stopped { .. })
+                        && generation != slot.status.generation;
                     if !routine {
                         slot.last_event = Some((at_ms, event.to_string()));
                     }

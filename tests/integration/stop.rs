@@ -150,9 +150,10 @@ stop_timeout = "30s"
     fleet.wait_for_output("fleet: killing every service", WAIT);
     // Well before the 30 s stop timeout, or this panics.
     let status = fleet.wait_exit(Duration::from_secs(20));
-    assert!(
-        status.code().is_some(),
-        "fleet died of a signal ({status}) instead of exiting\n{}",
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "a killed fleet exits 130 ({status})\n{}",
         fleet.dump()
     );
     assert!(!pid_alive(pid), "stubborn (pid {pid}) survived fleet");
