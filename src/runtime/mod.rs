@@ -1,5 +1,6 @@
 //! The only OS and Docker boundary. Makes no policy decisions: the service runners
 //! decide, this module carries out.
+pub mod container;
 pub mod ports;
 pub mod process;
 pub mod reaper;
