@@ -780,17 +780,57 @@ async fn wait_until_ready(
             .filter_map(|name| snapshot.service(name).map(|s| s.state))
             .collect();
         let failed = states.contains(&crate::event::ServiceState::Failed);
+        // A service waiting on a dependency that failed for good will not start: for
+        // `-d` that is settled (reported below), for `--wait` it is a failure.
+        let blocked = selected
+            .iter()
+            .filter_map(|name| snapshot.service(name))
+            .any(|service| {
+                service.state == crate::event::ServiceState::Waiting
+                    && service
+                        .waiting_for
+                        .as_deref()
+                        .is_some_and(|w| w.ends_with("which failed"))
+            });
         let done = if healthy {
             states.iter().all(|s| s.is_ready())
         } else {
-            states.iter().all(|s| {
-                s.is_up()
-                    || matches!(
-                        s,
-                        crate::event::ServiceState::Completed | crate::event::ServiceState::Failed
-                    )
-            })
+            selected
+                .iter()
+                .filter_map(|name| snapshot.service(name))
+                .all(|service| {
+                    let s = service.state;
+                    s.is_up()
+                        || matches!(
+                            s,
+                            crate::event::ServiceState::Completed
+                                | crate::event::ServiceState::Failed
+                        )
+                        || (s == crate::event::ServiceState::Waiting
+                            && service
+                                .waiting_for
+                                .as_deref()
+                                .is_some_and(|w| w.ends_with("which failed")))
+                })
         };
+        if !healthy && done {
+            for service in selected.iter().filter_map(|name| snapshot.service(name)) {
+                if service.state == crate::event::ServiceState::Failed {
+                    eprintln!(
+                        "fleet: {} failed: {}",
+                        service.name,
+                        service.last_event.as_deref().unwrap_or("see its log")
+                    );
+                } else if service.state == crate::event::ServiceState::Waiting {
+                    eprintln!(
+                        "fleet: {} will not start: waiting for {}",
+                        service.name,
+                        service.waiting_for.as_deref().unwrap_or("?")
+                    );
+                }
+            }
+        }
+        let failed = failed || (healthy && blocked);
         last = Some(snapshot);
         if done && !(healthy && failed) {
             println!(
@@ -869,7 +909,9 @@ async fn supervise(
     let journal =
         Journal::open(&state_dir, &run_id).map_err(|err| io_error("cannot write .fleet/", err))?;
     let marker = format!("{token}/{run_id}/");
-    let keeper = Keeper::spawn(journal.path(), &marker)
+    let has_containers = manifest.services.iter().any(|s| s.is_container());
+    let containers = has_containers.then_some((manifest.project.name.as_str(), run_id.as_str()));
+    let keeper = Keeper::spawn(journal.path(), &marker, containers)
         .map_err(|err| io_error("cannot start the keeper process", err))?;
     let hub = LogHub::default();
     let project = Arc::new(ProjectContext {
@@ -883,7 +925,23 @@ async fn supervise(
         processes,
         hub: hub.clone(),
         journal: journal.clone(),
+        run_id: run_id.clone(),
+        engine: tokio::sync::OnceCell::new(),
     });
+    if has_containers {
+        // Connect now, so a missing engine is reported before anything starts; the
+        // container services then fail with the same message and the rest runs.
+        match project.engine().await {
+            Ok(engine) => match engine.docker.sweep(&project.name, Some(&run_id)).await {
+                Ok(0) => {}
+                Ok(removed) => {
+                    eprintln!("fleet: removed {removed} containers left by a previous run")
+                }
+                Err(err) => eprintln!("fleet: cannot look for containers of a previous run: {err}"),
+            },
+            Err(err) => eprintln!("fleet: container services cannot start: {err}"),
+        }
+    }
     let names: Vec<String> = manifest.services.iter().map(|s| s.name.clone()).collect();
     let hello = Hello {
         version: crate::control::PROTOCOL_VERSION,
@@ -891,6 +949,7 @@ async fn supervise(
         manifest: manifest.path.display().to_string(),
         pid: std::process::id(),
     };
+    let engine_project = project.clone();
     let (supervisor, handle) = match Supervisor::new(manifest, project, &services, preflight) {
         Ok(created) => created,
         Err(err) => {
@@ -928,6 +987,9 @@ async fn supervise(
     ));
     drop(handle);
     let killed = supervisor.run().await;
+    if let Some(Ok(engine)) = engine_project.engine.get() {
+        engine.docker.remove_network(&engine_project.name).await;
+    }
     signals.abort();
     server.abort();
     let _ = std::fs::remove_file(&endpoint.socket);

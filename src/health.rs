@@ -46,8 +46,11 @@ pub enum Verdict {
 pub struct ProbeTracker {
     retries: u32,
     start_period: Duration,
+    interval: Duration,
     started: Instant,
     consecutive_failures: u32,
+    /// When the last failure was counted while the instance had not yet passed.
+    last_counted: Option<Instant>,
     verdict: Option<Verdict>,
 }
 
@@ -56,8 +59,10 @@ impl ProbeTracker {
         ProbeTracker {
             retries: spec.retries.max(1),
             start_period: spec.start_period,
+            interval: spec.interval,
             started,
             consecutive_failures: 0,
+            last_counted: None,
             verdict: None,
         }
     }
@@ -72,9 +77,21 @@ impl ProbeTracker {
             self.consecutive_failures = 0;
             return self.change(Verdict::Healthy);
         }
-        if self.verdict.is_none() && now.duration_since(self.started) < self.start_period {
-            // Failures while the service is still starting up don't count.
-            return None;
+        if self.verdict.is_none() {
+            if now.duration_since(self.started) < self.start_period {
+                // Failures while the service is still starting up don't count.
+                return None;
+            }
+            // Before the first pass, the extra early probes only serve to notice
+            // readiness quickly: failures count at the `interval` pace, so a service
+            // gets the same `retries * interval` to come up as without them.
+            if self
+                .last_counted
+                .is_some_and(|last| now.duration_since(last) < self.interval)
+            {
+                return None;
+            }
+            self.last_counted = Some(now);
         }
         self.consecutive_failures += 1;
         if self.consecutive_failures >= self.retries {
@@ -499,6 +516,27 @@ mod tests {
                 None,
                 Some(Verdict::Healthy)
             ]
+        );
+    }
+
+    #[test]
+    fn fast_early_probes_do_not_use_up_the_retries() {
+        // Regression: a service that took 30 ms to listen was declared unhealthy by
+        // the fast readiness probes and restarted before it ever came up.
+        let start = Instant::now();
+        let mut tracker = ProbeTracker::new(&spec(3, 0), start);
+        let ms = Duration::from_millis;
+        for at in [10, 25, 47, 80, 130, 500, 900] {
+            assert_eq!(
+                tracker.record(false, start + ms(at)),
+                None,
+                "failure at {at}ms"
+            );
+        }
+        assert_eq!(tracker.record(false, start + ms(1011)), None);
+        assert_eq!(
+            tracker.record(false, start + ms(2012)),
+            Some(Verdict::Unhealthy)
         );
     }
 

@@ -18,4 +18,5 @@ pub mod manifest;
 pub mod runtime;
 pub mod service;
 pub mod supervisor;
+pub mod tui;
 pub mod watch;

@@ -13,8 +13,14 @@ fn main() {
             std::process::exit(fleet::cli::exit::INVALID);
         };
         let marker = marker.to_string_lossy();
-        let code = match fleet::runtime::reaper::run_keeper(std::path::Path::new(journal), &marker)
-        {
+        let project = args.get(4).map(|arg| arg.to_string_lossy().into_owned());
+        let run = args.get(5).map(|arg| arg.to_string_lossy().into_owned());
+        let containers = project.as_deref().zip(run.as_deref());
+        let code = match fleet::runtime::reaper::run_keeper(
+            std::path::Path::new(journal),
+            &marker,
+            containers,
+        ) {
             Ok(()) => 0,
             Err(_) => fleet::cli::exit::FAILURE,
         };

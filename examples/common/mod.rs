@@ -144,17 +144,17 @@ pub fn take_activated_listener() -> io::Result<Option<TcpListener>> {
     Ok(Some(listener))
 }
 
-/// Uses `inherited` if fleet passed a socket, else binds `127.0.0.1:<port>`; prints
-/// `<name> listening on 127.0.0.1:<port>` (the real port, so `--port 0` reports what it got).
-/// Exits 1 with a message if the port can't be bound.
+/// Uses `inherited` if fleet passed a socket, else binds `<BIND_HOST>:<port>` (env
+/// `BIND_HOST`, default `127.0.0.1`; a container sets `0.0.0.0` so its published port
+/// reaches it); prints `<name> listening on <address>` (the real port, so `--port 0`
+/// reports what it got). Exits 1 with a message if the port can't be bound.
 pub fn bind_or_inherit(name: &str, port: u16, inherited: Option<TcpListener>) -> TcpListener {
+    let host = env::var("BIND_HOST").unwrap_or_else(|_| "127.0.0.1".to_string());
     let (listener, note) = match inherited {
         Some(listener) => (listener, " (socket from fleet)"),
-        None => match TcpListener::bind(("127.0.0.1", port)) {
+        None => match TcpListener::bind((host.as_str(), port)) {
             Ok(listener) => (listener, ""),
-            Err(error) => fail(&format!(
-                "{name}: cannot listen on 127.0.0.1:{port}: {error}"
-            )),
+            Err(error) => fail(&format!("{name}: cannot listen on {host}:{port}: {error}")),
         },
     };
     match listener.local_addr() {

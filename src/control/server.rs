@@ -121,6 +121,10 @@ async fn handle_line(
             .await
         }
     };
+    if !value.is_object() {
+        let message = "a request is a JSON object like {\"version\":1,\"op\":\"ps\"}";
+        return send(stream, &error(codes::BAD_REQUEST, message)).await;
+    }
     let version = value.get("version").and_then(|v| v.as_u64());
     if version != Some(u64::from(PROTOCOL_VERSION)) {
         let message = format!(

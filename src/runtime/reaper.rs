@@ -194,12 +194,19 @@ pub struct Keeper {
 impl Keeper {
     /// Starts the keeper for one run: on the supervisor's death it sweeps `journal`
     /// and every process carrying `marker`.
-    pub fn spawn(journal: &Path, marker: &str) -> io::Result<Keeper> {
+    /// With `containers` (project name, run id), it also removes the run's containers.
+    pub fn spawn(
+        journal: &Path,
+        marker: &str,
+        containers: Option<(&str, &str)>,
+    ) -> io::Result<Keeper> {
         let exe = std::env::current_exe()?;
-        let child = Command::new(exe)
-            .arg(KEEPER_ARG)
-            .arg(journal)
-            .arg(marker)
+        let mut command = Command::new(exe);
+        command.arg(KEEPER_ARG).arg(journal).arg(marker);
+        if let Some((project, run)) = containers {
+            command.arg(project).arg(run);
+        }
+        let child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -220,7 +227,11 @@ impl Keeper {
 }
 
 /// The keeper's main: wait for the supervisor to go away, then sweep.
-pub fn run_keeper(journal: &Path, marker: &str) -> io::Result<()> {
+pub fn run_keeper(
+    journal: &Path,
+    marker: &str,
+    containers: Option<(&str, &str)>,
+) -> io::Result<()> {
     // Terminal signals are for the supervisor; the keeper's job starts when it is gone.
     // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
     unsafe {
@@ -238,5 +249,10 @@ pub fn run_keeper(journal: &Path, marker: &str) -> io::Result<()> {
         }
     }
     sweep(&[journal.to_path_buf()], marker);
+    if let Some((project, run)) = containers {
+        if let Err(err) = super::container::remove_run_containers_blocking(project, run) {
+            eprintln!("fleet keeper: cannot remove the containers of run {run}: {err}");
+        }
+    }
     Ok(())
 }

@@ -23,11 +23,14 @@ use crate::event::{now_ms, EventKind, ExitStatus, Generation, ServiceState};
 use crate::health::{self, ExecContext, ProbeSetup, Verdict};
 use crate::logs::{LogHub, ServiceLog, Stream};
 use crate::manifest::{ServiceKind, ServiceSpec};
+use crate::runtime::container::Docker;
 use crate::runtime::ports;
 use crate::runtime::process::{self, ProcessRuntime, SpawnRequest, MARKER_VAR};
 use crate::runtime::reaper::Journal;
 
 use super::state::{BuildId, Effect, Input, Policy, ServiceMachine};
+
+mod containers;
 
 /// How long the exit of an instance waits for its output pipes to drain, so the last
 /// lines it printed land in the log before the "exited" line. A grandchild that keeps
@@ -48,9 +51,36 @@ pub struct ProjectContext {
     pub processes: ProcessRuntime,
     pub hub: LogHub,
     pub journal: Journal,
+    /// This supervisor run's id; containers are labelled with it.
+    pub run_id: String,
+    /// The Docker engine, connected on first use by a container service.
+    pub engine: tokio::sync::OnceCell<Result<ContainerEngine, String>>,
+}
+
+/// The Docker engine and the project's network on it.
+pub struct ContainerEngine {
+    pub docker: Docker,
+    pub network: String,
 }
 
 impl ProjectContext {
+    /// Connects to Docker and creates the project's network, once; later calls get the
+    /// same engine (or the same error, which names the socket tried).
+    pub async fn engine(&self) -> Result<&ContainerEngine, String> {
+        let engine = self
+            .engine
+            .get_or_init(|| async {
+                let docker = Docker::connect().await.map_err(|err| err.to_string())?;
+                let network = docker
+                    .ensure_network(&self.name)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                Ok(ContainerEngine { docker, network })
+            })
+            .await;
+        engine.as_ref().map_err(Clone::clone)
+    }
+
     pub fn instance_marker(&self, service: &str, tag: &str) -> String {
         format!("{}{service}/{tag}/", self.marker)
     }
@@ -102,14 +132,18 @@ impl RunnerHandle {
 }
 
 struct LiveInstance {
-    pid: u32,
-    marker: String,
+    kind: LiveKind,
     probe: Option<JoinHandle<()>>,
 }
 
-struct LiveBuild {
-    pid: u32,
-    marker: String,
+enum LiveKind {
+    Process { pid: u32, marker: String },
+    Container { id: String, logs: JoinHandle<()> },
+}
+
+enum LiveBuild {
+    Process { pid: u32, marker: String },
+    Image(JoinHandle<()>),
 }
 
 pub struct ServiceRunner {
@@ -186,11 +220,14 @@ impl ServiceRunner {
             self.report_status();
         }
         // The supervisor dropped us: make sure nothing of ours survives.
-        for (_, instance) in self.instances.drain() {
-            process::kill_instance(instance.pid, &instance.marker).await;
+        let generations: Vec<Generation> = self.instances.keys().copied().collect();
+        for generation in generations {
+            self.kill(generation);
+            self.cleanup(generation).await;
         }
-        for (_, build) in self.builds.drain() {
-            process::kill_instance(build.pid, &build.marker).await;
+        let builds: Vec<BuildId> = self.builds.keys().copied().collect();
+        for build in builds {
+            self.cancel_build(build).await;
         }
     }
 
@@ -200,38 +237,17 @@ impl ServiceRunner {
 
     async fn apply(&mut self, effect: Effect) {
         match effect {
-            Effect::Spawn { generation } => self.spawn_instance(generation),
-            Effect::Signal { generation, signal } => {
-                if let Some(instance) = self.instances.get(&generation) {
-                    if let Err(err) = process::signal_group(instance.pid, signal) {
-                        self.log.write_fleet_line(&format!(
-                            "cannot signal generation {generation}: {err}"
-                        ));
-                    }
+            Effect::Spawn { generation } => {
+                if self.spec.is_container() {
+                    self.spawn_container(generation).await;
+                } else {
+                    self.spawn_instance(generation);
                 }
             }
-            Effect::Kill { generation } => {
-                if let Some(instance) = self.instances.get(&generation) {
-                    let _ = process::signal_group(
-                        instance.pid,
-                        nix::sys::signal::Signal::SIGKILL as i32,
-                    );
-                    for pid in process::escaped_with_marker(&instance.marker) {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-            }
+            Effect::Signal { generation, signal } => self.signal(generation, signal),
+            Effect::Kill { generation } => self.kill(generation),
             Effect::Cleanup { generation } => {
-                if let Some(instance) = self.instances.remove(&generation) {
-                    if let Some(probe) = instance.probe {
-                        probe.abort();
-                    }
-                    process::kill_instance(instance.pid, &instance.marker).await;
-                    self.project.journal.remove(instance.pid);
-                }
+                self.cleanup(generation).await;
                 self.started_at_ms.retain(|g, _| *g >= generation);
             }
             Effect::SetTimer { timer, after } => {
@@ -241,14 +257,78 @@ impl ServiceRunner {
                     let _ = inbox.send(Input::Timer(timer));
                 });
             }
-            Effect::Build { build } => self.start_build(build),
-            Effect::CancelBuild { build } => {
-                if let Some(live) = self.builds.remove(&build) {
-                    process::kill_instance(live.pid, &live.marker).await;
-                    self.project.journal.remove(live.pid);
+            Effect::Build { build } => {
+                if self.spec.is_container() {
+                    self.start_image_build(build);
+                } else {
+                    self.start_build(build);
                 }
             }
+            Effect::CancelBuild { build } => self.cancel_build(build).await,
             Effect::Emit { generation, event } => self.emit(generation, event),
+        }
+    }
+
+    fn signal(&self, generation: Generation, signal: i32) {
+        let Some(instance) = self.instances.get(&generation) else {
+            return;
+        };
+        match &instance.kind {
+            LiveKind::Process { pid, .. } => {
+                if let Err(err) = process::signal_group(*pid, signal) {
+                    self.log
+                        .write_fleet_line(&format!("cannot signal generation {generation}: {err}"));
+                }
+            }
+            LiveKind::Container { id, .. } => self.signal_container(id, signal),
+        }
+    }
+
+    fn kill(&self, generation: Generation) {
+        let Some(instance) = self.instances.get(&generation) else {
+            return;
+        };
+        match &instance.kind {
+            LiveKind::Process { pid, marker } => {
+                let _ = process::signal_group(*pid, nix::sys::signal::Signal::SIGKILL as i32);
+                for pid in process::escaped_with_marker(marker) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            LiveKind::Container { id, .. } => self.kill_container(id),
+        }
+    }
+
+    /// The instance's main process is gone: take everything it left with it.
+    async fn cleanup(&mut self, generation: Generation) {
+        let Some(instance) = self.instances.remove(&generation) else {
+            return;
+        };
+        if let Some(probe) = instance.probe {
+            probe.abort();
+        }
+        match instance.kind {
+            LiveKind::Process { pid, marker } => {
+                process::kill_instance(pid, &marker).await;
+                self.project.journal.remove(pid);
+            }
+            LiveKind::Container { id, logs } => self.remove_container(id, logs).await,
+        }
+    }
+
+    async fn cancel_build(&mut self, build: BuildId) {
+        match self.builds.remove(&build) {
+            Some(LiveBuild::Process { pid, marker }) => {
+                process::kill_instance(pid, &marker).await;
+                self.project.journal.remove(pid);
+            }
+            // The engine may finish the build; its result is ignored and the image
+            // only gets a newer tag later.
+            Some(LiveBuild::Image(task)) => task.abort(),
+            None => {}
         }
     }
 
@@ -290,8 +370,13 @@ impl ServiceRunner {
                         },
                     )
                 });
-                self.instances
-                    .insert(generation, LiveInstance { pid, marker, probe });
+                self.instances.insert(
+                    generation,
+                    LiveInstance {
+                        kind: LiveKind::Process { pid, marker },
+                        probe,
+                    },
+                );
                 self.started_at_ms.insert(generation, now_ms());
                 let _ = self.inbox.send(Input::Spawned {
                     generation,
@@ -467,7 +552,7 @@ impl ServiceRunner {
         self.project.journal.add(spawned.pid);
         self.builds.insert(
             build,
-            LiveBuild {
+            LiveBuild::Process {
                 pid: spawned.pid,
                 marker,
             },

@@ -8,7 +8,9 @@
 
 mod support;
 
+mod control;
 mod harness;
+mod health;
 mod logs;
 mod manifest_errors;
 mod restart;

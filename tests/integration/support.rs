@@ -14,6 +14,11 @@
 //!   SIGKILLs whatever still carries the marker, so a failing test leaves no process
 //!   behind. fleet itself gets `PR_SET_PDEATHSIG = SIGKILL`, so even a killed test
 //!   binary takes its fleets (and, through fleet's keeper, their services) with it.
+//! - A fleet started in the background ([`Project::up_detached`]) is not a child of
+//!   the test; its [`Detached`] guard runs `fleet down` on drop, then kills what carries
+//!   the marker. [`Project::run`] (for one-shot commands like `fleet ps`) leaves the
+//!   project's processes alone; the [`Project`] itself kills them when it is dropped.
+//! - [`Control`] speaks the control socket's protocol directly, byte by byte.
 //! - Every wait has a deadline and panics with the captured output when it passes.
 //!   Use [`WAIT`] unless a test needs longer; never sleep to synchronise.
 
@@ -22,9 +27,10 @@
 use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -169,6 +175,12 @@ impl Project {
         self
     }
 
+    /// Rewrites `relative` from `text`, placeholders replaced, while the project is in
+    /// use (a running fleet borrows it): to edit `fleet.toml` before `fleet reload`.
+    pub fn rewrite(&self, relative: &str, text: &str) {
+        self.write_bytes(relative, self.expand(text).as_bytes());
+    }
+
     /// Writes raw bytes, no placeholders.
     pub fn write_bytes(&self, relative: &str, bytes: &[u8]) {
         let path = self.path(relative);
@@ -258,6 +270,7 @@ impl Project {
             stdout: RefCell::new(Capture::new(stdout_path)),
             stderr: RefCell::new(Capture::new(stderr_path)),
             marker: self.root.clone(),
+            kill_marked_on_drop: true,
             _project: PhantomData,
         }
     }
@@ -272,6 +285,7 @@ impl Project {
     /// Runs `fleet ARGS` to completion (within [`WAIT`]).
     pub fn run(&self, args: &[&str]) -> Finished {
         let mut running = self.spawn(args);
+        running.kill_marked_on_drop = false;
         let status = running.wait_exit(WAIT);
         let code = status.code().unwrap_or_else(|| {
             panic!(
@@ -407,6 +421,10 @@ pub struct Running<'project> {
     stdout: RefCell<Capture>,
     stderr: RefCell<Capture>,
     marker: PathBuf,
+    /// Whether dropping this guard kills every process carrying the project's marker.
+    /// Off for commands [`Project::run`] runs to completion: `fleet ps` must not take a
+    /// detached fleet down with it ([`Project`] and [`Detached`] clean up those).
+    kill_marked_on_drop: bool,
     _project: PhantomData<&'project Project>,
 }
 
@@ -630,7 +648,9 @@ impl Drop for Running<'_> {
                 let _ = self.child.wait();
             }
         }
-        kill_marked(&self.marker);
+        if self.kill_marked_on_drop {
+            kill_marked(&self.marker);
+        }
     }
 }
 
@@ -873,4 +893,219 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         (None, Some(signal)) => panic!("fleet was killed by signal {signal}"),
         (None, None) => panic!("fleet ended with {status}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Detached fleets
+
+/// A fleet started with `fleet up -d` (or `--wait`). Its supervisor is not a child of
+/// the test (it runs in its own session and outlives `fleet up -d`), so neither
+/// `PR_SET_PDEATHSIG` nor a [`Running`] guard covers it: dropping this guard runs
+/// `fleet down` and then SIGKILLs whatever still carries the project's marker, so a
+/// failing test leaves no supervisor behind.
+pub struct Detached<'project> {
+    project: &'project Project,
+    /// What `fleet up -d ...` printed, and its exit code.
+    pub up: Finished,
+    /// From `supervisor running in the background (pid N)`; `None` when fleet did not
+    /// get that far.
+    pub supervisor_pid: Option<u32>,
+}
+
+impl Project {
+    /// Runs `fleet up -d ARGS` to completion and returns a guard that takes the fleet
+    /// down on drop. Does not check the exit code: `--wait` tests expect failures.
+    pub fn up_detached(&self, args: &[&str]) -> Detached<'_> {
+        let mut all = vec!["up", "-d"];
+        all.extend_from_slice(args);
+        let up = self.run(&all);
+        let supervisor_pid = regex(r"supervisor running in the background \(pid (\d+)\)")
+            .captures(&up.stdout)
+            .map(|found| found[1].parse().expect("a pid is a number"));
+        Detached {
+            project: self,
+            up,
+            supervisor_pid,
+        }
+    }
+
+    /// The manifest path as fleet sees it (fleet finds `fleet.toml` in its cwd, the
+    /// canonical project folder); the control socket's name is a hash of it.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.path("fleet.toml")
+    }
+
+    /// Where this project's control socket and lock live.
+    pub fn endpoint(&self) -> fleet::control::Endpoint {
+        fleet::control::Endpoint::for_manifest(&self.manifest_path())
+            .unwrap_or_else(|err| panic!("cannot make fleet's runtime dir: {err}"))
+    }
+
+    /// `fleet ps --json`, parsed; panics unless it exits 0 with a JSON array.
+    pub fn ps_json(&self) -> Vec<serde_json::Value> {
+        let finished = self.run(&["ps", "--json"]);
+        assert_eq!(finished.code, 0, "`fleet ps --json` failed: {finished:#?}");
+        match serde_json::from_str(&finished.stdout) {
+            Ok(serde_json::Value::Array(services)) => services,
+            other => panic!("`fleet ps --json` printed no JSON array ({other:?}): {finished:#?}"),
+        }
+    }
+
+    /// The supervisor's snapshot, through the control socket (cheaper than spawning
+    /// `fleet ps` in a polling loop).
+    pub fn snapshot(&self) -> serde_json::Value {
+        let mut control = Control::connect(self);
+        let reply = control.request(r#"{"version":1,"op":"ps"}"#);
+        match reply.get("ok") {
+            Some(snapshot) => snapshot.clone(),
+            None => panic!("`ps` on the control socket answered {reply}"),
+        }
+    }
+
+    /// One service's row of the snapshot (the same object `fleet ps --json` prints).
+    pub fn service_status(&self, service: &str) -> serde_json::Value {
+        let snapshot = self.snapshot();
+        snapshot["services"]
+            .as_array()
+            .and_then(|services| services.iter().find(|s| s["name"] == service))
+            .cloned()
+            .unwrap_or_else(|| panic!("no service `{service}` in the snapshot: {snapshot:#}"))
+    }
+
+    /// Waits until `service`'s row satisfies `condition`; returns that row. Panics with
+    /// the last row, described by `what`, when `within` passes.
+    pub fn wait_for_status(
+        &self,
+        service: &str,
+        what: &str,
+        within: Duration,
+        mut condition: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        if wait_until(within, || {
+            last = self.service_status(service);
+            condition(&last)
+        }) {
+            return last;
+        }
+        panic!("`{service}` did not become {what} within {within:?}; last status: {last:#}");
+    }
+
+    /// Waits until `service` is in `state`; returns its row.
+    pub fn wait_for_state(
+        &self,
+        service: &str,
+        state: &str,
+        within: Duration,
+    ) -> serde_json::Value {
+        self.wait_for_status(service, state, within, |status| status["state"] == state)
+    }
+}
+
+impl Detached<'_> {
+    /// The supervisor's pid; panics (showing fleet's output) when `up -d` did not say.
+    pub fn supervisor_pid(&self) -> u32 {
+        self.supervisor_pid.unwrap_or_else(|| {
+            panic!(
+                "`fleet up -d` did not report the supervisor's pid: {:#?}",
+                self.up
+            )
+        })
+    }
+}
+
+impl Drop for Detached<'_> {
+    fn drop(&mut self) {
+        // No panics in here: this also runs while a failed test unwinds. A fleet that
+        // is already down makes `fleet down` exit 4, which is fine.
+        let mut down = self.project.command(&["down"]);
+        down.stdout(Stdio::null()).stderr(Stdio::null());
+        if let Ok(mut child) = down.spawn() {
+            let deadline = Instant::now() + STOP_GRACE;
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(POLL);
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        kill_marked(&self.project.root);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The control socket, spoken directly
+
+/// A raw connection to a project's control socket: newline-delimited JSON, as
+/// `fleet ps` and friends speak it, but with the test choosing every byte.
+pub struct Control {
+    reader: std::io::BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Control {
+    /// Connects to the project's socket; panics if nothing listens there.
+    pub fn connect(project: &Project) -> Control {
+        let socket = project.endpoint().socket;
+        let stream = UnixStream::connect(&socket)
+            .unwrap_or_else(|err| panic!("cannot connect to {socket:?}: {err}"));
+        // A reply that never comes fails the test instead of hanging it.
+        stream
+            .set_read_timeout(Some(WAIT))
+            .expect("a read timeout can be set on a connected socket");
+        let writer = stream
+            .try_clone()
+            .expect("a connected socket can be duplicated");
+        Control {
+            reader: std::io::BufReader::new(stream),
+            writer,
+        }
+    }
+
+    /// Writes `bytes` as they are: no newline is added.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer
+            .write_all(bytes)
+            .unwrap_or_else(|err| panic!("cannot write to the control socket: {err}"));
+    }
+
+    /// Reads one reply line (within [`WAIT`]) and parses it.
+    pub fn reply(&mut self) -> serde_json::Value {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => panic!("the supervisor closed the connection"),
+            Ok(_) => serde_json::from_str(&line)
+                .unwrap_or_else(|err| panic!("reply {line:?} is not JSON: {err}")),
+            Err(err) => panic!("no reply from the supervisor: {err}"),
+        }
+    }
+
+    /// Sends `line` and a newline; returns the first reply line.
+    pub fn request(&mut self, line: &str) -> serde_json::Value {
+        self.send(format!("{line}\n").as_bytes());
+        self.reply()
+    }
+}
+
+/// The `error.code` of a reply, if it is an error.
+pub fn error_code(reply: &serde_json::Value) -> Option<&str> {
+    reply.get("error")?.get("code")?.as_str()
+}
+
+/// The pids of `pid`'s children, from `/proc/PID/task/*/children` (every thread's).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|child| child.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }

@@ -1,0 +1,303 @@
+//! The runner's container half: the same effects as for processes, carried out
+//! through the Docker engine. Generations, backoff, probes and logs work exactly as
+//! for processes; only the calls differ.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::event::{ExitStatus, Generation};
+use crate::health::{self, ExecContext, Verdict};
+use crate::logs::{LineWriter, Stream};
+use crate::manifest::{Probe, ServiceKind};
+use crate::runtime::container::{ContainerRequest, LABEL_PROJECT, LABEL_SERVICE};
+use crate::runtime::ports;
+use crate::service::state::{BuildId, Input};
+
+use super::{LiveBuild, LiveInstance, LiveKind, ServiceRunner};
+
+/// How long a stopped container's log stream may take to deliver its last lines
+/// before the container is removed (removal ends the stream).
+const LOG_DRAIN: Duration = Duration::from_secs(2);
+
+impl ServiceRunner {
+    pub(super) async fn spawn_container(&mut self, generation: Generation) {
+        match self.try_spawn_container(generation).await {
+            Ok(()) => {}
+            Err((reason, retry)) => {
+                let _ = self.inbox.send(Input::SpawnFailed {
+                    generation,
+                    reason,
+                    retry,
+                });
+            }
+        }
+    }
+
+    /// Returns the failure and whether trying again could help.
+    async fn try_spawn_container(&mut self, generation: Generation) -> Result<(), (String, bool)> {
+        let ServiceKind::Container(container) = &self.spec.kind else {
+            return Err(("not a container service".into(), false));
+        };
+        let container = container.clone();
+        let engine = self.project.engine().await.map_err(|err| (err, false))?;
+        let docker = engine.docker.clone();
+        let network = engine.network.clone();
+        if container.build.is_none() {
+            match docker.image_present(&container.image).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let err = crate::runtime::container::ContainerError::ImageMissing {
+                        image: container.image.clone(),
+                    };
+                    return Err((err.to_string(), false));
+                }
+                Err(err) => return Err((err.to_string(), true)),
+            }
+        }
+        if self.instances.is_empty() {
+            for mapping in &container.ports {
+                if let Err(owner) = ports::check_free(mapping.host) {
+                    return Err((ports::describe_busy(mapping.host, &owner), true));
+                }
+            }
+        }
+        let mut env: Vec<(String, String)> = self
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !self.spec.env.contains_key("PORT") {
+            if let Some(mapping) = container.ports.first() {
+                env.push(("PORT".into(), mapping.container.to_string()));
+            }
+        }
+        env.push(("FLEET_SERVICE".into(), self.spec.name.clone()));
+        env.push(("FLEET_PROJECT".into(), self.project.name.clone()));
+        env.push(("FLEET_GENERATION".into(), generation.to_string()));
+        let request = ContainerRequest {
+            project: self.project.name.clone(),
+            service: self.spec.name.clone(),
+            generation: generation.0,
+            run: self.project.run_id.clone(),
+            image: container.image.clone(),
+            command: container.command.clone(),
+            env,
+            ports: container.ports.clone(),
+            volumes: container.volumes.clone(),
+            network,
+            stop_signal: self.spec.stop_signal.name.to_string(),
+            stop_timeout: self.spec.stop_timeout,
+        };
+        self.log.write_fleet_line(&format!(
+            "--- generation {generation} starting (image {}) ---",
+            container.image
+        ));
+        let started = docker
+            .start(&request, self.log.clone())
+            .await
+            .map_err(|err| (err.to_string(), true))?;
+        let id = started.id.clone();
+        let inbox = self.inbox.clone();
+        let exit = started.exit;
+        tokio::spawn(async move {
+            // A dropped sender means the engine handle is gone (shutdown): report a kill.
+            let status = exit.await.unwrap_or(ExitStatus::Signal(9));
+            let _ = inbox.send(Input::Exited { generation, status });
+        });
+        let probe = self.container_probe(generation, &id, &docker);
+        self.instances.insert(
+            generation,
+            LiveInstance {
+                kind: LiveKind::Container {
+                    id: id.clone(),
+                    logs: started.logs,
+                },
+                probe,
+            },
+        );
+        self.started_at_ms
+            .insert(generation, crate::event::now_ms());
+        let _ = self.inbox.send(Input::Spawned {
+            generation,
+            pid: None,
+            container: Some(id),
+        });
+        Ok(())
+    }
+
+    /// fleet's own probes run against the published ports from the host; `docker = true`
+    /// follows the image's HEALTHCHECK as the engine reports it.
+    fn container_probe(
+        &self,
+        generation: Generation,
+        id: &str,
+        docker: &crate::runtime::container::Docker,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let spec = self.spec.health.as_ref()?;
+        let inbox = self.inbox.clone();
+        if spec.probe == Probe::Docker {
+            let docker = docker.clone();
+            let id = id.to_string();
+            let interval = spec.interval;
+            return Some(tokio::spawn(async move {
+                let mut last: Option<bool> = None;
+                loop {
+                    let healthy = match docker.health_status(&id).await.as_deref() {
+                        Some("healthy") => Some(true),
+                        Some("unhealthy") => Some(false),
+                        _ => None,
+                    };
+                    if let Some(healthy) = healthy {
+                        if last != Some(healthy) {
+                            last = Some(healthy);
+                            let reason = if healthy {
+                                String::new()
+                            } else {
+                                "the image's HEALTHCHECK fails".into()
+                            };
+                            let _ = inbox.send(Input::Health {
+                                generation,
+                                healthy,
+                                reason,
+                            });
+                        }
+                    }
+                    // The engine runs the HEALTHCHECK on its own schedule; asking at
+                    // the probe interval (fast at first) notices its verdict soon after.
+                    let wait = if last.is_none() {
+                        Duration::from_millis(100).min(interval)
+                    } else {
+                        interval
+                    };
+                    tokio::time::sleep(wait).await;
+                }
+            }));
+        }
+        let exec = ExecContext {
+            processes: self.project.processes.clone(),
+            cwd: self.project.root.clone(),
+            env: self.project.base_env.clone(),
+            marker: self
+                .project
+                .instance_marker(self.name(), &format!("probe{generation}")),
+        };
+        let socket_name = format!(
+            "fleet/{}{}/{generation}/{}",
+            self.project.marker,
+            self.name(),
+            std::process::id()
+        );
+        let setup = match health::prepare(spec, &self.project.hub, &socket_name, Some(exec)) {
+            Ok(setup) => setup,
+            Err(err) => {
+                self.log
+                    .write_fleet_line(&format!("cannot prepare health check: {err}"));
+                return None;
+            }
+        };
+        Some(health::start(
+            setup,
+            self.spec.name.clone(),
+            self.log.clone(),
+            move |verdict, reason| {
+                let healthy = verdict == Verdict::Healthy;
+                let _ = inbox.send(Input::Health {
+                    generation,
+                    healthy,
+                    reason,
+                });
+            },
+        ))
+    }
+
+    pub(super) fn signal_container(&self, id: &str, signal: i32) {
+        let Ok(engine) = self
+            .project
+            .engine
+            .get()
+            .map(Result::as_ref)
+            .unwrap_or(Err(&String::new()))
+        else {
+            return;
+        };
+        let docker = engine.docker.clone();
+        let id = id.to_string();
+        let name = nix::sys::signal::Signal::try_from(signal)
+            .map(|s| s.as_str())
+            .unwrap_or("SIGTERM");
+        // The engine call may take a moment; the stop timer runs meanwhile.
+        tokio::spawn(async move { docker.signal(&id, name).await });
+    }
+
+    pub(super) fn kill_container(&self, id: &str) {
+        let Ok(engine) = self
+            .project
+            .engine
+            .get()
+            .map(Result::as_ref)
+            .unwrap_or(Err(&String::new()))
+        else {
+            return;
+        };
+        let docker = engine.docker.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { docker.kill(&id).await });
+    }
+
+    pub(super) async fn remove_container(&mut self, id: String, logs: tokio::task::JoinHandle<()>) {
+        let _ = tokio::time::timeout(LOG_DRAIN, logs).await;
+        if let Some(Ok(engine)) = self.project.engine.get() {
+            engine.docker.remove(&id).await;
+        }
+    }
+
+    pub(super) fn start_image_build(&mut self, build: BuildId) {
+        let ServiceKind::Container(container) = &self.spec.kind else {
+            return;
+        };
+        let Some(image_build) = container.build.clone() else {
+            let _ = self.inbox.send(Input::BuildFinished {
+                build,
+                result: Ok(()),
+            });
+            return;
+        };
+        let tag = container.image.clone();
+        let project = self.project.clone();
+        let log = self.log.clone();
+        let inbox = self.inbox.clone();
+        let service = self.spec.name.clone();
+        log.write_fleet_line(&format!(
+            "--- image build started: {tag} from {} ---",
+            image_build.context.display()
+        ));
+        let task = tokio::spawn(async move {
+            let result = async {
+                let engine = project.engine().await?;
+                let labels: HashMap<String, String> = [
+                    (LABEL_PROJECT.to_string(), project.name.clone()),
+                    (LABEL_SERVICE.to_string(), service),
+                ]
+                .into_iter()
+                .collect();
+                let mut progress = LineWriter::new(log.clone(), Stream::Build);
+                let outcome = engine
+                    .docker
+                    .build_image(&image_build, &tag, labels, |line: &str| {
+                        progress.push(line.as_bytes());
+                        if !line.ends_with('\n') {
+                            progress.push(b"\n");
+                        }
+                    })
+                    .await
+                    .map_err(|err| err.to_string());
+                progress.finish();
+                outcome
+            }
+            .await;
+            let _ = inbox.send(Input::BuildFinished { build, result });
+        });
+        self.builds.insert(build, LiveBuild::Image(task));
+    }
+}

@@ -1,0 +1,482 @@
+//! Whole screens drawn into a `TestBackend` and pinned with insta, and the loop driven
+//! by scripted keys. Times and pids are fixed by construction (a fixed `NOW`, fixed
+//! pids), so the snapshots need no filters.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use futures_util::stream;
+use futures_util::StreamExt;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{Event as TerminalEvent, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::{Color, Modifier};
+use ratatui::Terminal;
+use tokio::sync::{mpsc, watch};
+use unicode_width::UnicodeWidthStr;
+
+use super::state::{Action, TuiMode, TuiState};
+use super::{run_with, view, TuiExit, TuiSource};
+use crate::event::{Command, Generation, ServiceKindName, ServiceSnapshot, ServiceState, Snapshot};
+use crate::logs::{format_timestamp, LogLine, Stream};
+
+/// 2026-11-26T06:25:08Z.
+const NOW: u64 = 1_795_674_308_000;
+const SECOND: u64 = 1000;
+
+fn service(name: &str, state: ServiceState, pid: u32) -> ServiceSnapshot {
+    ServiceSnapshot {
+        name: name.into(),
+        kind: ServiceKindName::Process,
+        state,
+        pid: state.is_up().then_some(pid),
+        container: None,
+        generation: Generation(1),
+        restarts: 0,
+        started_at_ms: Some(NOW - 192 * SECOND),
+        ports: Vec::new(),
+        health: None,
+        build: None,
+        last_redeploy_at_ms: None,
+        last_event: None,
+        last_event_at_ms: None,
+        waiting_for: None,
+    }
+}
+
+fn with_event(mut service: ServiceSnapshot, text: &str, ago_ms: u64) -> ServiceSnapshot {
+    service.last_event = Some(text.into());
+    service.last_event_at_ms = Some(NOW - ago_ms);
+    service
+}
+
+fn healthy_fleet() -> Snapshot {
+    let mut gateway = with_event(
+        service("gateway", ServiceState::Healthy, 41_001),
+        "healthy",
+        190 * SECOND,
+    );
+    gateway.ports = vec![8080];
+    gateway.generation = Generation(3);
+    gateway.health = Some("healthy".into());
+    let mut users = with_event(
+        service("users", ServiceState::Healthy, 41_002),
+        "redeployed (generation 6 replaced)",
+        45 * SECOND,
+    );
+    users.ports = vec![8081];
+    users.generation = Generation(7);
+    users.restarts = 1;
+    users.started_at_ms = Some(NOW - 45 * SECOND);
+    users.health = Some("healthy".into());
+    let mut orders = service("orders", ServiceState::Running, 41_003);
+    orders.ports = vec![8082, 9082];
+    let mut postgres = with_event(
+        service("postgres", ServiceState::Healthy, 0),
+        "healthy",
+        200 * SECOND,
+    );
+    postgres.kind = ServiceKindName::Container;
+    postgres.pid = None;
+    postgres.container = Some("3f2a9c8e1b7d5a604c2e".into());
+    postgres.ports = vec![5432];
+    postgres.health = Some("healthy".into());
+    postgres.started_at_ms = Some(NOW - 3_725 * SECOND);
+    let notifications = with_event(
+        service(
+            "notification-dispatcher-worker-eu-west",
+            ServiceState::Healthy,
+            41_005,
+        ),
+        "started (pid 41005)",
+        150 * SECOND,
+    );
+    Snapshot {
+        project: "shop".into(),
+        manifest: "/home/dev/shop/fleet.toml".into(),
+        supervisor_pid: 41_000,
+        services: vec![gateway, users, orders, postgres, notifications],
+        shutting_down: false,
+    }
+}
+
+fn failing_fleet() -> Snapshot {
+    let mut snapshot = healthy_fleet();
+    let users = &mut snapshot.services[1];
+    users.state = ServiceState::Failed;
+    users.pid = None;
+    users.build = Some("failed".into());
+    users.health = None;
+    users.last_event = Some("build failed: cargo exited with code 101".into());
+    users.last_event_at_ms = Some(NOW - 12 * SECOND);
+    let orders = &mut snapshot.services[2];
+    orders.state = ServiceState::Backoff;
+    orders.pid = None;
+    orders.restarts = 3;
+    orders.last_event = Some("killed by SIGKILL, restart 3 in 4s".into());
+    orders.last_event_at_ms = Some(NOW - 2 * SECOND);
+    let mut billing = service("billing", ServiceState::Waiting, 0);
+    billing.waiting_for = Some("users".into());
+    snapshot.services.insert(2, billing);
+    snapshot
+}
+
+fn line(ms_ago: u64, stream: Stream, text: &str) -> LogLine {
+    LogLine {
+        timestamp: format_timestamp(NOW - ms_ago),
+        stream,
+        text: text.into(),
+    }
+}
+
+fn gateway_log() -> Vec<LogLine> {
+    vec![
+        line(300_000, Stream::Stdout, "listening on 0.0.0.0:8080"),
+        line(290_000, Stream::Stdout, "GET /health 200 0.4ms"),
+        line(250_000, Stream::Stderr, "error: upstream users refused the connection"),
+        line(200_000, Stream::Fleet, "exited with code 1, restart 1 in 400ms"),
+        line(192_000, Stream::Fleet, "--- generation 3 started (pid 41001) ---"),
+        line(191_000, Stream::Stdout, "listening on 0.0.0.0:8080"),
+        line(
+            120_000,
+            Stream::Stdout,
+            "GET /api/orders?customer=4711&include=items,shipping,invoices&page=1&per_page=100 200 12.1ms",
+        ),
+        line(60_000, Stream::Stdout, "GET /health 200 0.3ms"),
+        line(1_000, Stream::Stderr, "warning: slow request: error budget at 80%"),
+    ]
+}
+
+fn users_log() -> Vec<LogLine> {
+    vec![
+        line(
+            20_000,
+            Stream::Fleet,
+            "--- build started: cargo build --release ---",
+        ),
+        line(
+            15_000,
+            Stream::Build,
+            "   Compiling users v0.4.2 (/home/dev/shop/users)",
+        ),
+        line(13_000, Stream::Build, "error[E0308]: mismatched types"),
+        line(13_000, Stream::Build, "  --> src/handlers.rs:41:17"),
+        line(
+            12_500,
+            Stream::Build,
+            "error: could not compile `users` (bin \"users\")",
+        ),
+        line(
+            12_000,
+            Stream::Fleet,
+            "build failed: cargo exited with code 101",
+        ),
+    ]
+}
+
+/// A state showing `snapshot`, with `logs` for the first service, resources for all.
+fn state_for(snapshot: Snapshot, no_color: bool, width: u16, height: u16) -> TuiState {
+    let mut state = TuiState::new(TuiMode::Up, no_color);
+    state.handle(Action::Resize { width, height });
+    let names: Vec<String> = snapshot.services.iter().map(|s| s.name.clone()).collect();
+    state.apply_snapshot(Arc::new(snapshot), NOW);
+    state.drain_requests();
+    for (index, name) in names.iter().enumerate() {
+        for sample in 0..12u64 {
+            let cpu = ((sample * 7 + index as u64 * 3) % 20) as f32 / 2.0;
+            let rss = (40 + index as u64 * 25 + sample % 3) * 1024 * 1024;
+            state.set_resources(name, cpu, rss);
+        }
+    }
+    state.push_log_lines("gateway", gateway_log());
+    state.push_log_lines("users", users_log());
+    state
+}
+
+fn screen(state: &TuiState, width: u16, height: u16) -> io::Result<(String, Buffer)> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height))?;
+    terminal.draw(|frame| view::draw(frame, state, NOW))?;
+    let buffer = terminal.backend().buffer().clone();
+    Ok((buffer_text(&buffer), buffer))
+}
+
+/// The screen as text, one line per row, trailing spaces trimmed.
+fn buffer_text(buffer: &Buffer) -> String {
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        let mut row = String::new();
+        let mut skip = 0;
+        for x in 0..buffer.area.width {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let symbol = buffer[(x, y)].symbol();
+            skip = symbol.width().saturating_sub(1);
+            row.push_str(symbol);
+        }
+        out.push_str(row.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn healthy_fleet_screen() -> io::Result<()> {
+    let state = state_for(healthy_fleet(), true, 120, 24);
+    let (text, _) = screen(&state, 120, 24)?;
+    insta::assert_snapshot!("healthy_fleet", text);
+    Ok(())
+}
+
+#[test]
+fn failing_service_shows_its_last_event_and_build_output() -> io::Result<()> {
+    let mut state = state_for(failing_fleet(), true, 120, 24);
+    state.handle(Action::Down);
+    let (text, _) = screen(&state, 120, 24)?;
+    insta::assert_snapshot!("failing_service", text);
+    Ok(())
+}
+
+#[test]
+fn search_results_are_highlighted() -> io::Result<()> {
+    for no_color in [true, false] {
+        let mut state = state_for(healthy_fleet(), no_color, 100, 24);
+        state.handle(Action::StartSearch);
+        for c in "error".chars() {
+            state.handle(Action::InputChar(c));
+        }
+        state.handle(Action::InputSubmit);
+        let (text, buffer) = screen(&state, 100, 24)?;
+        if no_color {
+            insta::assert_snapshot!("search_results", text);
+        }
+        // Each "error" on screen is highlighted; the newest (current) one more so.
+        let mut highlighted = Vec::new();
+        let body = state.areas().log_body;
+        for y in body.y..body.y + body.height {
+            let row: String = (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect();
+            if let Some(x) = row.find("error") {
+                let x = row[..x].chars().count() as u16;
+                let cell = &buffer[(x, y)];
+                if no_color {
+                    assert!(cell.modifier.contains(Modifier::REVERSED), "row {y}");
+                } else {
+                    assert_eq!(cell.bg, Color::Yellow, "row {y}");
+                }
+                highlighted.push(cell.modifier.contains(Modifier::UNDERLINED));
+            }
+        }
+        assert_eq!(highlighted, vec![false, true], "no_color {no_color}");
+    }
+    Ok(())
+}
+
+#[test]
+fn help_overlay_lists_every_key() -> io::Result<()> {
+    let mut state = state_for(healthy_fleet(), true, 80, 24);
+    state.handle(Action::ToggleHelp);
+    let (text, _) = screen(&state, 80, 24)?;
+    insta::assert_snapshot!("help_overlay", text);
+    for (keys, _) in super::keys::HELP {
+        assert!(text.contains(keys), "{keys} missing from the help");
+    }
+    Ok(())
+}
+
+#[test]
+fn narrow_terminal_cuts_with_ellipses() -> io::Result<()> {
+    let state = state_for(healthy_fleet(), true, 60, 15);
+    let (text, _) = screen(&state, 60, 15)?;
+    insta::assert_snapshot!("narrow_60x15", text);
+    assert!(text.lines().all(|row| row.width() <= 60));
+    Ok(())
+}
+
+#[test]
+fn quit_dialog_in_fleet_up() -> io::Result<()> {
+    let mut state = state_for(healthy_fleet(), true, 80, 20);
+    state.handle(Action::Quit);
+    let (text, _) = screen(&state, 80, 20)?;
+    insta::assert_snapshot!("quit_dialog", text);
+    Ok(())
+}
+
+#[test]
+fn merged_logs_wrapped_with_timestamps() -> io::Result<()> {
+    let mut state = state_for(healthy_fleet(), true, 80, 24);
+    state.handle(Action::ToggleAll);
+    state.handle(Action::ToggleWrap);
+    state.handle(Action::ToggleTimestamps);
+    let (text, _) = screen(&state, 80, 24)?;
+    insta::assert_snapshot!("merged_wrapped", text);
+    Ok(())
+}
+
+#[test]
+fn copy_mode_is_plain_text() -> io::Result<()> {
+    let mut state = state_for(healthy_fleet(), true, 80, 12);
+    state.handle(Action::ToggleCopy);
+    let (text, _) = screen(&state, 80, 12)?;
+    insta::assert_snapshot!("copy_mode", text);
+    assert!(!text.contains('│') && !text.contains('─'));
+    Ok(())
+}
+
+#[test]
+fn every_size_down_to_tiny_draws_without_panicking() -> io::Result<()> {
+    let mut state = state_for(failing_fleet(), false, 60, 15);
+    state.handle(Action::ToggleHelp);
+    for (width, height) in [(60, 15), (30, 8), (10, 3), (1, 1), (200, 60)] {
+        state.handle(Action::Resize { width, height });
+        screen(&state, width, height)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn three_hundred_services_render() -> io::Result<()> {
+    let services = (0..300)
+        .map(|n| {
+            service(
+                &format!("service-{n:03}"),
+                ServiceState::Healthy,
+                50_000 + n,
+            )
+        })
+        .collect();
+    let snapshot = Snapshot {
+        project: "big".into(),
+        services,
+        ..Snapshot::default()
+    };
+    let mut state = state_for(snapshot, false, 160, 50);
+    for _ in 0..250 {
+        state.handle(Action::Down);
+    }
+    let (text, _) = screen(&state, 160, 50)?;
+    assert!(text.contains("300 services"));
+    assert!(
+        text.contains("▸ service-250"),
+        "the selection scrolls into view"
+    );
+    Ok(())
+}
+
+// ----- the loop ---------------------------------------------------------------------
+
+fn key(c: char) -> io::Result<TerminalEvent> {
+    Ok(TerminalEvent::Key(KeyEvent::new(
+        KeyCode::Char(c),
+        KeyModifiers::NONE,
+    )))
+}
+
+struct Harness {
+    source: TuiSource,
+    sent: Arc<Mutex<Vec<Command>>>,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    _events: mpsc::Sender<crate::event::Event>,
+    _logs: mpsc::Sender<(String, Vec<LogLine>)>,
+}
+
+/// A source whose commands never finish, like a stop that takes its full grace period.
+fn harness() -> Harness {
+    harness_with(healthy_fleet())
+}
+
+fn harness_with(snapshot: Snapshot) -> Harness {
+    let (snapshots, snapshot_receiver) = watch::channel(Arc::new(snapshot));
+    let (events, event_receiver) = mpsc::channel(16);
+    let (logs, log_receiver) = mpsc::channel(16);
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let record = sent.clone();
+    let source = TuiSource {
+        snapshots: snapshot_receiver,
+        events: event_receiver,
+        logs: log_receiver,
+        send: Arc::new(move |command| {
+            if let Ok(mut sent) = record.lock() {
+                sent.push(command);
+            }
+            Box::pin(std::future::pending())
+        }),
+        read_tail: Arc::new(|_: &str, _: usize| Ok(Vec::new())),
+    };
+    Harness {
+        source,
+        sent,
+        snapshots,
+        _events: events,
+        _logs: logs,
+    }
+}
+
+async fn drive(
+    source: TuiSource,
+    mode: TuiMode,
+    keys: Vec<io::Result<TerminalEvent>>,
+) -> io::Result<TuiExit> {
+    let mut terminal = Terminal::new(TestBackend::new(100, 30))?;
+    let input = stream::iter(keys).chain(stream::pending());
+    run_with(
+        &mut terminal,
+        source,
+        TuiState::new(mode, true),
+        input,
+        |_| Ok(()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn keys_keep_working_while_a_command_is_in_flight() -> io::Result<()> {
+    let harness = harness();
+    let sent = harness.sent.clone();
+    let exit = drive(
+        harness.source,
+        TuiMode::Attach,
+        vec![key('s'), key('j'), key('r'), key('q')],
+    )
+    .await?;
+    assert_eq!(exit, TuiExit::Quit);
+    let sent = sent.lock().map(|sent| sent.clone()).unwrap_or_default();
+    assert_eq!(
+        sent,
+        vec![
+            Command::Stop {
+                services: vec!["gateway".into()]
+            },
+            Command::Restart {
+                services: vec!["users".into()]
+            },
+        ]
+    );
+    drop(harness.snapshots);
+    Ok(())
+}
+
+#[tokio::test]
+async fn q_then_y_in_fleet_up_stops_the_fleet() -> io::Result<()> {
+    let harness = harness();
+    let exit = drive(
+        harness.source,
+        TuiMode::Up,
+        vec![key('q'), key('n'), key('q'), key('y')],
+    )
+    .await?;
+    assert_eq!(exit, TuiExit::StopFleet);
+    drop(harness.snapshots);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_tui_ends_when_the_fleet_does() -> io::Result<()> {
+    let harness = harness();
+    drop(harness.snapshots);
+    let exit = drive(harness.source, TuiMode::Attach, Vec::new()).await?;
+    assert_eq!(exit, TuiExit::FleetEnded);
+    Ok(())
+}
