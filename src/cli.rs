@@ -91,6 +91,8 @@ pub enum Commands {
     Down,
     /// Re-read the manifest: start added services, stop removed ones, restart changed ones.
     Reload,
+    /// The terminal UI on a running fleet (started with `up -d`); quitting leaves it running.
+    Tui,
 }
 
 #[derive(Args, Debug)]
@@ -186,6 +188,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Commands::Check => check(&manifest_path),
         Commands::Up(args) => up(&manifest_path, args),
         Commands::Logs(args) => logs(&manifest_path, args),
+        Commands::Tui => attach_tui(&manifest_path),
         command => client_command(&manifest_path, command),
     }
 }
@@ -246,7 +249,9 @@ fn client_command(path: &Path, command: Commands) -> Result<i32, CliError> {
             Commands::Redeploy { services } => Command::Redeploy { services },
             Commands::Reload => Command::Reload,
             Commands::Down => Command::Down,
-            Commands::Up(_) | Commands::Check | Commands::Logs(_) => return Ok(exit::SUCCESS),
+            Commands::Up(_) | Commands::Check | Commands::Logs(_) | Commands::Tui => {
+                return Ok(exit::SUCCESS)
+            }
         };
         let is_down = command_is_down(&request);
         let waits_for_restart = match &request {
@@ -614,12 +619,14 @@ fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
                 format!("cannot start the async runtime: {err}"),
             )
         })?;
+    let tui = !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
     runtime.block_on(supervise(
         manifest,
         args.services,
         endpoint,
         lock,
         !args.detached_child,
+        tui,
     ))
 }
 
@@ -888,7 +895,9 @@ async fn supervise(
     endpoint: Endpoint,
     _lock: SupervisorLock,
     show_output: bool,
+    tui: bool,
 ) -> Result<i32, CliError> {
+    let log_dir = manifest.log_dir();
     let io_error =
         |what: &str, err: std::io::Error| CliError::new(exit::FAILURE, format!("{what}: {err}"));
     let processes = ProcessRuntime::start()
@@ -972,13 +981,41 @@ async fn supervise(
             ));
         }
     };
+    let use_tui = show_output && tui;
     // Detached, the supervisor's own output goes to .fleet/supervisor.log: status lines
     // belong there, service output is already in the per-service logs.
-    let printer = Printer::start(
-        &names,
-        show_output.then(|| hub.subscribe()),
-        handle.events.subscribe(),
-    );
+    let printer = (!use_tui).then(|| {
+        Printer::start(
+            &names,
+            show_output.then(|| hub.subscribe()),
+            handle.events.subscribe(),
+        )
+    });
+    let tui_task = use_tui.then(|| {
+        let source = crate::tui::TuiSource {
+            snapshots: handle.snapshot.clone(),
+            events: crate::tui::forward_events(handle.events.subscribe()),
+            logs: crate::tui::forward_logs(hub.subscribe()),
+            send: command_sender(handle.clone()),
+            read_tail: crate::tui::TuiSource::read_tail_in(log_dir.clone()),
+        };
+        let handle = handle.clone();
+        let names = names.clone();
+        tokio::spawn(async move {
+            let outcome = crate::tui::run(source, crate::tui::TuiMode::Up).await;
+            if let Err(err) = &outcome {
+                eprintln!("fleet: the terminal UI failed: {err}");
+            }
+            if matches!(outcome, Ok(crate::tui::TuiExit::FleetEnded)) {
+                return None;
+            }
+            // The terminal is back to normal: show the shutdown as plain status lines.
+            let printer = Printer::start(&names, None, handle.events.subscribe());
+            eprintln!("fleet: stopping every service (press Ctrl-C again to kill them at once)");
+            let _ = handle.send(Command::Down).await;
+            Some(printer)
+        })
+    });
     let signals = tokio::spawn(forward_signals(handle.clone()));
     let server = tokio::spawn(crate::control::server::serve(
         listener,
@@ -993,10 +1030,55 @@ async fn supervise(
     signals.abort();
     server.abort();
     let _ = std::fs::remove_file(&endpoint.socket);
-    printer.finish();
+    if let Some(printer) = printer {
+        printer.finish();
+    }
+    if let Some(task) = tui_task {
+        if let Ok(Some(printer)) = task.await {
+            printer.finish();
+        }
+    }
     journal.clear();
     keeper.release();
     Ok(if killed { exit::KILLED } else { exit::SUCCESS })
+}
+
+/// Commands from the TUI go to the supervisor like any client's.
+fn command_sender(handle: SupervisorHandle) -> crate::tui::SendCommand {
+    Arc::new(move |command: Command| {
+        let handle = handle.clone();
+        Box::pin(async move { handle.send(command).await.map_err(|err| err.message) })
+    })
+}
+
+/// `fleet tui`: the terminal UI on a running fleet; quitting leaves the fleet running.
+fn attach_tui(path: &Path) -> Result<i32, CliError> {
+    let manifest = manifest::load(path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            CliError::new(
+                exit::FAILURE,
+                format!("cannot start the async runtime: {err}"),
+            )
+        })?;
+    runtime.block_on(async {
+        let names = manifest.services.iter().map(|s| s.name.clone()).collect();
+        let source = crate::tui::remote::attach(&manifest.path, manifest.log_dir(), names).await?;
+        match crate::tui::run(source, crate::tui::TuiMode::Attach).await {
+            Ok(crate::tui::TuiExit::FleetEnded) => {
+                println!("fleet: the fleet stopped");
+                Ok(exit::SUCCESS)
+            }
+            Ok(_) => Ok(exit::SUCCESS),
+            Err(err) => Err(CliError::new(
+                exit::FAILURE,
+                format!("fleet: the terminal UI failed: {err}"),
+            )),
+        }
+    })
 }
 
 /// First SIGINT or SIGTERM: graceful stop. Second: kill everything at once.

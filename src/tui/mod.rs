@@ -29,6 +29,7 @@
 
 pub mod keys;
 pub mod layout;
+pub mod remote;
 pub mod resources;
 pub mod scrollback;
 pub mod state;
