@@ -15,4 +15,5 @@ mod logs;
 mod manifest_errors;
 mod restart;
 mod stop;
+mod tui;
 mod up;
