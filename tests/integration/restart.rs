@@ -33,7 +33,7 @@ max_restarts = 10
     let starts: Vec<u64> = project
         .log_entries("svc")
         .iter()
-        .filter(|entry| entry.tag == "---" && entry.text.starts_with("started (pid "))
+        .filter(|entry| entry.tag == "---" && entry.text.starts_with("--- generation "))
         .map(|entry| entry.at_ms())
         .take(4)
         .collect();

@@ -35,7 +35,7 @@ command = "{helper} --name a"
         project
             .log_entries(service)
             .into_iter()
-            .find(|entry| entry.tag == "---" && entry.text.starts_with("started (pid "))
+            .find(|entry| entry.tag == "---" && entry.text.starts_with("--- generation "))
             .unwrap_or_else(|| panic!("{service}.log has no `started` line"))
             .at_ms()
     };
