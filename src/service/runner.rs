@@ -335,7 +335,9 @@ impl ServiceRunner {
     fn emit(&mut self, generation: Generation, event: EventKind) {
         match &event {
             // The start and build boundary lines already say this in the log.
-            EventKind::StateChanged { .. } | EventKind::Started { .. } | EventKind::BuildStarted => {}
+            EventKind::StateChanged { .. }
+            | EventKind::Started { .. }
+            | EventKind::BuildStarted => {}
             EventKind::Redeployed { .. } => {
                 self.last_redeploy_at_ms = Some(now_ms());
                 self.log.write_fleet_line(&event.to_string());
