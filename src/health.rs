@@ -341,8 +341,7 @@ async fn run_exec(argv: Vec<String>, exec: &ExecContext, log: &ServiceLog) -> Re
             .cloned()
             .chain([(MARKER_VAR.to_string(), exec.marker.clone())])
             .collect(),
-        listen_fd: None,
-        listen_name: String::new(),
+        listen_fds: Vec::new(),
     };
     let spawned = exec
         .processes

@@ -21,7 +21,8 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -141,7 +142,97 @@ pub fn take_activated_listener() -> io::Result<Option<TcpListener>> {
             "fd 3 passed by LISTEN_FDS is not a listening socket",
         ));
     }
+    // Further sockets (fd 4, ...): fleet passes a private one per instance for its health
+    // probe, so the probe reaches this instance and not a sibling sharing fd 3.
+    for fd in LISTEN_FDS_START + 1..LISTEN_FDS_START + passed as RawFd {
+        // SAFETY: as above, the convention hands fds 3..3+LISTEN_FDS to this process; F_GETFD
+        // checks the fd is open before we own it.
+        if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
+            continue;
+        }
+        // SAFETY: see above; nothing else in this program uses these fds.
+        let extra = unsafe { TcpListener::from_raw_fd(fd) };
+        let _ = nix::fcntl::fcntl(
+            &extra,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+        if extra.set_nonblocking(false).is_ok() {
+            if let Ok(mut extras) = EXTRA_LISTENERS.lock() {
+                extras.push(extra);
+            }
+        }
+    }
     Ok(Some(listener))
+}
+
+/// Sockets passed beyond fd 3; [`serve`] answers on them too.
+static EXTRA_LISTENERS: Mutex<Vec<TcpListener>> = Mutex::new(Vec::new());
+/// Set by SIGTERM: stop accepting, finish what was accepted, exit 0.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+/// Connections accepted and not yet answered.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// The thread blocked in `accept` on the main listener, to interrupt on SIGTERM.
+static ACCEPTOR: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_sigterm(_: nix::libc::c_int) {
+    DRAINING.store(true, Ordering::SeqCst);
+    let acceptor = ACCEPTOR.load(Ordering::SeqCst);
+    if acceptor != 0 {
+        // SAFETY: pthread_kill is async-signal-safe; the id was stored by the acceptor
+        // thread itself, which lives as long as the process serves.
+        unsafe {
+            nix::libc::pthread_kill(acceptor as nix::libc::pthread_t, nix::libc::SIGUSR2);
+        }
+    }
+}
+
+extern "C" fn interrupt_accept(_: nix::libc::c_int) {}
+
+/// Graceful stop for servers that share a listening socket with their successor (fleet's
+/// start-first redeploy): on SIGTERM, leave `accept` at once (connections still queued
+/// are the next instance's), answer every connection already accepted, then exit 0. A
+/// SIGTERM that is ignored (`--ignore-sigterm`) stays ignored.
+fn install_graceful_stop() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    // SAFETY: reading the current disposition installs nothing.
+    let current = unsafe {
+        sigaction(
+            Signal::SIGTERM,
+            &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()),
+        )
+    };
+    if let Ok(previous) = current {
+        if previous.handler() == SigHandler::SigIgn {
+            // SAFETY: restores the ignore disposition we just replaced.
+            let _ = unsafe { sigaction(Signal::SIGTERM, &previous) };
+            return;
+        }
+    }
+    // No SA_RESTART: a blocked accept returns EINTR when the signal arrives.
+    let term = SigAction::new(
+        SigHandler::Handler(on_sigterm),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    let usr2 = SigAction::new(
+        SigHandler::Handler(interrupt_accept),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: both handlers only touch atomics and call pthread_kill, which are
+    // async-signal-safe.
+    unsafe {
+        let _ = sigaction(Signal::SIGUSR2, &usr2);
+        let _ = sigaction(Signal::SIGTERM, &term);
+    }
+}
+
+fn drain_and_exit() -> ! {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while IN_FLIGHT.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(1));
+    }
+    std::process::exit(0)
 }
 
 /// Uses `inherited` if fleet passed a socket, else binds `<BIND_HOST>:<port>` (env
@@ -310,13 +401,42 @@ where
 {
     let handler = Arc::new(handler);
     let log_prefix: Arc<str> = log_prefix.into();
-    loop {
+    let extras: Vec<TcpListener> = EXTRA_LISTENERS
+        .lock()
+        .map(|mut extras| extras.drain(..).collect())
+        .unwrap_or_default();
+    for extra in extras {
+        let handler = Arc::clone(&handler);
+        let log_prefix = Arc::clone(&log_prefix);
+        thread::spawn(move || accept_loop(&extra, &log_prefix, &handler));
+    }
+    // SAFETY: pthread_self has no preconditions.
+    ACCEPTOR.store(
+        unsafe { nix::libc::pthread_self() } as u64,
+        Ordering::SeqCst,
+    );
+    install_graceful_stop();
+    accept_loop(&listener, &log_prefix, &handler);
+    drain_and_exit()
+}
+
+/// Accepts until SIGTERM asks to drain.
+fn accept_loop<H>(listener: &TcpListener, log_prefix: &Arc<str>, handler: &Arc<H>)
+where
+    H: Fn(&Request) -> Reply + Send + Sync + 'static,
+{
+    while !DRAINING.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _peer)) => {
-                let handler = Arc::clone(&handler);
-                let log_prefix = Arc::clone(&log_prefix);
-                thread::spawn(move || handle_connection(stream, &log_prefix, handler.as_ref()));
+                IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+                let handler = Arc::clone(handler);
+                let log_prefix = Arc::clone(log_prefix);
+                thread::spawn(move || {
+                    handle_connection(stream, &log_prefix, handler.as_ref());
+                    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                });
             }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => {
                 // EMFILE and friends are transient; back off instead of spinning.
                 eprintln!("{log_prefix}accept failed: {error}");

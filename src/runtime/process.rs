@@ -75,10 +75,9 @@ pub struct SpawnRequest {
     pub cwd: PathBuf,
     /// The complete environment of the new process.
     pub env: Vec<(String, String)>,
-    /// A listening socket to pass as fd 3 (systemd socket activation); fleet also sets
-    /// `LISTEN_FDS=1`, `LISTEN_PID` and `LISTEN_FDNAMES`.
-    pub listen_fd: Option<RawFd>,
-    pub listen_name: String,
+    /// Listening sockets to pass as fds 3, 4, ... (systemd socket activation), with
+    /// their names; fleet also sets `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES`.
+    pub listen_fds: Vec<(RawFd, String)>,
 }
 
 /// A live child: its pid (which is also its process group id), its output pipes and
@@ -154,7 +153,7 @@ impl ProcessRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        if let Some(fd) = request.listen_fd {
+        if !request.listen_fds.is_empty() {
             let exec = PreparedExec::new(request, &program).map_err(|source| SpawnError::Exec {
                 program: program.clone(),
                 source,
@@ -163,7 +162,7 @@ impl ProcessRuntime {
             // async-signal-safe functions (getpid, dup2, fcntl, execve) on memory that
             // was allocated before the fork; it allocates nothing.
             unsafe {
-                command.pre_exec(move || exec.exec_with_listen_fd(fd));
+                command.pre_exec(move || exec.exec_with_listen_fds());
             }
         }
         let (pid, mut child) = {
@@ -227,7 +226,12 @@ struct PreparedExec {
     env_ptrs: Vec<*const nix::libc::c_char>,
     /// Points at the digits of `LISTEN_PID=__________` inside `_env`.
     listen_pid_digits: *mut u8,
+    listen_fds: Vec<RawFd>,
 }
+
+/// More sockets than this per instance is a bug in fleet, not a user's choice: fleet
+/// passes the service's `socket` and a private health-probe socket.
+const MAX_LISTEN_FDS: usize = 8;
 
 // SAFETY: the raw pointers point into buffers owned by the same struct, which are
 // never moved or resized after construction; the struct is only used in the child.
@@ -260,8 +264,13 @@ impl PreparedExec {
             .filter(|(k, _)| !k.starts_with("LISTEN_"))
             .map(|(k, v)| format!("{k}={v}\0").into_bytes())
             .collect();
-        env.push(b"LISTEN_FDS=1\0".to_vec());
-        env.push(format!("LISTEN_FDNAMES={}\0", request.listen_name).into_bytes());
+        env.push(format!("LISTEN_FDS={}\0", request.listen_fds.len()).into_bytes());
+        let names: Vec<&str> = request
+            .listen_fds
+            .iter()
+            .map(|(_, name)| name.as_str())
+            .collect();
+        env.push(format!("LISTEN_FDNAMES={}\0", names.join(":")).into_bytes());
         env.push(format!("LISTEN_PID={}\0", "0".repeat(LISTEN_PID_WIDTH)).into_bytes());
         let listen_index = env.len() - 1;
         let listen_pid_digits = env[listen_index][b"LISTEN_PID=".len()..].as_mut_ptr();
@@ -279,21 +288,37 @@ impl PreparedExec {
             _env: env,
             env_ptrs,
             listen_pid_digits,
+            listen_fds: request
+                .listen_fds
+                .iter()
+                .map(|(fd, _)| *fd)
+                .take(MAX_LISTEN_FDS)
+                .collect(),
         })
     }
 
-    /// Runs in the child: moves the socket to fd 3, writes our pid into `LISTEN_PID`
-    /// and execs. Returns only on failure.
-    fn exec_with_listen_fd(&self, fd: RawFd) -> io::Result<()> {
+    /// Runs in the child: moves the sockets to fds 3, 4, ..., writes our pid into
+    /// `LISTEN_PID` and execs. Returns only on failure.
+    fn exec_with_listen_fds(&self) -> io::Result<()> {
         use nix::libc;
         // SAFETY: async-signal-safe libc calls on fds we own and on pre-allocated
         // buffers; see PreparedExec.
         unsafe {
-            if fd == 3 {
-                let flags = libc::fcntl(3, libc::F_GETFD);
-                libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(io::Error::last_os_error());
+            // First copy every socket above the target range, so moving one into place
+            // never closes another that happens to sit there.
+            let mut staged = [0 as RawFd; MAX_LISTEN_FDS];
+            for (index, fd) in self.listen_fds.iter().enumerate() {
+                let copy = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3 + MAX_LISTEN_FDS as RawFd);
+                if copy < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                staged[index] = copy;
+            }
+            for (index, copy) in staged.iter().take(self.listen_fds.len()).enumerate() {
+                // dup2 clears close-on-exec on the new fd.
+                if libc::dup2(*copy, 3 + index as RawFd) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             let mut pid = libc::getpid() as u32;
             let digits = std::slice::from_raw_parts_mut(self.listen_pid_digits, LISTEN_PID_WIDTH);

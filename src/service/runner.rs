@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use crate::event::{now_ms, EventKind, ExitStatus, Generation, ServiceState};
 use crate::health::{self, ExecContext, ProbeSetup, Verdict};
 use crate::logs::{LogHub, ServiceLog, Stream};
-use crate::manifest::{ServiceKind, ServiceSpec};
+use crate::manifest::{Probe, ServiceKind, ServiceSpec};
 use crate::runtime::container::Docker;
 use crate::runtime::ports;
 use crate::runtime::process::{self, ProcessRuntime, SpawnRequest, MARKER_VAR};
@@ -426,7 +426,36 @@ impl ServiceRunner {
             .instance_marker(self.name(), &generation.to_string());
         let mut env = self.service_env(&marker);
         env.push(("FLEET_GENERATION".into(), generation.to_string()));
-        let probe_setup = match &self.spec.health {
+        // With a shared `socket`, a probe of that port could be answered by the old
+        // instance during a start-first overlap. So each instance also gets a private
+        // socket of its own (fd 4, named "health"), and its probe goes there.
+        let mut listen_fds = Vec::new();
+        let mut private_probe: Option<std::net::TcpListener> = None;
+        let mut health_spec = self.spec.health.clone();
+        if let Some(listener) = &self.listener {
+            listen_fds.push((listener.as_raw_fd(), self.spec.name.clone()));
+            if let (Some(spec), Some(socket)) = (health_spec.as_mut(), &self.spec.socket) {
+                let probe_port = match &mut spec.probe {
+                    Probe::Http { port, .. } | Probe::Tcp { port, .. } if *port == socket.port => {
+                        Some(port)
+                    }
+                    _ => None,
+                };
+                if let Some(port) = probe_port {
+                    let private = std::net::TcpListener::bind(("127.0.0.1", 0))
+                        .and_then(|listener| {
+                            listener
+                                .local_addr()
+                                .map(|address| (listener, address.port()))
+                        })
+                        .map_err(|err| format!("cannot open the health-probe socket: {err}"))?;
+                    *port = private.1;
+                    listen_fds.push((private.0.as_raw_fd(), "health".to_string()));
+                    private_probe = Some(private.0);
+                }
+            }
+        }
+        let probe_setup = match &health_spec {
             Some(health_spec) => {
                 let exec = ExecContext {
                     processes: self.project.processes.clone(),
@@ -454,14 +483,15 @@ impl ServiceRunner {
             argv: process_spec.command.argv(),
             cwd: process_spec.cwd.clone(),
             env,
-            listen_fd: self.listener.as_ref().map(|listener| listener.as_raw_fd()),
-            listen_name: self.spec.name.clone(),
+            listen_fds,
         };
         let spawned = self
             .project
             .processes
             .spawn(&request)
             .map_err(|err| err.to_string())?;
+        // The child has its own copy of the private probe socket now.
+        drop(private_probe);
         let pid = spawned.pid;
         self.project.journal.add(pid);
         self.log.write_fleet_line(&format!(
@@ -537,8 +567,7 @@ impl ServiceRunner {
             argv: command.argv(),
             cwd: process_spec.cwd.clone(),
             env: self.service_env(&marker),
-            listen_fd: None,
-            listen_name: String::new(),
+            listen_fds: Vec::new(),
         };
         self.log
             .write_fleet_line(&format!("--- build started: {command} ---"));

@@ -218,6 +218,11 @@ pub struct ServiceMachine {
     backoff_timer: Option<u64>,
     /// Spawn a new active instance once every retiring one is gone (stop-first).
     start_after_retire: bool,
+    /// A stop-first redeploy (not a restart) replaces this generation: announce it when
+    /// the new instance starts.
+    redeploy_from: Option<Generation>,
+    /// The current replacement comes from `Redeploy`, not `Restart`.
+    redeploying: bool,
     terminal: Option<Terminal>,
     consecutive_crashes: u32,
     crashes: CrashWindow,
@@ -240,6 +245,8 @@ impl ServiceMachine {
             last_build_failed: false,
             backoff_timer: None,
             start_after_retire: false,
+            redeploy_from: None,
+            redeploying: false,
             terminal: None,
             consecutive_crashes: 0,
             crashes: CrashWindow::default(),
@@ -352,8 +359,14 @@ impl ServiceMachine {
             Input::Start => self.on_start(now, &mut effects),
             Input::Stop => self.on_stop(false, &mut effects),
             Input::Kill => self.on_stop(true, &mut effects),
-            Input::Restart => self.on_redeploy(RedeployStrategy::StopFirst, now, &mut effects),
-            Input::Redeploy => self.on_redeploy(self.policy.redeploy, now, &mut effects),
+            Input::Restart => {
+                self.redeploying = false;
+                self.on_redeploy(RedeployStrategy::StopFirst, now, &mut effects)
+            }
+            Input::Redeploy => {
+                self.redeploying = true;
+                self.on_redeploy(self.policy.redeploy, now, &mut effects)
+            }
             Input::Spawned {
                 generation,
                 pid,
@@ -544,6 +557,9 @@ impl ServiceMachine {
                 effects.push(Effect::Spawn { generation });
             }
             RedeployStrategy::StopFirst => {
+                if self.redeploying {
+                    self.redeploy_from = Some(active.generation);
+                }
                 self.retire(active, StopReason::Requested, effects);
                 self.start_after_retire = true;
             }
@@ -716,6 +732,12 @@ impl ServiceMachine {
             self.start_after_retire = false;
             if self.want_up && self.active.is_none() {
                 self.spawn_active(now, effects);
+                if let Some(from) = self.redeploy_from.take() {
+                    effects.push(Effect::Emit {
+                        generation: self.generation(),
+                        event: EventKind::Redeployed { from },
+                    });
+                }
             }
         }
     }
@@ -1267,6 +1289,22 @@ mod tests {
             ]
         );
         assert_eq!(machine.restarts(), 0, "a requested restart is not a crash");
+    }
+
+    #[test]
+    fn stop_first_redeploy_announces_the_replacement_but_restart_does_not() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(policy());
+        running(&mut machine, now);
+        machine.step(Input::Redeploy, now);
+        let effects = machine.step(exited(1, 0), now);
+        assert!(events(&effects).contains(&EventKind::Redeployed { from: g(1) }));
+        machine.step(spawned(2, 200), now);
+        machine.step(Input::Restart, now);
+        let effects = machine.step(exited(2, 0), now);
+        assert!(!events(&effects)
+            .iter()
+            .any(|e| matches!(e, EventKind::Redeployed { .. })));
     }
 
     #[test]

@@ -122,6 +122,8 @@ struct Slot {
     /// `fleet reload` removed or changed this service: once it is stopped, drop it and
     /// (when changed) start its new definition.
     replace_with: Option<Replacement>,
+    /// For the supervisor's own lines about this service (waiting, file changes).
+    log: Arc<ServiceLog>,
 }
 
 #[derive(Debug, Clone)]
@@ -284,7 +286,7 @@ impl Supervisor {
         let (handle, task) = ServiceRunner::spawn(
             spec.clone(),
             self.project.clone(),
-            log,
+            log.clone(),
             listener,
             self.reports_tx.clone(),
         );
@@ -315,6 +317,7 @@ impl Supervisor {
                 seen_generations: HashMap::new(),
                 stop_sent: false,
                 replace_with: None,
+                log,
             },
         );
         Ok(())
@@ -449,6 +452,7 @@ impl Supervisor {
             .unwrap_or_default();
         if let Some(slot) = self.slots.get_mut(service) {
             slot.last_event = Some((at_ms, event.to_string()));
+            slot.log.write_fleet_line(&event.to_string());
         }
         let _ = self.events.send(Event {
             at_ms,
@@ -552,6 +556,10 @@ impl Supervisor {
             }
             Command::Redeploy { services } => {
                 self.for_services(&services, "redeploying", |supervisor, name| {
+                    if let Some(watcher) = &supervisor.watcher {
+                        // A user's redeploy lifts a redeploy-loop pause.
+                        watcher.resume(name);
+                    }
                     if let Some(slot) = supervisor.slots.get_mut(name) {
                         slot.desired = true;
                         slot.launched = true;
@@ -785,6 +793,7 @@ impl Supervisor {
                             text: format!("waiting for {waiting}"),
                         };
                         slot.last_event = Some((at_ms, event.to_string()));
+                        slot.log.write_fleet_line(&event.to_string());
                         let _ = self.events.send(Event {
                             at_ms,
                             service: name.clone(),

@@ -13,6 +13,7 @@ mod harness;
 mod health;
 mod logs;
 mod manifest_errors;
+mod redeploy;
 mod restart;
 mod stop;
 mod tui;

@@ -841,6 +841,29 @@ pub fn port_answers(port: u16) -> bool {
     TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok()
 }
 
+/// `GET path` from 127.0.0.1:`port` (HTTP/1.1, `Connection: close`): the status code
+/// and the body, or `None` without a complete answer (connect within 1 s, answer
+/// within 2 s).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
 /// A port that was free a moment ago (bound to 127.0.0.1:0, then released). Tests use
 /// these, never fixed ports, so they can run in parallel.
 pub fn free_port() -> u16 {
