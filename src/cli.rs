@@ -88,7 +88,11 @@ pub enum Commands {
         services: Vec<String>,
     },
     /// Stop every service in reverse dependency order and end the supervisor.
-    Down,
+    Down {
+        /// Also remove the named Docker volumes fleet created for this project.
+        #[arg(long)]
+        volumes: bool,
+    },
     /// Re-read the manifest: start added services, stop removed ones, restart changed ones.
     Reload,
     /// The terminal UI on a running fleet (started with `up -d`); quitting leaves it running.
@@ -228,6 +232,7 @@ impl From<ClientError> for CliError {
 fn client_command(path: &Path, command: Commands) -> Result<i32, CliError> {
     small_runtime()?.block_on(async {
         let mut client = Client::connect(path).await?;
+        let mut remove_volumes = false;
         let request = match command {
             Commands::Ps { json } => {
                 let value = client.call(Request::Ps).await?;
@@ -248,7 +253,10 @@ fn client_command(path: &Path, command: Commands) -> Result<i32, CliError> {
             Commands::Restart { services } => Command::Restart { services },
             Commands::Redeploy { services } => Command::Redeploy { services },
             Commands::Reload => Command::Reload,
-            Commands::Down => Command::Down,
+            Commands::Down { volumes } => {
+                remove_volumes = volumes;
+                Command::Down
+            }
             Commands::Up(_) | Commands::Check | Commands::Logs(_) | Commands::Tui => {
                 return Ok(exit::SUCCESS)
             }
@@ -278,6 +286,16 @@ fn client_command(path: &Path, command: Commands) -> Result<i32, CliError> {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            if remove_volumes {
+                let manifest = manifest::load(path)?;
+                if manifest.services.iter().any(|s| s.is_container()) {
+                    let docker = crate::runtime::container::Docker::connect()
+                        .await
+                        .map_err(|err| CliError::new(exit::FAILURE, format!("fleet: {err}")))?;
+                    docker.remove_volumes(&manifest.project.name).await;
+                    println!("volumes removed");
+                }
             }
         }
         Ok(exit::SUCCESS)
