@@ -930,6 +930,14 @@ async fn supervise(
             swept.groups, swept.processes
         );
     }
+    // Containers of a crashed run go first: their published ports would fail the
+    // preflight. Connecting now also reports a missing engine before anything starts;
+    // the container services then fail with that message and the rest runs.
+    let engine = if manifest.services.iter().any(|s| s.is_container()) {
+        Some(connect_engine(&manifest.project.name).await)
+    } else {
+        None
+    };
     // Ports and names are checked before anything is created: a fleet that cannot start
     // leaves no trace.
     let preflight = crate::supervisor::preflight(&manifest, &services)?;
@@ -953,22 +961,8 @@ async fn supervise(
         hub: hub.clone(),
         journal: journal.clone(),
         run_id: run_id.clone(),
-        engine: tokio::sync::OnceCell::new(),
+        engine: tokio::sync::OnceCell::new_with(engine),
     });
-    if has_containers {
-        // Connect now, so a missing engine is reported before anything starts; the
-        // container services then fail with the same message and the rest runs.
-        match project.engine().await {
-            Ok(engine) => match engine.docker.sweep(&project.name, Some(&run_id)).await {
-                Ok(0) => {}
-                Ok(removed) => {
-                    eprintln!("fleet: removed {removed} containers left by a previous run")
-                }
-                Err(err) => eprintln!("fleet: cannot look for containers of a previous run: {err}"),
-            },
-            Err(err) => eprintln!("fleet: container services cannot start: {err}"),
-        }
-    }
     let names: Vec<String> = manifest.services.iter().map(|s| s.name.clone()).collect();
     let hello = Hello {
         version: crate::control::PROTOCOL_VERSION,
@@ -1059,6 +1053,29 @@ async fn supervise(
     journal.clear();
     keeper.release();
     Ok(if killed { exit::KILLED } else { exit::SUCCESS })
+}
+
+/// Connects to Docker, removes what a crashed run of this project left, and makes the
+/// project's network.
+async fn connect_engine(project: &str) -> Result<crate::service::runner::ContainerEngine, String> {
+    let docker = crate::runtime::container::Docker::connect()
+        .await
+        .map_err(|err| {
+            let message = err.to_string();
+            eprintln!("fleet: container services cannot start: {message}");
+            message
+        })?;
+    match docker.sweep(project, None).await {
+        Ok(0) => {}
+        Ok(removed) => eprintln!("fleet: removed {removed} containers left by a previous run"),
+        Err(err) => eprintln!("fleet: cannot look for containers of a previous run: {err}"),
+    }
+    let network = docker.ensure_network(project).await.map_err(|err| {
+        let message = err.to_string();
+        eprintln!("fleet: container services cannot start: {message}");
+        message
+    })?;
+    Ok(crate::service::runner::ContainerEngine { docker, network })
 }
 
 /// Commands from the TUI go to the supervisor like any client's.

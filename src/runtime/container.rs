@@ -597,7 +597,12 @@ impl Docker {
             list_labelled(&self.client, &[format!("{LABEL_PROJECT}={project}")]).await?;
         let mut removed = 0;
         for (id, labels) in containers {
-            if keep_run.is_some() && labels.get(LABEL_RUN).map(String::as_str) == keep_run {
+            // Only containers fleet created carry a run: a user's `docker run` of an
+            // image fleet built may inherit the image's labels, never the run's.
+            let Some(run) = labels.get(LABEL_RUN) else {
+                continue;
+            };
+            if labels.get(LABEL_GENERATION).is_none() || keep_run == Some(run.as_str()) {
                 continue;
             }
             self.remove(&id).await;

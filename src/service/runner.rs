@@ -619,10 +619,9 @@ impl ServiceRunner {
             container: self.machine.container().map(str::to_string),
             generation,
             restarts: self.machine.restarts(),
-            started_at_ms: self
-                .machine
-                .pid()
-                .and(self.started_at_ms.get(&generation).copied()),
+            started_at_ms: (self.machine.pid().is_some() || self.machine.container().is_some())
+                .then(|| self.started_at_ms.get(&generation).copied())
+                .flatten(),
             health: self.spec.health.as_ref().and_then(|_| match state {
                 ServiceState::Starting => Some("starting".to_string()),
                 ServiceState::Healthy => Some("healthy".to_string()),

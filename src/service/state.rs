@@ -223,6 +223,8 @@ pub struct ServiceMachine {
     redeploy_from: Option<Generation>,
     /// The current replacement comes from `Redeploy`, not `Restart`.
     redeploying: bool,
+    /// The exit being handled is of an instance stopped for being unhealthy.
+    unhealthy_exit: bool,
     terminal: Option<Terminal>,
     consecutive_crashes: u32,
     crashes: CrashWindow,
@@ -247,6 +249,7 @@ impl ServiceMachine {
             start_after_retire: false,
             redeploy_from: None,
             redeploying: false,
+            unhealthy_exit: false,
             terminal: None,
             consecutive_crashes: 0,
             crashes: CrashWindow::default(),
@@ -719,7 +722,10 @@ impl ServiceMachine {
                 event: EventKind::Stopped { status },
             });
             if retired.reason == StopReason::Unhealthy && self.want_up && self.active.is_none() {
+                // fleet stopped it for failing its probe: a failure, however it exited.
+                self.unhealthy_exit = true;
                 self.after_crash(generation, Some(status), None, now, effects);
+                self.unhealthy_exit = false;
             } else {
                 self.after_retired(now, effects);
             }
@@ -751,7 +757,7 @@ impl ServiceMachine {
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
-        let succeeded = status.is_some_and(ExitStatus::success);
+        let succeeded = status.is_some_and(ExitStatus::success) && !self.unhealthy_exit;
         let restart = self.want_up
             && match self.policy.restart {
                 RestartPolicy::Always => true,
@@ -1494,6 +1500,26 @@ mod tests {
             ]
         );
         assert_eq!(machine.restarts(), 1);
+    }
+
+    #[test]
+    fn an_unhealthy_instance_that_exits_cleanly_on_sigterm_is_still_restarted() {
+        // Regression: a server draining gracefully exits 0 on SIGTERM, and on-failure
+        // took that for success: the service stayed down as `completed`.
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy {
+            has_health: true,
+            ..policy()
+        });
+        running(&mut machine, now);
+        machine.step(healthy(1, true), now);
+        machine.step(healthy(1, false), now);
+        let effects = machine.step(exited(1, 0), now);
+        assert!(actions(&effects).contains(&Effect::SetTimer {
+            timer: Timer::RestartDelay { id: 1 },
+            after: ms(100)
+        }));
+        assert_eq!(machine.state(), ServiceState::Backoff);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod support;
 
+mod containers;
 mod control;
 mod harness;
 mod health;

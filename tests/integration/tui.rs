@@ -111,7 +111,7 @@ command = "{helper} --name beta"
     // After fleet exits, the shell records how it left the terminal: a sane terminal is
     // back in canonical mode with echo on.
     let script = format!(
-        "env {TEST_MARKER_VAR}={dir} {fleet} up; echo \"exit=$?\" > {dir}/done.txt; stty -a > {dir}/stty.txt; sleep 30",
+        "env {TEST_MARKER_VAR}={dir} {fleet} up; echo \"exit=$?\" > {dir}/done.txt; stty -a > {dir}/stty.tmp; mv {dir}/stty.tmp {dir}/stty.txt; sleep 30",
         dir = project.dir().display(),
         fleet = fleet.display(),
     );
