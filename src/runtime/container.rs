@@ -602,7 +602,7 @@ impl Docker {
             let Some(run) = labels.get(LABEL_RUN) else {
                 continue;
             };
-            if labels.get(LABEL_GENERATION).is_none() || keep_run == Some(run.as_str()) {
+            if !labels.contains_key(LABEL_GENERATION) || keep_run == Some(run.as_str()) {
                 continue;
             }
             self.remove(&id).await;
