@@ -1119,9 +1119,11 @@ fn attach_tui(path: &Path) -> Result<i32, CliError> {
 /// First SIGINT or SIGTERM: graceful stop. Second: kill everything at once.
 async fn forward_signals(handle: SupervisorHandle) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
+    // SIGHUP too: a closed terminal means the same as Ctrl-C, a graceful stop.
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         eprintln!("fleet: cannot listen for Ctrl-C; use `fleet down` to stop");
         return;
@@ -1131,6 +1133,7 @@ async fn forward_signals(handle: SupervisorHandle) {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
         }
         received += 1;
         let command = if received == 1 {

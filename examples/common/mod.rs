@@ -425,9 +425,19 @@ fn accept_loop<H>(listener: &TcpListener, log_prefix: &Arc<str>, handler: &Arc<H
 where
     H: Fn(&Request) -> Reply + Send + Sync + 'static,
 {
+    use std::os::fd::AsRawFd;
     while !DRAINING.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _peer)) => {
+        // The raw accept, because std's retries EINTR and so would sleep through the
+        // SIGTERM that asks us to stop accepting.
+        let accepted = nix::sys::socket::accept4(
+            listener.as_raw_fd(),
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(io::Error::from)
+        // SAFETY: accept4 just returned this fd; nothing else owns it.
+        .map(|fd| unsafe { TcpStream::from_raw_fd(fd) });
+        match accepted {
+            Ok(stream) => {
                 IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
                 let handler = Arc::clone(handler);
                 let log_prefix = Arc::clone(log_prefix);
