@@ -994,6 +994,9 @@ async fn supervise(
         }
     };
     let use_tui = show_output && tui;
+    // Output nobody can read (stdout is /dev/null, as under a benchmark or a service
+    // manager that discards it) is not worth formatting; the log files have it all.
+    let show_output = show_output && !stdout_discarded();
     // Detached, the supervisor's own output goes to .fleet/supervisor.log: status lines
     // belong there, service output is already in the per-service logs.
     let printer = (!use_tui).then(|| {
@@ -1148,6 +1151,18 @@ async fn forward_signals(handle: SupervisorHandle) {
             let _ = handle.send(command).await;
         });
     }
+}
+
+/// Whether our stdout is /dev/null.
+fn stdout_discarded() -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let (Ok(stdout), Ok(null)) = (
+        std::fs::metadata("/proc/self/fd/1"),
+        std::fs::metadata("/dev/null"),
+    ) else {
+        return false;
+    };
+    stdout.file_type().is_char_device() && stdout.rdev() == null.rdev()
 }
 
 fn use_color(stream: &impl IsTerminal) -> bool {

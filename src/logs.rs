@@ -80,10 +80,12 @@ pub struct LogBatch {
 
 impl LogBatch {
     pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
-        self.lines
-            .strip_suffix(b"\n")
-            .unwrap_or(&self.lines)
-            .split(|byte| *byte == b'\n')
+        let mut start = 0;
+        memchr::memchr_iter(b'\n', &self.lines).map(move |end| {
+            let line = &self.lines[start..end];
+            start = end + 1;
+            line
+        })
     }
 }
 
@@ -106,8 +108,13 @@ impl LogHub {
         self.sender.subscribe()
     }
 
+    /// Whether anyone is watching live.
+    fn watched(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
     fn publish(&self, batch: LogBatch) {
-        if self.sender.receiver_count() > 0 {
+        if self.watched() {
             // No receiver is not an error: nobody is watching live.
             let _ = self.sender.send(Arc::new(batch));
         }
@@ -164,27 +171,36 @@ impl ServiceLog {
     pub fn write_fleet_line(&self, text: &str) {
         let mut line = text.as_bytes().to_vec();
         line.push(b'\n');
-        self.write_lines(Stream::Fleet, line);
+        self.write_lines(Stream::Fleet, &line, &mut Vec::new());
     }
 
-    /// Writes complete lines (each ending in `\n`), then publishes them.
-    fn write_lines(&self, stream: Stream, lines: Vec<u8>) {
+    /// Writes complete lines (each ending in `\n`), then publishes them. `scratch` is
+    /// the caller's reusable buffer, so a flood of output costs no allocation per read.
+    fn write_lines(&self, stream: Stream, lines: &[u8], scratch: &mut Vec<u8>) {
         let at_ms = now_ms();
         let prefix = format!("{} {} ", format_timestamp(at_ms), stream.tag());
-        let mut out = Vec::with_capacity(lines.len() + (lines.len() / 40 + 1) * prefix.len());
-        for line in lines.split_inclusive(|byte| *byte == b'\n') {
-            out.extend_from_slice(prefix.as_bytes());
-            out.extend_from_slice(line);
+        scratch.clear();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', lines) {
+            scratch.extend_from_slice(prefix.as_bytes());
+            scratch.extend_from_slice(&lines[start..=end]);
+            start = end + 1;
         }
-        if let Err(err) = self.append(&out) {
+        if let Err(err) = self.append(scratch) {
             eprintln!("fleet: cannot write {}: {err}", self.path.display());
         }
-        self.hub.publish(LogBatch {
-            service: self.service.clone(),
-            stream,
-            at_ms,
-            lines,
-        });
+        if self.hub.watched() {
+            self.hub.publish(LogBatch {
+                service: self.service.clone(),
+                stream,
+                at_ms,
+                lines: lines.to_vec(),
+            });
+        }
+        // A burst's buffer is not kept forever by a service that then goes quiet.
+        if scratch.capacity() > 4 * READ_CHUNK {
+            *scratch = Vec::new();
+        }
     }
 
     fn append(&self, bytes: &[u8]) -> io::Result<()> {
@@ -254,6 +270,7 @@ pub struct LineWriter {
     log: Arc<ServiceLog>,
     stream: Stream,
     carry: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 impl LineWriter {
@@ -262,6 +279,7 @@ impl LineWriter {
             log,
             stream,
             carry: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -271,24 +289,32 @@ impl LineWriter {
         let Some(last_newline) = memchr::memrchr(b'\n', chunk) else {
             self.carry.extend_from_slice(chunk);
             if self.carry.len() >= MAX_LINE {
-                let mut line = std::mem::take(&mut self.carry);
-                line.push(b'\n');
-                self.log.write_lines(self.stream, line);
+                self.carry.push(b'\n');
+                self.log
+                    .write_lines(self.stream, &self.carry, &mut self.scratch);
+                self.carry.clear();
             }
             return;
         };
-        let mut lines = std::mem::take(&mut self.carry);
-        lines.extend_from_slice(&chunk[..=last_newline]);
+        if self.carry.is_empty() {
+            // The common case: the chunk starts with a fresh line; no copy needed.
+            self.log
+                .write_lines(self.stream, &chunk[..=last_newline], &mut self.scratch);
+        } else {
+            self.carry.extend_from_slice(&chunk[..=last_newline]);
+            self.log
+                .write_lines(self.stream, &self.carry, &mut self.scratch);
+            self.carry.clear();
+        }
         self.carry.extend_from_slice(&chunk[last_newline + 1..]);
-        self.log.write_lines(self.stream, lines);
     }
 
     /// Writes a final incomplete line, newline added.
     pub fn finish(mut self) {
         if !self.carry.is_empty() {
-            let mut line = std::mem::take(&mut self.carry);
-            line.push(b'\n');
-            self.log.write_lines(self.stream, line);
+            self.carry.push(b'\n');
+            self.log
+                .write_lines(self.stream, &self.carry, &mut self.scratch);
         }
     }
 }

@@ -124,14 +124,22 @@ pub fn batch_lines(batch: &LogBatch) -> Vec<LogLine> {
         .collect()
 }
 
+/// How many output batches may wait for the TUI before it skips to the newest.
+const LIVE_BATCHES: usize = 64;
+
 /// Forwards the log hub's broadcast into a [`TuiSource::logs`] channel. A lagging
 /// receiver skips what it missed; the files still have it (scroll up to read it).
 pub fn forward_logs(
     mut hub: broadcast::Receiver<Arc<LogBatch>>,
 ) -> mpsc::Receiver<(String, Vec<LogLine>)> {
-    let (sender, receiver) = mpsc::channel(1024);
+    let (sender, receiver) = mpsc::channel(LIVE_BATCHES);
     tokio::spawn(async move {
         loop {
+            // Far behind a flood, jump to the newest output: the screen shows only the
+            // last lines anyway, and decoding a backlog would starve the keys.
+            if hub.len() > LIVE_BATCHES {
+                hub = hub.resubscribe();
+            }
             match hub.recv().await {
                 Ok(batch) => {
                     let lines = batch_lines(&batch);

@@ -75,6 +75,9 @@ pub async fn attach(
     })
 }
 
+/// Bytes a followed log may be ahead of the TUI before it skips to the end.
+const MAX_BEHIND: u64 = 1024 * 1024;
+
 /// Sends every line appended to `<dir>/<service>.log` from now on, per service.
 /// Rotation (the file shrinking or being replaced) starts that file over.
 pub fn follow_log_files(
@@ -122,6 +125,11 @@ pub fn follow_log_files(
                 }
                 if size == *offset {
                     continue;
+                }
+                // Far behind a flood, jump close to the end: the live view shows the
+                // newest lines; everything stays in the file for scrollback.
+                if size - *offset > MAX_BEHIND {
+                    *offset = size - MAX_BEHIND / 4;
                 }
                 if let Ok((lines, next)) = crate::logs::read_from(&path, *offset) {
                     *offset = next;

@@ -1,0 +1,1 @@
+"""fleet benchmark harness: see scripts/bench/README.md."""
