@@ -93,7 +93,24 @@ pub struct Spawned {
 /// Handle to the process runtime: cheap to clone, shared by every runner.
 #[derive(Clone)]
 pub struct ProcessRuntime {
-    waiters: Arc<Mutex<HashMap<i32, oneshot::Sender<ExitStatus>>>>,
+    reaper: Arc<Mutex<Reaper>>,
+}
+
+/// Who waits for which child, and how many spawns are under way.
+#[derive(Default)]
+struct Reaper {
+    waiters: HashMap<i32, oneshot::Sender<ExitStatus>>,
+    /// Forks whose pid is not registered yet. While any is under way, an unknown
+    /// zombie may be one of them, so only registered pids are reaped.
+    spawning: usize,
+}
+
+fn to_exit(status: WaitStatus) -> Option<(Pid, ExitStatus)> {
+    match status {
+        WaitStatus::Exited(pid, code) => Some((pid, ExitStatus::Code(code))),
+        WaitStatus::Signaled(pid, signal, _) => Some((pid, ExitStatus::Signal(signal as i32))),
+        _ => None,
+    }
 }
 
 impl ProcessRuntime {
@@ -105,7 +122,7 @@ impl ProcessRuntime {
         nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)?;
         let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
         let runtime = ProcessRuntime {
-            waiters: Arc::new(Mutex::new(HashMap::new())),
+            reaper: Arc::new(Mutex::new(Reaper::default())),
         };
         let reaper = runtime.clone();
         tokio::spawn(async move {
@@ -119,23 +136,42 @@ impl ProcessRuntime {
 
     /// Collects every exited child. Signals coalesce, so one SIGCHLD may stand for
     /// many exits: loop until the kernel has nothing more.
+    ///
+    /// With no spawn under way, `waitpid(-1)` takes every zombie: registered ones go
+    /// to their owner, others are orphans re-parented to us and are dropped. During a
+    /// spawn, an unregistered zombie may be the new child itself (it can die before
+    /// its pid is known), so then only registered pids are reaped, one by one; the
+    /// spawner runs this again once it has registered its child.
     fn reap_all(&self) {
-        loop {
-            let Ok(mut waiters) = self.waiters.lock() else {
-                return;
-            };
-            let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Code(code)),
-                Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                    (pid, ExitStatus::Signal(signal as i32))
+        let Ok(mut reaper) = self.reaper.lock() else {
+            return;
+        };
+        if reaper.spawning > 0 {
+            let pids: Vec<i32> = reaper.waiters.keys().copied().collect();
+            for pid in pids {
+                if let Ok(status) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                    if let Some((pid, exit)) = to_exit(status) {
+                        if let Some(waiter) = reaper.waiters.remove(&pid.as_raw()) {
+                            let _ = waiter.send(exit);
+                        }
+                    }
                 }
+            }
+            return;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(_) | Err(Errno::EINTR) => continue,
+                Ok(status) => {
+                    if let Some((pid, exit)) = to_exit(status) {
+                        if let Some(waiter) = reaper.waiters.remove(&pid.as_raw()) {
+                            // The owner may have stopped caring; nothing to do then.
+                            let _ = waiter.send(exit);
+                        }
+                    }
+                }
+                Err(Errno::EINTR) => continue,
                 Err(_) => return,
-            };
-            if let Some(waiter) = waiters.remove(&pid.as_raw()) {
-                // The owner may have stopped caring (the runner is gone); nothing to do.
-                let _ = waiter.send(status);
             }
         }
     }
@@ -165,27 +201,49 @@ impl ProcessRuntime {
                 command.pre_exec(move || exec.exec_with_listen_fds());
             }
         }
-        let (pid, mut child) = {
-            let mut waiters = self
-                .waiters
-                .lock()
-                .map_err(|_| SpawnError::Os(io::Error::other("reaper lock poisoned")))?;
-            let child = command.spawn().map_err(|source| match source.kind() {
-                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => SpawnError::Exec {
-                    program: program.clone(),
-                    source,
-                },
-                _ if source.raw_os_error() == Some(libc_enoexec()) => SpawnError::Exec {
-                    program: program.clone(),
-                    source,
-                },
-                _ => SpawnError::Os(source),
-            })?;
-            let (sender, receiver) = oneshot::channel();
-            waiters.insert(child.id() as i32, sender);
-            (child.id(), (child, receiver))
+        let poisoned = || SpawnError::Os(io::Error::other("reaper lock poisoned"));
+        // Spawns run in parallel (the fork waits for the child's exec, which dominates
+        // a cold start of hundreds of services); the reaper holds back meanwhile.
+        self.reaper.lock().map_err(|_| poisoned())?.spawning += 1;
+        let spawned = command.spawn();
+        let (sender, exit) = oneshot::channel();
+        let others_spawning = {
+            let mut reaper = self.reaper.lock().map_err(|_| poisoned())?;
+            reaper.spawning -= 1;
+            if let Ok(child) = &spawned {
+                let pid = child.id() as i32;
+                // It may have died already; while others spawn, nobody else reaps it.
+                match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
+                    .ok()
+                    .and_then(to_exit)
+                {
+                    Some((_, status)) => {
+                        let _ = sender.send(status);
+                    }
+                    None => {
+                        reaper.waiters.insert(pid, sender);
+                    }
+                }
+            }
+            reaper.spawning > 0
         };
-        let (ref mut std_child, exit) = child;
+        if !others_spawning {
+            // Orphans that died during the spawn waited for it to end.
+            self.reap_all();
+        }
+        let mut child = spawned.map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => SpawnError::Exec {
+                program: program.clone(),
+                source,
+            },
+            _ if source.raw_os_error() == Some(libc_enoexec()) => SpawnError::Exec {
+                program: program.clone(),
+                source,
+            },
+            _ => SpawnError::Os(source),
+        })?;
+        let pid = child.id();
+        let std_child = &mut child;
         let stdout = std_child
             .stdout
             .take()

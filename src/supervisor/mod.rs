@@ -31,6 +31,10 @@ use crate::service::state::Input;
 use crate::watch::{WatchEvent, WatchSpec, Watcher, DEFAULT_DEBOUNCE};
 use graph::Graph;
 
+/// Least time between two published snapshots while the fleet is busy; an idle
+/// fleet publishes a change at once.
+const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Capacity of the event broadcast. A reader that lags further resyncs from the
 /// snapshot, so this only bounds how much history a slow reader can catch up on.
 const EVENT_CAPACITY: usize = 4096;
@@ -365,8 +369,11 @@ impl Supervisor {
         let mut requests_closed = false;
         self.reconcile();
         self.publish();
+        let mut last_publish = tokio::time::Instant::now();
+        let mut publish_due: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(publish_due.unwrap_or(last_publish)), if publish_due.is_some() => {}
                 Some(report) = self.reports.recv() => {
                     self.handle_report(report);
                     // Drain whatever else arrived, then reconcile once: with hundreds
@@ -388,8 +395,18 @@ impl Supervisor {
                 Some(change) = watch_events.recv() => self.handle_watch(change),
             }
             self.reconcile();
-            self.publish();
+            // While reports pour in (hundreds of services starting), publish at most
+            // every PUBLISH_INTERVAL: each snapshot copies every service's row.
+            let now = tokio::time::Instant::now();
+            if now.duration_since(last_publish) >= PUBLISH_INTERVAL {
+                self.publish();
+                last_publish = now;
+                publish_due = None;
+            } else if publish_due.is_none() {
+                publish_due = Some(last_publish + PUBLISH_INTERVAL);
+            }
             if self.shutdown.is_some() && self.slots.values().all(|slot| slot.status.idle) {
+                self.publish();
                 break;
             }
         }
@@ -736,14 +753,20 @@ impl Supervisor {
             self.reconcile_shutdown();
             return;
         }
-        let names: Vec<String> = self.slots.keys().cloned().collect();
+        // Only services that may need a Start or a dependency restart: with hundreds of
+        // running services this runs after every batch of reports.
+        let names: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| {
+                slot.desired && (!slot.launched || slot.spec.depends_on.iter().any(|d| d.restart))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
         for name in &names {
             let Some(slot) = self.slots.get(name) else {
                 continue;
             };
-            if !slot.desired {
-                continue;
-            }
             let blocker = self.unmet_dependency(&slot.spec);
             let launched = slot.launched;
             let restart_edges = self.dependency_restarts(name);
@@ -861,7 +884,12 @@ impl Supervisor {
     }
 
     fn reconcile_shutdown(&mut self) {
-        let names: Vec<String> = self.slots.keys().cloned().collect();
+        let names: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| !slot.stop_sent)
+            .map(|(name, _)| name.clone())
+            .collect();
         for name in names {
             let dependents_idle = self.graph.dependents(&name).iter().all(|dependent| {
                 self.slots

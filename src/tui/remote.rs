@@ -76,7 +76,10 @@ pub async fn attach(
 }
 
 /// Bytes a followed log may be ahead of the TUI before it skips to the end.
-const MAX_BEHIND: u64 = 1024 * 1024;
+const MAX_BEHIND: u64 = 256 * 1024;
+/// Appends are read at most this often: a service flooding its log then costs the TUI
+/// a bounded share of the CPU, and keys keep their turn.
+const READ_PERIOD: std::time::Duration = std::time::Duration::from_millis(33);
 
 /// Sends every line appended to `<dir>/<service>.log` from now on, per service.
 /// Rotation (the file shrinking or being replaced) starts that file over.
@@ -109,6 +112,7 @@ pub fn follow_log_files(
             return;
         }
         while let Some(path) = changed.recv().await {
+            tokio::time::sleep(READ_PERIOD).await;
             let mut touched = vec![path];
             while let Ok(path) = changed.try_recv() {
                 if !touched.contains(&path) {
