@@ -197,6 +197,21 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
     }
 }
 
+/// The runtime of `up` and `tui`: two workers match the machines fleet is built
+/// for and keep its own footprint small; blocking work has its own threads.
+fn supervisor_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            CliError::new(
+                exit::FAILURE,
+                format!("cannot start the async runtime: {err}"),
+            )
+        })
+}
+
 fn small_runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -627,16 +642,7 @@ fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
         drop(lock);
         return detach(&manifest, &args);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|err| {
-            CliError::new(
-                exit::FAILURE,
-                format!("cannot start the async runtime: {err}"),
-            )
-        })?;
+    let runtime = supervisor_runtime()?;
     let tui = !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
     runtime.block_on(supervise(
         manifest,
@@ -1092,16 +1098,7 @@ fn command_sender(handle: SupervisorHandle) -> crate::tui::SendCommand {
 /// `fleet tui`: the terminal UI on a running fleet; quitting leaves the fleet running.
 fn attach_tui(path: &Path) -> Result<i32, CliError> {
     let manifest = manifest::load(path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|err| {
-            CliError::new(
-                exit::FAILURE,
-                format!("cannot start the async runtime: {err}"),
-            )
-        })?;
+    let runtime = supervisor_runtime()?;
     runtime.block_on(async {
         let names = manifest.services.iter().map(|s| s.name.clone()).collect();
         let source = crate::tui::remote::attach(&manifest.path, manifest.log_dir(), names).await?;

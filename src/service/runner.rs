@@ -269,6 +269,24 @@ impl ServiceRunner {
         }
     }
 
+    /// Runs an instance's probe; its verdicts come back to this runner as inputs.
+    fn start_probe(&self, setup: ProbeSetup, generation: Generation) -> JoinHandle<()> {
+        let inbox = self.inbox.clone();
+        health::start(
+            setup,
+            self.spec.name.clone(),
+            self.log.clone(),
+            move |verdict, reason| {
+                let healthy = verdict == Verdict::Healthy;
+                let _ = inbox.send(Input::Health {
+                    generation,
+                    healthy,
+                    reason,
+                });
+            },
+        )
+    }
+
     fn signal(&self, generation: Generation, signal: i32) {
         let Some(instance) = self.instances.get(&generation) else {
             return;
@@ -357,22 +375,7 @@ impl ServiceRunner {
                 let marker = self
                     .project
                     .instance_marker(self.name(), &generation.to_string());
-                let probe = probe_setup.map(|setup| {
-                    let inbox = self.inbox.clone();
-                    health::start(
-                        setup,
-                        self.spec.name.clone(),
-                        self.log.clone(),
-                        move |verdict, reason| {
-                            let healthy = verdict == Verdict::Healthy;
-                            let _ = inbox.send(Input::Health {
-                                generation,
-                                healthy,
-                                reason,
-                            });
-                        },
-                    )
-                });
+                let probe = probe_setup.map(|setup| self.start_probe(setup, generation));
                 self.instances.insert(
                     generation,
                     LiveInstance {

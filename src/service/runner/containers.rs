@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::event::{ExitStatus, Generation};
-use crate::health::{self, ExecContext, Verdict};
+use crate::health::{self, ExecContext};
 use crate::logs::{LineWriter, Stream};
 use crate::manifest::{Probe, ServiceKind};
 use crate::runtime::container::ContainerRequest;
@@ -196,32 +196,19 @@ impl ServiceRunner {
                 return None;
             }
         };
-        Some(health::start(
-            setup,
-            self.spec.name.clone(),
-            self.log.clone(),
-            move |verdict, reason| {
-                let healthy = verdict == Verdict::Healthy;
-                let _ = inbox.send(Input::Health {
-                    generation,
-                    healthy,
-                    reason,
-                });
-            },
-        ))
+        Some(self.start_probe(setup, generation))
+    }
+
+    /// The engine, if it was reached (a container instance exists only then).
+    fn docker(&self) -> Option<crate::runtime::container::Docker> {
+        match self.project.engine.get() {
+            Some(Ok(engine)) => Some(engine.docker.clone()),
+            _ => None,
+        }
     }
 
     pub(super) fn signal_container(&self, id: &str, signal: i32) {
-        let Ok(engine) = self
-            .project
-            .engine
-            .get()
-            .map(Result::as_ref)
-            .unwrap_or(Err(&String::new()))
-        else {
-            return;
-        };
-        let docker = engine.docker.clone();
+        let Some(docker) = self.docker() else { return };
         let id = id.to_string();
         let name = nix::sys::signal::Signal::try_from(signal)
             .map(|s| s.as_str())
@@ -231,16 +218,7 @@ impl ServiceRunner {
     }
 
     pub(super) fn kill_container(&self, id: &str) {
-        let Ok(engine) = self
-            .project
-            .engine
-            .get()
-            .map(Result::as_ref)
-            .unwrap_or(Err(&String::new()))
-        else {
-            return;
-        };
-        let docker = engine.docker.clone();
+        let Some(docker) = self.docker() else { return };
         let id = id.to_string();
         tokio::spawn(async move { docker.kill(&id).await });
     }
