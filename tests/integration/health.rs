@@ -356,3 +356,43 @@ command = "sh -c 'echo port=${PORT-unset}; exec sleep 30'"
 
 // A busy port's error naming its owner pid is covered by
 // `up::a_busy_port_is_reported_and_nothing_starts`.
+
+#[test]
+fn a_dependent_with_restart_true_is_restarted_when_its_dependency_comes_back() {
+    // `restart = true` on an edge restarts the dependent once the dependency is healthy
+    // again; an edge without it leaves the dependent alone.
+    let port = free_port();
+    let project = Project::new().var("port", port).manifest(
+        r#"
+[services.db]
+command = "{helper} --name db --port {port}"
+health = { http = "http://127.0.0.1:{port}/health", interval = "100ms" }
+
+[services.app]
+command = "{helper} --name app"
+depends_on = { db = { condition = "healthy", restart = true } }
+
+[services.report]
+command = "{helper} --name report"
+depends_on = { db = "healthy" }
+"#,
+    );
+    let _fleet = project.up_detached(&["--wait"]);
+    let app = project.service_status("app")["pid"]
+        .as_u64()
+        .expect("app runs");
+    let report = project.service_status("report")["pid"]
+        .as_u64()
+        .expect("report runs");
+    let restarted = project.run(&["restart", "db"]);
+    assert_eq!(restarted.code, 0, "{restarted:#?}");
+    let status = project.wait_for_status("app", "a new pid", WAIT, |status| {
+        status["pid"].as_u64().is_some_and(|pid| pid != app) && status["state"] == "running"
+    });
+    assert_eq!(status["generation"], 2, "app restarted once: {status:#}");
+    assert_eq!(
+        project.service_status("report")["pid"].as_u64(),
+        Some(report),
+        "an edge without `restart` leaves its dependent alone"
+    );
+}
