@@ -469,10 +469,18 @@ where
                     .filter(|service| service.container.is_none() && service.state.is_up())
                     .filter_map(|service| Some((service.name.clone(), service.pid?)))
                     .collect();
-                if !groups.is_empty() && sample_task.is_none() {
+                let containers: Vec<(String, String)> = state
+                    .snapshot()
+                    .services
+                    .iter()
+                    .filter(|service| service.state.is_up())
+                    .filter_map(|service| Some((service.name.clone(), service.container.clone()?)))
+                    .collect();
+                if (!groups.is_empty() || !containers.is_empty()) && sample_task.is_none() {
                     if let Some(mut taken) = sampler.take() {
                         sample_task = Some(tokio::task::spawn_blocking(move || {
-                            let usage = taken.sample(&groups);
+                            let mut usage = taken.sample(&groups);
+                            usage.extend(taken.sample_containers(&containers));
                             (taken, usage)
                         }));
                     }

@@ -5,7 +5,8 @@
 //! instance as a group leader), so every process whose `pgrp` is that pid belongs to
 //! the service, grandchildren included. One sample scans `/proc` once, whatever the
 //! number of services, and runs off the render path at most every couple of seconds.
-//! Containers are not sampled here (their processes live in another pid namespace).
+//! Containers are sampled from their cgroup (CPU time and memory the kernel accounts to
+//! the container as a whole), under either cgroup layout Docker uses.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -28,6 +29,45 @@ pub struct ResourceSampler {
     previous: HashMap<u32, u64>,
     previous_at: Option<Instant>,
     seen_groups: HashSet<u32>,
+    /// Container id -> (CPU nanoseconds, when read).
+    previous_containers: HashMap<String, (u64, Instant)>,
+}
+
+/// Where a container's cgroup lives: cgroup v1 or v2, cgroupfs or systemd driver.
+fn container_cgroup_files(id: &str) -> [(String, String); 4] {
+    [
+        (
+            format!("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage"),
+            format!("/sys/fs/cgroup/memory/docker/{id}/memory.usage_in_bytes"),
+        ),
+        (
+            format!("/sys/fs/cgroup/cpuacct/system.slice/docker-{id}.scope/cpuacct.usage"),
+            format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.usage_in_bytes"),
+        ),
+        (
+            format!("/sys/fs/cgroup/docker/{id}/cpu.stat"),
+            format!("/sys/fs/cgroup/docker/{id}/memory.current"),
+        ),
+        (
+            format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat"),
+            format!("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.current"),
+        ),
+    ]
+}
+
+/// CPU nanoseconds from `cpuacct.usage` (v1: nanoseconds) or `cpu.stat` (v2:
+/// `usage_usec` microseconds).
+fn parse_cgroup_cpu(path: &str, text: &str) -> Option<u64> {
+    if path.ends_with("cpu.stat") {
+        let line = text.lines().find(|line| line.starts_with("usage_usec "))?;
+        return line
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|usec| usec * 1000);
+    }
+    text.trim().parse().ok()
 }
 
 struct ProcStat {
@@ -60,6 +100,52 @@ fn parse_rss(status: &str) -> Option<u64> {
 impl ResourceSampler {
     pub fn new() -> ResourceSampler {
         ResourceSampler::default()
+    }
+
+    /// Usage of each container, by id, from its cgroup. A container seen for the first
+    /// time reports 0% CPU; one whose cgroup can't be found is left out.
+    pub fn sample_containers(&mut self, containers: &[(String, String)]) -> Vec<(String, Usage)> {
+        let now = Instant::now();
+        let mut seen = HashMap::new();
+        let mut usage = Vec::new();
+        for (service, id) in containers {
+            let found =
+                container_cgroup_files(id)
+                    .into_iter()
+                    .find_map(|(cpu_path, memory_path)| {
+                        let cpu =
+                            parse_cgroup_cpu(&cpu_path, &fs::read_to_string(&cpu_path).ok()?)?;
+                        let memory = fs::read_to_string(&memory_path)
+                            .ok()
+                            .and_then(|m| m.trim().parse().ok())
+                            .unwrap_or(0);
+                        Some((cpu, memory))
+                    });
+            let Some((cpu_ns, memory)) = found else {
+                continue;
+            };
+            let cpu_percent = match self.previous_containers.get(id) {
+                Some((before, at)) => {
+                    let elapsed = now.duration_since(*at).as_secs_f64();
+                    if elapsed > 0.0 {
+                        (cpu_ns.saturating_sub(*before) as f64 / 1e9 / elapsed * 100.0) as f32
+                    } else {
+                        0.0
+                    }
+                }
+                None => 0.0,
+            };
+            seen.insert(id.clone(), (cpu_ns, now));
+            usage.push((
+                service.clone(),
+                Usage {
+                    cpu_percent,
+                    rss_bytes: memory,
+                },
+            ));
+        }
+        self.previous_containers = seen;
+        usage
     }
 
     /// Usage of each group whose leader's pid is in `groups`. A group seen for the
@@ -136,6 +222,22 @@ impl ResourceSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_cpu_reads_both_layouts() {
+        assert_eq!(
+            parse_cgroup_cpu("/x/cpuacct.usage", "123456789\n"),
+            Some(123_456_789)
+        );
+        assert_eq!(
+            parse_cgroup_cpu(
+                "/x/cpu.stat",
+                "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n"
+            ),
+            Some(2_500_000)
+        );
+        assert_eq!(parse_cgroup_cpu("/x/cpu.stat", "user_usec 1\n"), None);
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {
