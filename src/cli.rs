@@ -497,23 +497,8 @@ fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
         }
         args.services.clone()
     };
-    let color = use_color(&std::io::stdout());
-    let width = names
-        .iter()
-        .map(|n| n.chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(24);
     let all_names: Vec<String> = manifest.services.iter().map(|s| s.name.clone()).collect();
-    let prefix = |name: &str| -> String {
-        let padded = format!("{name:<width$}");
-        let index = all_names.iter().position(|n| n == name).unwrap_or(0);
-        if color {
-            format!("{}{padded}{RESET} | ", PALETTE[index % PALETTE.len()])
-        } else {
-            format!("{padded} | ")
-        }
-    };
+    let labels = Labels::new(&all_names, &names, use_color(&std::io::stdout()));
     let mut merged: Vec<(String, String, crate::logs::LogLine)> = Vec::new();
     for name in &names {
         let lines = crate::logs::read_tail(&dir, name, args.lines).map_err(|err| {
@@ -534,7 +519,7 @@ fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (_, name, line) in merged.into_iter().skip(skip) {
-        let _ = writeln!(out, "{}{}", prefix(&name), line.text);
+        let _ = writeln!(out, "{}{}", labels.prefix(&name), line.text);
     }
     let _ = out.flush();
     if !args.follow {
@@ -573,7 +558,7 @@ fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
         batch.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = std::io::BufWriter::new(stdout.lock());
         for (_, name, text) in batch {
-            if writeln!(out, "{}{}", prefix(&name), text).is_err() {
+            if writeln!(out, "{}{}", labels.prefix(&name), text).is_err() {
                 return Ok(exit::SUCCESS);
             }
         }
@@ -1166,6 +1151,61 @@ fn use_color(stream: &impl IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
+/// How `fleet up` and `fleet logs` label lines: each service's name padded to the
+/// widest one shown, in its own colour (by manifest order) on a terminal. Prefixes are
+/// made once, not per line.
+struct Labels {
+    prefixes: std::collections::HashMap<String, String>,
+    colors: std::collections::HashMap<String, &'static str>,
+}
+
+impl Labels {
+    fn new(all: &[String], shown: &[String], color: bool) -> Labels {
+        let width = shown
+            .iter()
+            .map(|name| name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(24);
+        let colors: std::collections::HashMap<String, &'static str> = if color {
+            all.iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), PALETTE[i % PALETTE.len()]))
+                .collect()
+        } else {
+            Default::default()
+        };
+        let prefixes = all
+            .iter()
+            .map(|name| {
+                let padded = format!("{name:<width$}");
+                let prefix = match colors.get(name) {
+                    Some(code) => format!("{code}{padded}{RESET} | "),
+                    None => format!("{padded} | "),
+                };
+                (name.clone(), prefix)
+            })
+            .collect();
+        Labels { prefixes, colors }
+    }
+
+    /// `users   | ` for an output line.
+    fn prefix(&self, name: &str) -> &str {
+        self.prefixes
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or("? | ")
+    }
+
+    /// `users: started (pid 4242)` for a status line.
+    fn status(&self, name: &str, text: &str) -> String {
+        match self.colors.get(name) {
+            Some(code) => format!("{code}{BOLD}{name}{RESET}: {text}\n"),
+            None => format!("{name}: {text}\n"),
+        }
+    }
+}
+
 /// ANSI colours that read on dark and light terminals and exist in 8-colour ones.
 const PALETTE: [&str; 6] = [
     "\x1b[36m", "\x1b[33m", "\x1b[32m", "\x1b[35m", "\x1b[34m", "\x1b[31m",
@@ -1187,18 +1227,7 @@ impl Printer {
         logs: Option<broadcast::Receiver<Arc<LogBatch>>>,
         mut events: broadcast::Receiver<Event>,
     ) -> Printer {
-        let color = use_color(&std::io::stdout());
-        let width = names
-            .iter()
-            .map(|name| name.chars().count())
-            .max()
-            .unwrap_or(0)
-            .min(24);
-        let colors: std::collections::HashMap<String, &'static str> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| (name.clone(), PALETTE[i % PALETTE.len()]))
-            .collect();
+        let labels = Labels::new(names, names, use_color(&std::io::stdout()));
         let (stop, mut stopped) = oneshot::channel::<()>();
         // Without output to show, a receiver that never receives stands in; its sender
         // lives as long as the thread, so it never reports "closed" either.
@@ -1209,13 +1238,6 @@ impl Printer {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-            let prefix = |name: &str| -> String {
-                let padded = format!("{name:<width$}");
-                match (color, colors.get(name)) {
-                    (true, Some(code)) => format!("{code}{padded}{RESET} | "),
-                    _ => format!("{padded} | "),
-                }
-            };
             runtime.block_on(async {
                 let mut draining = false;
                 loop {
@@ -1245,7 +1267,7 @@ impl Printer {
                     };
                     // fleet's own lines reach the terminal as events; the log keeps both.
                     if let Some(batch) = next.0.filter(|batch| batch.stream != crate::logs::Stream::Fleet) {
-                        let head = prefix(&batch.service);
+                        let head = labels.prefix(&batch.service);
                         for line in batch.lines() {
                             let _ = out.write_all(head.as_bytes());
                             let _ = out.write_all(line);
@@ -1253,10 +1275,7 @@ impl Printer {
                         }
                     }
                     if let Some(event) = next.1 {
-                        let line = match (color, colors.get(&event.service)) {
-                            (true, Some(code)) => format!("{code}{BOLD}{}{RESET}: {}\n", event.service, event.kind),
-                            _ => format!("{}: {}\n", event.service, event.kind),
-                        };
+                        let line = labels.status(&event.service, &event.kind.to_string());
                         let _ = out.write_all(line.as_bytes());
                     }
                     if logs.is_empty() && events.is_empty() {

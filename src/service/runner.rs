@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use crate::event::{now_ms, EventKind, ExitStatus, Generation, ServiceState};
 use crate::health::{self, ExecContext, ProbeSetup, Verdict};
 use crate::logs::{LogHub, ServiceLog, Stream};
-use crate::manifest::{Probe, ServiceKind, ServiceSpec};
+use crate::manifest::{HealthSpec, Probe, ServiceKind, ServiceSpec};
 use crate::runtime::container::Docker;
 use crate::runtime::ports;
 use crate::runtime::process::{self, ProcessRuntime, SpawnRequest, MARKER_VAR};
@@ -269,6 +269,34 @@ impl ServiceRunner {
         }
     }
 
+    /// What an instance's probe needs before the instance starts. An `exec` probe runs
+    /// in `cwd` with `env`, like the service.
+    fn prepare_probe(
+        &self,
+        spec: &HealthSpec,
+        generation: Generation,
+        cwd: PathBuf,
+        env: Vec<(String, String)>,
+    ) -> std::io::Result<ProbeSetup> {
+        let exec = ExecContext {
+            processes: self.project.processes.clone(),
+            cwd,
+            env,
+            marker: self
+                .project
+                .instance_marker(self.name(), &format!("probe{generation}")),
+        };
+        // Abstract socket names are machine-wide: the supervisor's pid keeps two
+        // fleets of the same project path (a crashed one and its successor) apart.
+        let socket_name = format!(
+            "fleet/{}{}/{generation}/{}",
+            self.project.marker,
+            self.name(),
+            std::process::id()
+        );
+        health::prepare(spec, &self.project.hub, &socket_name, Some(exec))
+    }
+
     /// Runs an instance's probe; its verdicts come back to this runner as inputs.
     fn start_probe(&self, setup: ProbeSetup, generation: Generation) -> JoinHandle<()> {
         let inbox = self.inbox.clone();
@@ -460,23 +488,14 @@ impl ServiceRunner {
         }
         let probe_setup = match &health_spec {
             Some(health_spec) => {
-                let exec = ExecContext {
-                    processes: self.project.processes.clone(),
-                    cwd: process_spec.cwd.clone(),
-                    env: env.clone(),
-                    marker: self
-                        .project
-                        .instance_marker(self.name(), &format!("probe{generation}")),
-                };
-                let socket_name = format!(
-                    "fleet/{}{}/{generation}/{}",
-                    self.project.marker,
-                    self.name(),
-                    std::process::id()
-                );
-                let setup =
-                    health::prepare(health_spec, &self.project.hub, &socket_name, Some(exec))
-                        .map_err(|err| format!("cannot prepare health check: {err}"))?;
+                let setup = self
+                    .prepare_probe(
+                        health_spec,
+                        generation,
+                        process_spec.cwd.clone(),
+                        env.clone(),
+                    )
+                    .map_err(|err| format!("cannot prepare health check: {err}"))?;
                 env.extend(setup.env());
                 Some(setup)
             }

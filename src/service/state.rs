@@ -223,8 +223,6 @@ pub struct ServiceMachine {
     redeploy_from: Option<Generation>,
     /// The current replacement comes from `Redeploy`, not `Restart`.
     redeploying: bool,
-    /// The exit being handled is of an instance stopped for being unhealthy.
-    unhealthy_exit: bool,
     terminal: Option<Terminal>,
     consecutive_crashes: u32,
     crashes: CrashWindow,
@@ -249,7 +247,6 @@ impl ServiceMachine {
             start_after_retire: false,
             redeploy_from: None,
             redeploying: false,
-            unhealthy_exit: false,
             terminal: None,
             consecutive_crashes: 0,
             crashes: CrashWindow::default(),
@@ -659,7 +656,7 @@ impl ServiceMachine {
                 },
             });
             if retry {
-                self.after_crash(generation, None, Some(reason), now, effects);
+                self.after_crash(generation, None, Some(reason), false, now, effects);
             } else {
                 self.terminal = Some(Terminal::Failed);
                 self.failure = Some(reason);
@@ -696,7 +693,7 @@ impl ServiceMachine {
         {
             self.active = None;
             effects.push(Effect::Cleanup { generation });
-            self.after_crash(generation, Some(status), None, now, effects);
+            self.after_crash(generation, Some(status), None, false, now, effects);
         } else if self
             .candidate
             .as_ref()
@@ -723,9 +720,7 @@ impl ServiceMachine {
             });
             if retired.reason == StopReason::Unhealthy && self.want_up && self.active.is_none() {
                 // fleet stopped it for failing its probe: a failure, however it exited.
-                self.unhealthy_exit = true;
-                self.after_crash(generation, Some(status), None, now, effects);
-                self.unhealthy_exit = false;
+                self.after_crash(generation, Some(status), None, true, now, effects);
             } else {
                 self.after_retired(now, effects);
             }
@@ -749,15 +744,18 @@ impl ServiceMachine {
     }
 
     /// The active instance ended (or never started): apply the restart policy.
+    /// `unhealthy`: fleet stopped it for failing its probe, so even a clean exit is a
+    /// failure.
     fn after_crash(
         &mut self,
         generation: Generation,
         status: Option<ExitStatus>,
         spawn_error: Option<String>,
+        unhealthy: bool,
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
-        let succeeded = status.is_some_and(ExitStatus::success) && !self.unhealthy_exit;
+        let succeeded = status.is_some_and(ExitStatus::success) && !unhealthy;
         let restart = self.want_up
             && match self.policy.restart {
                 RestartPolicy::Always => true,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::event::{ExitStatus, Generation};
-use crate::health::{self, ExecContext};
+
 use crate::logs::{LineWriter, Stream};
 use crate::manifest::{Probe, ServiceKind};
 use crate::runtime::container::{ContainerRequest, LABEL_PROJECT, LABEL_SERVICE};
@@ -174,21 +174,13 @@ impl ServiceRunner {
                 }
             }));
         }
-        let exec = ExecContext {
-            processes: self.project.processes.clone(),
-            cwd: self.project.root.clone(),
-            env: self.project.base_env.clone(),
-            marker: self
-                .project
-                .instance_marker(self.name(), &format!("probe{generation}")),
-        };
-        let socket_name = format!(
-            "fleet/{}{}/{generation}/{}",
-            self.project.marker,
-            self.name(),
-            std::process::id()
-        );
-        let setup = match health::prepare(spec, &self.project.hub, &socket_name, Some(exec)) {
+        // Probes run on the host, so an `exec` probe runs like a process service would.
+        let setup = match self.prepare_probe(
+            spec,
+            generation,
+            self.project.root.clone(),
+            self.project.base_env.clone(),
+        ) {
             Ok(setup) => setup,
             Err(err) => {
                 self.log
