@@ -832,13 +832,13 @@ async fn wait_until_ready(
         if !healthy && done {
             for service in selected.iter().filter_map(|name| snapshot.service(name)) {
                 if service.state == crate::event::ServiceState::Failed {
-                    eprintln!(
+                    crate::note!(
                         "fleet: {} failed: {}",
                         service.name,
                         service.last_event.as_deref().unwrap_or("see its log")
                     );
                 } else if service.state == crate::event::ServiceState::Waiting {
-                    eprintln!(
+                    crate::note!(
                         "fleet: {} will not start: waiting for {}",
                         service.name,
                         service.waiting_for.as_deref().unwrap_or("?")
@@ -916,7 +916,7 @@ async fn supervise(
     let state_dir = manifest.state_dir();
     let swept = reaper::sweep_previous(&state_dir, &format!("{token}/"));
     if swept.groups + swept.processes > 0 {
-        eprintln!(
+        crate::note!(
             "fleet: cleaned up after a previous run that did not stop cleanly ({} process groups, {} stray processes)",
             swept.groups, swept.processes
         );
@@ -1010,14 +1010,14 @@ async fn supervise(
         tokio::spawn(async move {
             let outcome = crate::tui::run(source, crate::tui::TuiMode::Up).await;
             if let Err(err) = &outcome {
-                eprintln!("fleet: the terminal UI failed: {err}");
+                crate::note!("fleet: the terminal UI failed: {err}");
             }
             if matches!(outcome, Ok(crate::tui::TuiExit::FleetEnded)) {
                 return None;
             }
             // The terminal is back to normal: show the shutdown as plain status lines.
             let printer = Printer::start(&names, None, handle.events.subscribe());
-            eprintln!("fleet: stopping every service (press Ctrl-C again to kill them at once)");
+            crate::note!("fleet: stopping every service (press Ctrl-C again to kill them at once)");
             let _ = handle.send(Command::Down).await;
             Some(printer)
         })
@@ -1056,17 +1056,17 @@ async fn connect_engine(project: &str) -> Result<crate::service::runner::Contain
         .await
         .map_err(|err| {
             let message = err.to_string();
-            eprintln!("fleet: container services cannot start: {message}");
+            crate::note!("fleet: container services cannot start: {message}");
             message
         })?;
     match docker.sweep(project, None).await {
         Ok(0) => {}
-        Ok(removed) => eprintln!("fleet: removed {removed} containers left by a previous run"),
-        Err(err) => eprintln!("fleet: cannot look for containers of a previous run: {err}"),
+        Ok(removed) => crate::note!("fleet: removed {removed} containers left by a previous run"),
+        Err(err) => crate::note!("fleet: cannot look for containers of a previous run: {err}"),
     }
     let network = docker.ensure_network(project).await.map_err(|err| {
         let message = err.to_string();
-        eprintln!("fleet: container services cannot start: {message}");
+        crate::note!("fleet: container services cannot start: {message}");
         message
     })?;
     Ok(crate::service::runner::ContainerEngine { docker, network })
@@ -1110,7 +1110,7 @@ async fn forward_signals(handle: SupervisorHandle) {
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) else {
-        eprintln!("fleet: cannot listen for Ctrl-C; use `fleet down` to stop");
+        crate::note!("fleet: cannot listen for Ctrl-C; use `fleet down` to stop");
         return;
     };
     let mut received = 0;
@@ -1122,10 +1122,10 @@ async fn forward_signals(handle: SupervisorHandle) {
         }
         received += 1;
         let command = if received == 1 {
-            eprintln!("fleet: stopping every service (press Ctrl-C again to kill them at once)");
+            crate::note!("fleet: stopping every service (press Ctrl-C again to kill them at once)");
             Command::Down
         } else {
-            eprintln!("fleet: killing every service");
+            crate::note!("fleet: killing every service");
             Command::Kill
         };
         let handle = handle.clone();

@@ -9,6 +9,17 @@
 //! the service's pipes into its log file ([`logs`]) and from there to live viewers.
 //! The supervisor publishes a [`event::Snapshot`] and [`event::Event`]s; the CLI and
 //! the TUI only ever read those.
+/// Writes a line to stderr and ignores a stderr that is gone. `eprintln!` panics when
+/// the terminal or pipe behind stderr has closed, and a supervisor whose terminal went
+/// away must still stop its services cleanly.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod cli;
 pub mod control;
 pub mod event;

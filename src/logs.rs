@@ -187,7 +187,7 @@ impl ServiceLog {
             start = end + 1;
         }
         if let Err(err) = self.append(scratch) {
-            eprintln!("fleet: cannot write {}: {err}", self.path.display());
+            crate::note!("fleet: cannot write {}: {err}", self.path.display());
         }
         if self.hub.watched() {
             self.hub.publish(LogBatch {

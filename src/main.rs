@@ -30,7 +30,7 @@ fn main() {
     let code = match fleet::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("{}", err.message);
+            fleet::note!("{}", err.message);
             err.code
         }
     };

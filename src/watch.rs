@@ -1437,7 +1437,7 @@ mod tests {
         }
         latencies.sort();
         let median = latencies[latencies.len() / 2];
-        eprintln!(
+        crate::note!(
             "write -> Redeploy: median {median:?} over {} runs (debounce {DEFAULT_DEBOUNCE:?}, \
              min {:?}, max {:?})",
             latencies.len(),

@@ -879,7 +879,7 @@ fn report_unless_gone(doing: &str, what: &str, err: &BollardError) {
 }
 
 fn report(doing: &str, what: &str, err: &BollardError) {
-    eprintln!(
+    crate::note!(
         "fleet: Docker: cannot {doing} {what}: {}",
         engine_message(err)
     );
@@ -1479,7 +1479,7 @@ mod tests {
         match connect_client(Some(missing.to_string())).await {
             Err(err @ ContainerError::Unreachable { .. }) => {
                 let text = err.to_string();
-                eprintln!("message: {text}");
+                crate::note!("message: {text}");
                 assert!(
                     text.starts_with(&format!(
                         "cannot reach the Docker engine at {missing} (from DOCKER_HOST): "
@@ -1497,7 +1497,7 @@ mod tests {
         drop(std::os::unix::net::UnixListener::bind(&stale)?);
         match connect_client(Some(format!("unix://{}", stale.display()))).await {
             Err(ContainerError::Unreachable { reason, .. }) => {
-                eprintln!("message: {reason}");
+                crate::note!("message: {reason}");
                 assert!(reason.contains("not running"), "{reason}")
             }
             other => return Err(format!("expected Unreachable, got {other:?}").into()),
@@ -1561,7 +1561,9 @@ mod tests {
             Ok(docker) => Ok(Some(docker)),
             Err(err) if docker_required() => Err(err),
             Err(err) => {
-                eprintln!("skipping {test}: {err} (FLEET_REQUIRE_DOCKER=1 makes this a failure)");
+                crate::note!(
+                    "skipping {test}: {err} (FLEET_REQUIRE_DOCKER=1 makes this a failure)"
+                );
                 Ok(None)
             }
         }
@@ -1772,13 +1774,13 @@ fn relay(mut from: TcpStream, mut to: TcpStream) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 3 {
-        eprintln!("usage: portfwd LISTEN_PORT TARGET_PORT");
+        crate::note!("usage: portfwd LISTEN_PORT TARGET_PORT");
         std::process::exit(2);
     }
     let listener = match TcpListener::bind(("0.0.0.0", args[1].parse::<u16>().unwrap_or(0))) {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("portfwd: {error}");
+            crate::note!("portfwd: {error}");
             std::process::exit(1);
         }
     };
@@ -1909,7 +1911,7 @@ fn main() {
             image.progress
         );
         assert!(docker.image_present(IMAGE_TAG).await?);
-        eprintln!(
+        crate::note!(
             "measure: test image build (first in this run, builder cache warm if an earlier \
              run built it): {:?}",
             image.build_time
@@ -1962,7 +1964,7 @@ fn main() {
             built?;
             removed?;
         }
-        eprintln!(
+        crate::note!(
             "measure: uncached scratch image build (helper {} KiB): {samples:?}, median {:?}",
             fs::metadata(image.context.join("helper"))?.len() / 1024,
             median(samples.clone())
@@ -2039,11 +2041,11 @@ fn main() {
             docker.remove(&forwarder).await;
             docker.remove(&started.id).await;
         }
-        eprintln!(
+        crate::note!(
             "measure: start() returning: {start_calls:?}, median {:?}",
             median(start_calls.clone())
         );
-        eprintln!(
+        crate::note!(
             "measure: start() to the published port answering /health (includes starting \
              the test's forwarder container): {samples:?}, median {:?}",
             median(samples.clone())
@@ -2153,7 +2155,9 @@ fn main() {
         let took = stopping.elapsed();
         assert_eq!(exit_within(started.exit).await?, ExitStatus::Signal(9));
         assert!(took >= Duration::from_millis(900), "stopped after {took:?}");
-        eprintln!("measure: stop() of a SIGTERM-ignoring container with a 1 s timeout: {took:?}");
+        crate::note!(
+            "measure: stop() of a SIGTERM-ignoring container with a 1 s timeout: {took:?}"
+        );
         // Stopping, signalling and removing a stopped or removed container is quiet.
         docker.stop(&started.id, Duration::from_secs(1)).await;
         docker.signal(&started.id, "SIGTERM").await;

@@ -251,7 +251,7 @@ pub fn run_keeper(
     sweep(&[journal.to_path_buf()], marker);
     if let Some((project, run)) = containers {
         if let Err(err) = super::container::remove_run_containers_blocking(project, run) {
-            eprintln!("fleet keeper: cannot remove the containers of run {run}: {err}");
+            crate::note!("fleet keeper: cannot remove the containers of run {run}: {err}");
         }
     }
     Ok(())

@@ -362,7 +362,7 @@ impl Supervisor {
         ) {
             Ok(watcher) => watcher,
             Err(err) => {
-                eprintln!("fleet: file watching is off: {err}");
+                crate::note!("fleet: file watching is off: {err}");
                 None
             }
         };
@@ -456,7 +456,7 @@ impl Supervisor {
             WatchEvent::Paused { service, reason } => {
                 self.emit(&service, EventKind::RedeployPaused { reason })
             }
-            WatchEvent::Error { message } => eprintln!("fleet: file watching: {message}"),
+            WatchEvent::Error { message } => crate::note!("fleet: file watching: {message}"),
         }
     }
 
@@ -720,7 +720,7 @@ impl Supervisor {
             };
             if let Some(Replacement::Spec(spec)) = slot.replace_with {
                 if let Err(err) = self.add_slot(*spec) {
-                    eprintln!("fleet: cannot restart `{name}` after reload: {err}");
+                    crate::note!("fleet: cannot restart `{name}` after reload: {err}");
                     continue;
                 }
                 if let Some(slot) = self.slots.get_mut(&name) {

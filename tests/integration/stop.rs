@@ -195,3 +195,43 @@ command = "{helper} --name escapes --setsid-grandchild {dir}/setsid.pid"
     );
     project.assert_nothing_left();
 }
+
+#[test]
+fn ctrl_c_still_stops_the_fleet_when_its_terminal_is_gone() {
+    // Regression: with stdout and stderr on a closed pipe (`fleet up 2>&1 | head`),
+    // printing "stopping every service" panicked the signal handler, so Ctrl-C was
+    // lost and the fleet kept running.
+    let project = Project::new().manifest(
+        r#"
+[services.svc]
+command = "{helper} --name svc --pidfile {dir}/svc.pid --lines-per-sec 50"
+"#,
+    );
+    let mut child = project
+        .command(&["up", "--no-tui"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("fleet starts");
+    // Close our read ends: every later write of fleet's goes to a broken pipe.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let pid = wait_for_pidfile(&project.path("svc.pid"), WAIT);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGINT,
+    )
+    .expect("signal fleet");
+    let exited = wait_until(WAIT, || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    assert!(
+        exited,
+        "fleet ignored Ctrl-C once its output pipe was closed"
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || !pid_alive(pid)),
+        "svc survived"
+    );
+}
