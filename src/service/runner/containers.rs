@@ -9,7 +9,7 @@ use crate::event::{ExitStatus, Generation};
 
 use crate::logs::{LineWriter, Stream};
 use crate::manifest::{Probe, ServiceKind};
-use crate::runtime::container::{ContainerRequest, LABEL_PROJECT, LABEL_SERVICE};
+use crate::runtime::container::ContainerRequest;
 use crate::runtime::ports;
 use crate::service::state::{BuildId, Input};
 
@@ -237,7 +237,6 @@ impl ServiceRunner {
         let project = self.project.clone();
         let log = self.log.clone();
         let inbox = self.inbox.clone();
-        let service = self.spec.name.clone();
         log.write_fleet_line(&format!(
             "--- image build started: {tag} from {} ---",
             image_build.context.display()
@@ -245,16 +244,10 @@ impl ServiceRunner {
         let task = tokio::spawn(async move {
             let result = async {
                 let engine = project.engine().await?;
-                // Images are fleet's objects too, so they carry its labels. (The
-                // classic builder turns each into a LABEL step; containers a user
-                // starts from the image inherit them, which is why the sweep only
-                // takes containers that also carry a `fleet.run`.)
-                let labels: HashMap<String, String> = [
-                    (LABEL_PROJECT.to_string(), project.name.clone()),
-                    (LABEL_SERVICE.to_string(), service),
-                ]
-                .into_iter()
-                .collect();
+                // No image labels: the classic builder turns each into a LABEL step
+                // (about a second each here), and containers a user starts from the
+                // image by hand would inherit them. The image's tag names it anyway.
+                let labels: HashMap<String, String> = HashMap::new();
                 let mut progress = LineWriter::new(log.clone(), Stream::Build);
                 let outcome = engine
                     .docker
