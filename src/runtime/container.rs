@@ -1774,13 +1774,13 @@ fn relay(mut from: TcpStream, mut to: TcpStream) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 3 {
-        crate::note!("usage: portfwd LISTEN_PORT TARGET_PORT");
+        eprintln!("usage: portfwd LISTEN_PORT TARGET_PORT");
         std::process::exit(2);
     }
     let listener = match TcpListener::bind(("0.0.0.0", args[1].parse::<u16>().unwrap_or(0))) {
         Ok(listener) => listener,
         Err(error) => {
-            crate::note!("portfwd: {error}");
+            eprintln!("portfwd: {error}");
             std::process::exit(1);
         }
     };
