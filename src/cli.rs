@@ -113,7 +113,7 @@ pub struct UpArgs {
     /// completed); fail with their states and last log lines otherwise.
     #[arg(long)]
     pub wait: bool,
-    /// How long `--wait` waits, e.g. "90s".
+    /// How long `--wait` waits, e.g. "90s" (at most 87600h, 10 years).
     #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
     pub wait_timeout: std::time::Duration,
     /// Internal: this process is the detached supervisor.
@@ -133,10 +133,9 @@ pub struct LogsArgs {
     pub lines: usize,
 }
 
+/// A duration flag; clap reports the error as a usage error (exit 2).
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    crate::manifest::parse_duration(text).ok_or_else(|| {
-        format!("expected a duration with a unit, like \"30s\" or \"2m\", got {text:?}")
-    })
+    crate::manifest::parse_duration(text)
 }
 
 /// An error that ends the command, with the exit code it maps to.
@@ -420,6 +419,11 @@ pub fn render_ps(snapshot: &Snapshot, now_ms: u64) -> String {
             state.push_str(" (build failed)");
         }
         let last = match (&service.waiting_for, &service.last_event) {
+            _ if service.state == crate::event::ServiceState::Starting
+                && service.started_at_ms.is_some() =>
+            {
+                service.starting_note(now_ms).unwrap_or_default()
+            }
             (Some(waiting), _) if service.state == crate::event::ServiceState::Waiting => {
                 format!("waiting for {waiting}")
             }
@@ -775,7 +779,11 @@ async fn wait_until_ready(
         let graph = crate::supervisor::graph::Graph::new(manifest);
         graph.with_dependencies(services).into_iter().collect()
     };
-    let deadline = tokio::time::Instant::now() + timeout;
+    // `--wait-timeout` is capped at parse time; checked anyway, as `Instant + Duration`
+    // panics where it overflows.
+    let deadline = tokio::time::Instant::now()
+        .checked_add(timeout)
+        .ok_or_else(|| CliError::new(exit::INVALID, "error: --wait-timeout is too long"))?;
     let mut last: Option<Snapshot> = None;
     loop {
         let reply = match tokio::time::timeout_at(deadline, client.next_reply()).await {
@@ -882,6 +890,22 @@ async fn wait_until_ready(
                 .waiting_for
                 .as_ref()
                 .map(|w| format!(" (waiting for {w})"))
+                .or_else(|| {
+                    // A never-ready service: how long it tried and what its probe saw.
+                    let since = service
+                        .started_at_ms
+                        .filter(|_| service.state == crate::event::ServiceState::Starting)?;
+                    let mut text = format!(
+                        " for {}",
+                        crate::event::format_duration_ms(
+                            crate::event::now_ms().saturating_sub(since)
+                        )
+                    );
+                    if let Some(error) = &service.probe_error {
+                        text.push_str(&format!(", last probe: {error}"));
+                    }
+                    Some(text)
+                })
                 .or_else(|| service.last_event.as_ref().map(|e| format!(" ({e})")))
                 .unwrap_or_default();
             report.push_str(&format!("\n{}: {}{detail}\n", service.name, service.state));

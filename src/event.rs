@@ -162,6 +162,30 @@ impl fmt::Display for ExitStatus {
     }
 }
 
+/// Why fleet stopped an instance that had not crashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum ProbeCause {
+    /// It had been healthy, then failed `failures` probes in a row (liveness).
+    Unhealthy { failures: u32 },
+    /// It never passed its probe within `start_timeout`.
+    NotReady { after_ms: u64 },
+}
+
+impl fmt::Display for ProbeCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeCause::Unhealthy { failures: 1 } => f.write_str("unhealthy (1 failed probe)"),
+            ProbeCause::Unhealthy { failures } => {
+                write!(f, "unhealthy ({failures} failed probes)")
+            }
+            ProbeCause::NotReady { after_ms } => {
+                write!(f, "not ready after {}", format_duration_ms(*after_ms))
+            }
+        }
+    }
+}
+
 /// Something that happened to a service, as shown in status lines, the TUI and `ps`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -170,6 +194,15 @@ pub struct Event {
     pub service: String,
     pub generation: Generation,
     pub kind: EventKind,
+}
+
+impl EventKind {
+    /// The end of an instance that is no longer the service's current one (replaced by
+    /// a redeploy): routine, so it never becomes the service's "last event", which
+    /// should say the redeploy happened instead.
+    pub fn is_routine_for(&self, generation: Generation, current: Generation) -> bool {
+        matches!(self, EventKind::Stopped { .. }) && generation != current
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,18 +218,34 @@ pub enum EventKind {
     StartFailed {
         reason: String,
     },
+    /// The serving instance ended. `cause` says why when fleet stopped it for its probe:
+    /// such an end is a failure but never reported as a crash.
     Exited {
         status: ExitStatus,
         restart_in_ms: Option<u64>,
         restart_count: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<ProbeCause>,
     },
     /// A stopped (or replaced) instance is gone.
     Stopped {
         status: ExitStatus,
     },
+    /// Too many failures within the restart window. `crashes` counts them all, of
+    /// which `unhealthy` and `not_ready` were stops for the probe, not crashes.
     GaveUp {
         crashes: u32,
         window_ms: u64,
+        #[serde(default)]
+        unhealthy: u32,
+        #[serde(default)]
+        not_ready: u32,
+    },
+    /// A starting instance did not pass its probe within `start_timeout`.
+    NotReady {
+        after_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Healthy,
     Unhealthy {
@@ -243,9 +292,27 @@ impl fmt::Display for EventKind {
             EventKind::Started { .. } => f.write_str("started"),
             EventKind::StartFailed { reason } => write!(f, "failed to start: {reason}"),
             EventKind::Exited {
+                cause: Some(cause),
+                restart_in_ms: Some(delay),
+                restart_count,
+                ..
+            } => {
+                write!(
+                    f,
+                    "restarted: {cause}, restart {restart_count} in {}",
+                    format_duration_ms(*delay)
+                )
+            }
+            EventKind::Exited {
+                cause: Some(cause),
+                status,
+                ..
+            } => write!(f, "stopped: {cause} ({status})"),
+            EventKind::Exited {
                 status,
                 restart_in_ms: Some(delay),
                 restart_count,
+                ..
             } => {
                 write!(
                     f,
@@ -255,10 +322,28 @@ impl fmt::Display for EventKind {
             }
             EventKind::Exited { status, .. } => write!(f, "{status}"),
             EventKind::Stopped { status } => write!(f, "stopped ({status})"),
-            EventKind::GaveUp { crashes, window_ms } => write!(
+            EventKind::GaveUp {
+                crashes,
+                window_ms,
+                unhealthy,
+                not_ready,
+            } => write!(
                 f,
-                "failed: crashed {crashes} times within {}, not restarting",
-                format_duration_ms(*window_ms)
+                "failed: {}, not restarting",
+                describe_failures(*crashes, *unhealthy, *not_ready, *window_ms)
+            ),
+            EventKind::NotReady {
+                after_ms,
+                reason: Some(reason),
+            } => write!(
+                f,
+                "not ready after {}, restarting (last probe: {reason})",
+                format_duration_ms(*after_ms)
+            ),
+            EventKind::NotReady { after_ms, .. } => write!(
+                f,
+                "not ready after {}, restarting",
+                format_duration_ms(*after_ms)
             ),
             EventKind::Healthy => f.write_str("healthy"),
             EventKind::Unhealthy { reason } => write!(f, "unhealthy: {reason}"),
@@ -318,6 +403,9 @@ pub struct ServiceSnapshot {
     pub ports: Vec<u16>,
     /// `healthy`, `unhealthy`, `starting`, or null without a probe.
     pub health: Option<String>,
+    /// While the instance has not passed its probe yet: the last probe's error.
+    #[serde(default)]
+    pub probe_error: Option<String>,
     /// `running`, `failed` or null: the last build's outcome.
     pub build: Option<String>,
     pub last_redeploy_at_ms: Option<u64>,
@@ -325,6 +413,49 @@ pub struct ServiceSnapshot {
     pub last_event_at_ms: Option<u64>,
     /// The dependency a `waiting` service waits for.
     pub waiting_for: Option<String>,
+}
+
+/// "crashed 6 times within 1m", or, when some of them were stops for the probe,
+/// "6 failures within 1m (2 crashes, 3 unhealthy, 1 not ready)".
+pub fn describe_failures(total: u32, unhealthy: u32, not_ready: u32, window_ms: u64) -> String {
+    let window = format_duration_ms(window_ms);
+    let crashes = total.saturating_sub(unhealthy + not_ready);
+    if unhealthy == 0 && not_ready == 0 {
+        return format!("crashed {total} times within {window}");
+    }
+    let mut parts = Vec::new();
+    match crashes {
+        0 => {}
+        1 => parts.push("1 crash".to_string()),
+        n => parts.push(format!("{n} crashes")),
+    }
+    if unhealthy > 0 {
+        parts.push(format!("{unhealthy} unhealthy"));
+    }
+    if not_ready > 0 {
+        parts.push(format!("{not_ready} not ready"));
+    }
+    format!("{total} failures within {window} ({})", parts.join(", "))
+}
+
+impl ServiceSnapshot {
+    /// "starting 12s · connection refused": how long a service that has not passed its
+    /// probe yet has been at it, and what its probe last saw.
+    pub fn starting_note(&self, now_ms: u64) -> Option<String> {
+        if self.state != ServiceState::Starting {
+            return None;
+        }
+        let since = self.started_at_ms?;
+        let mut note = format!(
+            "starting {}",
+            format_duration_ms(now_ms.saturating_sub(since))
+        );
+        if let Some(error) = &self.probe_error {
+            note.push_str(" · ");
+            note.push_str(error);
+        }
+        Some(note)
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -384,8 +515,29 @@ mod tests {
             status: ExitStatus::Code(1),
             restart_in_ms: Some(400),
             restart_count: 2,
+            cause: None,
         };
         assert_eq!(exited.to_string(), "exited with code 1, restart 2 in 400ms");
+        let unhealthy = EventKind::Exited {
+            status: ExitStatus::Signal(15),
+            restart_in_ms: Some(100),
+            restart_count: 1,
+            cause: Some(ProbeCause::Unhealthy { failures: 3 }),
+        };
+        assert_eq!(
+            unhealthy.to_string(),
+            "restarted: unhealthy (3 failed probes), restart 1 in 100ms"
+        );
+        let gave_up = EventKind::GaveUp {
+            crashes: 6,
+            window_ms: 60_000,
+            unhealthy: 4,
+            not_ready: 1,
+        };
+        assert_eq!(
+            gave_up.to_string(),
+            "failed: 6 failures within 1m (1 crash, 4 unhealthy, 1 not ready), not restarting"
+        );
     }
 
     #[test]

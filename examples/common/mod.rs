@@ -142,8 +142,8 @@ pub fn take_activated_listener() -> io::Result<Option<TcpListener>> {
             "fd 3 passed by LISTEN_FDS is not a listening socket",
         ));
     }
-    // Further sockets (fd 4, ...): fleet passes a private one per instance for its health
-    // probe, so the probe reaches this instance and not a sibling sharing fd 3.
+    // Further sockets (fd 4, ...): serve every socket passed, as `sd_listen_fds` asks
+    // (fleet passes one, but a wrapper or systemd itself may pass more).
     for fd in LISTEN_FDS_START + 1..LISTEN_FDS_START + passed as RawFd {
         // SAFETY: as above, the convention hands fds 3..3+LISTEN_FDS to this process; F_GETFD
         // checks the fd is open before we own it.

@@ -70,6 +70,9 @@ pub struct ServiceSpec {
     pub health: Option<HealthSpec>,
     /// Restart an instance whose liveness probe fails `retries` times in a row.
     pub restart_on_unhealthy: bool,
+    /// A new instance that has not passed its probe by then is restarted; `None`: it
+    /// may take as long as it needs.
+    pub start_timeout: Option<Duration>,
     /// Paths (globs, relative to the manifest's folder) whose changes redeploy the service.
     pub watch: Vec<String>,
     /// Globs excluded from `watch`; `.git`, `target` and `.fleet` are always excluded.
@@ -265,13 +268,10 @@ pub struct HealthSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Probe {
-    /// GET `path` from `host:port`; 2xx is healthy, and the body must contain
-    /// `expect_body` when given.
+    /// GET `target`; 2xx is healthy, and the body must contain `expect_body` when
+    /// given.
     Http {
-        url: String,
-        host: String,
-        port: u16,
-        path: String,
+        target: HttpTarget,
         expect_body: Option<String>,
     },
     /// A TCP connect succeeds.
@@ -285,6 +285,27 @@ pub enum Probe {
     Notify { watchdog: Option<Duration> },
     /// A container's own `HEALTHCHECK`, as the engine reports it.
     Docker,
+}
+
+/// An `http://` probe URL, parsed and checked once when the manifest loads, so a probe
+/// never fails on its own URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpTarget {
+    /// The URL as written, for messages.
+    pub url: String,
+    /// Where the probe connects: a name, an IPv4 address or an IPv6 address without
+    /// brackets.
+    pub host: String,
+    /// Where the probe connects; 80 unless the URL says otherwise.
+    pub port: u16,
+    /// The request target: the path (`/` if none) and the query; the fragment is
+    /// dropped, as clients never send it.
+    pub path_and_query: String,
+    /// The `Host` header: `host:port` (the port left out when it is 80, as clients
+    /// do) with an IPv6 address in brackets, `[::1]:8080`. It names the address as
+    /// written even when fleet connects elsewhere (a private probe socket), because
+    /// that is the address the service expects to be called by.
+    pub host_header: String,
 }
 
 /// Finds the manifest: `explicit` if given, else `fleet.toml` in `start` or the
@@ -337,7 +358,18 @@ impl Manifest {
     }
 }
 
-/// Parses a duration written like the manifest's (`"250ms"`, `"10s"`, `"1m30s"`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    validate::parse_duration(text).ok()
+/// The longest duration the manifest or the command line accepts: 10 years is more
+/// than any timeout, interval or grace period can mean, and far below where adding it
+/// to a clock reading overflows (std's `Instant + Duration` panics then).
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Parses a duration written like the manifest's (`"250ms"`, `"10s"`, `"1m30s"`), at
+/// most [`MAX_DURATION`]; the error says what is wrong, for a person.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    validate::parse_duration(text).map_err(|err| match err {
+        validate::DurationError::TooLong => validate::TOO_LONG_HELP.to_string(),
+        validate::DurationError::NoUnit | validate::DurationError::Invalid => {
+            "expected a duration with a unit, like \"30s\" or \"2m\"".to_string()
+        }
+    })
 }

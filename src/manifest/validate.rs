@@ -14,7 +14,7 @@
 //! placeholders never leave this module.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -22,9 +22,9 @@ use super::diagnostic::{locate, suggest, Diagnostic, ManifestError};
 use super::raw::{self, one_of, Entry, Kind, Span, Table, Value};
 use super::{
     BackoffSpec, CommandLine, ContainerSpec, Dependency, DependencyCondition, HealthSpec,
-    ImageBuild, Manifest, PortMapping, Probe, ProcessSpec, Project, RedeployStrategy,
+    HttpTarget, ImageBuild, Manifest, PortMapping, Probe, ProcessSpec, Project, RedeployStrategy,
     RestartPolicy, ServiceKind, ServiceSpec, SocketSpec, StopSignal, DEFAULT_LOG_KEEP,
-    DEFAULT_LOG_MAX_SIZE,
+    DEFAULT_LOG_MAX_SIZE, MAX_DURATION,
 };
 
 const TOP_LEVEL_KEYS: &[&str] = &["project", "services"];
@@ -46,6 +46,7 @@ const SERVICE_KEYS: &[&str] = &[
     "notify",
     "watchdog",
     "restart_on_unhealthy",
+    "start_timeout",
     "build",
     "watch",
     "ignore",
@@ -90,6 +91,13 @@ const DEFAULT_HOST_IP: &str = "127.0.0.1";
 const DEFAULT_DOCKERFILE: &str = "Dockerfile";
 /// Used when the manifest's folder has no name (it is `/`).
 const FALLBACK_PROJECT_NAME: &str = "fleet";
+
+/// Rotated log files kept at most: each rotation renames every kept file, so a huge
+/// count would stall the log writer; a thousand is far more history than anyone reads.
+const MAX_LOG_KEEP: u32 = 1000;
+
+/// Says what [`MAX_DURATION`] is, in manifest syntax.
+pub(super) const TOO_LONG_HELP: &str = "the longest duration is 87600h (10 years)";
 
 const DURATION_EXPECTED: &str =
     "expected a duration with a unit, like \"250ms\", \"10s\" or \"2m\"";
@@ -249,8 +257,15 @@ impl Checker<'_> {
             }
         }
         if let Some(value) = table.get("log_keep") {
-            if let Some(keep) = self.count(value) {
-                project.log_keep = keep;
+            match self.count(value) {
+                Some(keep) if keep > MAX_LOG_KEEP => {
+                    self.error(
+                        format!("`log_keep` must be at most {MAX_LOG_KEEP}"),
+                        value.span.clone(),
+                    );
+                }
+                Some(keep) => project.log_keep = keep,
+                None => {}
             }
         }
         project
@@ -312,6 +327,16 @@ impl Checker<'_> {
             .get("restart_on_unhealthy")
             .and_then(|value| value.boolean(&mut self.diagnostics))
             .unwrap_or(true);
+        let start_timeout = table
+            .get("start_timeout")
+            .and_then(|value| self.nonzero_duration(value));
+        if let (Some(_), None, Some(value)) = (start_timeout, &health, table.get("start_timeout")) {
+            self.error(
+                "`start_timeout` needs a health check: without one an instance is ready as soon as it runs",
+                value.span.clone(),
+            )
+            .help = Some("add `health = { ... }` (or `notify = true`), or remove `start_timeout`".to_string());
+        }
         let watch = self.globs(table.get("watch"));
         let ignore = self.globs(table.get("ignore"));
 
@@ -369,6 +394,7 @@ impl Checker<'_> {
                 .collect(),
             health,
             restart_on_unhealthy,
+            start_timeout,
             watch,
             ignore,
             redeploy,
@@ -955,11 +981,8 @@ impl Checker<'_> {
 
     fn http_probe(&mut self, url: &str, expect_body: Option<&str>, value: &Value) -> Option<Probe> {
         match parse_http_url(url) {
-            Ok((host, port, path)) => Some(Probe::Http {
-                url: url.to_string(),
-                host,
-                port,
-                path,
+            Ok(target) => Some(Probe::Http {
+                target,
                 expect_body: expect_body.map(str::to_string),
             }),
             Err(problem) => {
@@ -967,9 +990,12 @@ impl Checker<'_> {
                     format!("invalid health URL `{url}`: {problem}"),
                     value.span.clone(),
                 );
-                diagnostic.help = Some(
-                    "expected an http:// URL, like \"http://127.0.0.1:8080/health\"".to_string(),
-                );
+                diagnostic.help = Some(if problem == HTTPS_UNSUPPORTED {
+                    "fleet has no TLS client: probe a plain http:// port of the service, or use `tcp`"
+                        .to_string()
+                } else {
+                    "expected an http:// URL, like \"http://127.0.0.1:8080/health\"".to_string()
+                });
                 None
             }
         }
@@ -1013,7 +1039,7 @@ impl Checker<'_> {
         let size = match &value.kind {
             Kind::Integer(_) => {
                 let integer = value.integer(&mut self.diagnostics)?;
-                u64::try_from(integer).ok()
+                u64::try_from(integer).map_err(|_| SizeError::Invalid)
             }
             Kind::String(text) => parse_size(text),
             _ => {
@@ -1022,12 +1048,21 @@ impl Checker<'_> {
             }
         };
         match size {
-            Some(0) => {
+            Ok(0) => {
                 self.error("the size must be more than 0 bytes", value.span.clone());
                 None
             }
-            Some(size) => Some(size),
-            None => {
+            Ok(size) => Some(size),
+            Err(SizeError::TooLarge) => {
+                let message = match &value.kind {
+                    Kind::String(text) => format!("the size `{text}` is too large"),
+                    _ => "the size is too large".to_string(),
+                };
+                self.error(message, value.span.clone()).help =
+                    Some("sizes go up to 16 EiB (2^64 bytes)".to_string());
+                None
+            }
+            Err(SizeError::Invalid) => {
                 self.error(
                     "expected a size, like \"512KB\", \"10MB\" or \"1GB\"",
                     value.span.clone(),
@@ -1089,7 +1124,8 @@ impl Checker<'_> {
                 self.error(
                     format!("the duration `{text}` is too long"),
                     value.span.clone(),
-                );
+                )
+                .help = Some(TOO_LONG_HELP.to_string());
                 None
             }
         }
@@ -1534,6 +1570,9 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             .and_then(|nanos| nanos.checked_add(total_nanos))
             .ok_or(DurationError::TooLong)?;
     }
+    if total_nanos > MAX_DURATION.as_nanos() {
+        return Err(DurationError::TooLong);
+    }
     let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| DurationError::TooLong)?;
     Ok(Duration::new(secs, (total_nanos % 1_000_000_000) as u32))
 }
@@ -1549,14 +1588,24 @@ fn format_duration(duration: Duration) -> String {
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
+enum SizeError {
+    Invalid,
+    /// More than a `u64` of bytes.
+    TooLarge,
+}
+
 /// `"512KB"`, `"10MB"`, `"1GB"` (powers of 1000), `"64KiB"` (powers of 1024), `"100B"`
 /// or a plain number of bytes; units are case-insensitive.
-fn parse_size(text: &str) -> Option<u64> {
+fn parse_size(text: &str) -> Result<u64, SizeError> {
     let text = text.trim();
     let digits_len = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
-    let number: u64 = text[..digits_len].parse().ok()?;
+    let digits = &text[..digits_len];
+    if digits.is_empty() {
+        return Err(SizeError::Invalid);
+    }
     let multiplier: u64 = match text[digits_len..].trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1000,
@@ -1565,22 +1614,31 @@ fn parse_size(text: &str) -> Option<u64> {
         "kib" => 1024,
         "mib" => 1024 * 1024,
         "gib" => 1024 * 1024 * 1024,
-        _ => return None,
+        _ => return Err(SizeError::Invalid),
     };
-    number.checked_mul(multiplier)
+    // Only digits are left, so a failed parse means too many of them.
+    let number: u64 = digits.parse().map_err(|_| SizeError::TooLarge)?;
+    number.checked_mul(multiplier).ok_or(SizeError::TooLarge)
 }
 
-/// `http://host[:port][/path]` -> host, port (default 80), path (default `/`; the
-/// query is kept, the fragment dropped). Only plain HTTP: probes talk to local dev
-/// services, and fleet carries no TLS client.
-fn parse_http_url(url: &str) -> Result<(String, u16, String), &'static str> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(if url.starts_with("https://") {
-            "only http:// is supported"
+const HTTPS_UNSUPPORTED: &str = "https probes are not supported";
+
+/// `http://host[:port][/path][?query]` -> an [`HttpTarget`]: port 80 and path `/`
+/// unless given, the query kept, the fragment dropped, an IPv6 address in brackets.
+/// Only plain HTTP: probes talk to local dev services, and fleet carries no TLS client.
+fn parse_http_url(url: &str) -> Result<HttpTarget, &'static str> {
+    let scheme_is = |scheme: &str| {
+        url.get(..scheme.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme))
+    };
+    if !scheme_is("http://") {
+        return Err(if scheme_is("https://") {
+            HTTPS_UNSUPPORTED
         } else {
             "it must start with http://"
         });
-    };
+    }
+    let rest = &url["http://".len()..];
     let rest = rest.split('#').next().unwrap_or_default();
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
@@ -1591,20 +1649,33 @@ fn parse_http_url(url: &str) -> Result<(String, u16, String), &'static str> {
         let (host, after) = bracketed
             .split_once(']')
             .ok_or("unclosed `[` in the host")?;
+        let address: Ipv6Addr = host
+            .parse()
+            .map_err(|_| "the host in brackets is not an IPv6 address")?;
         match after.strip_prefix(':') {
-            Some(port) => (host, Some(port)),
-            None if after.is_empty() => (host, None),
+            Some(port) => (address.to_string(), Some(port)),
+            None if after.is_empty() => (address.to_string(), None),
             None => return Err("unexpected text after the host"),
         }
     } else {
-        match authority.split_once(':') {
+        if authority.matches(':').count() > 1 {
+            return Err("an IPv6 address must be in brackets, like http://[::1]:8080/");
+        }
+        let (host, port) = match authority.split_once(':') {
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
+        };
+        if host.is_empty() {
+            return Err("the host is missing");
         }
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            return Err("the host has a character a host name cannot have");
+        }
+        (host.to_string(), port)
     };
-    if host.is_empty() {
-        return Err("the host is missing");
-    }
     let port = match port {
         Some(port) => port
             .parse::<u16>()
@@ -1613,14 +1684,36 @@ fn parse_http_url(url: &str) -> Result<(String, u16, String), &'static str> {
             .ok_or("the port is not a number from 1 to 65535")?,
         None => 80,
     };
-    let path = if path.is_empty() {
+    let path_and_query = if path.is_empty() {
         "/".to_string()
     } else if path.starts_with('?') {
         format!("/{path}")
     } else {
         path.to_string()
     };
-    Ok((host.to_string(), port, path))
+    // Checked with the parser the probe's request is built with, so that it can never
+    // fail there.
+    if hyper::http::uri::PathAndQuery::try_from(path_and_query.as_str()).is_err() {
+        return Err("the path has a character that must be percent-encoded");
+    }
+    let bracketed = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    // As browsers and curl do, the default port is left out of `Host`.
+    let host_header = if port == 80 {
+        bracketed
+    } else {
+        format!("{bracketed}:{port}")
+    };
+    Ok(HttpTarget {
+        url: url.to_string(),
+        host,
+        port,
+        path_and_query,
+        host_header,
+    })
 }
 
 /// `"6380:6380"` or `"127.0.0.1:6380:6380"` (an IPv6 host IP may be bracketed).
@@ -2100,6 +2193,131 @@ error: could not load fleet.toml: 1 error"#,
     }
 
     #[test]
+    fn health_urls_are_checked_when_the_manifest_loads() {
+        let source = r#"[services.a]
+command = "x"
+health = { http = "http://localhost:99999/health" }
+[services.b]
+command = "x"
+health = { http = "http://::1:8080/" }
+[services.c]
+command = "x"
+health = { http = "http:///health" }
+[services.d]
+command = "x"
+health = { http = "https://localhost:8443/health" }
+"#;
+        check(
+            source,
+            r#"
+error: invalid health URL `http://localhost:99999/health`: the port is not a number from 1 to 65535
+ --> fleet.toml:3:19
+  |
+3 | health = { http = "http://localhost:99999/health" }
+  |                   ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  |
+  = help: expected an http:// URL, like "http://127.0.0.1:8080/health"
+
+error: invalid health URL `http://::1:8080/`: an IPv6 address must be in brackets, like http://[::1]:8080/
+ --> fleet.toml:6:19
+  |
+6 | health = { http = "http://::1:8080/" }
+  |                   ^^^^^^^^^^^^^^^^^^
+  |
+  = help: expected an http:// URL, like "http://127.0.0.1:8080/health"
+
+error: invalid health URL `http:///health`: the host is missing
+ --> fleet.toml:9:19
+  |
+9 | health = { http = "http:///health" }
+  |                   ^^^^^^^^^^^^^^^^
+  |
+  = help: expected an http:// URL, like "http://127.0.0.1:8080/health"
+
+error: invalid health URL `https://localhost:8443/health`: https probes are not supported
+  --> fleet.toml:12:19
+   |
+12 | health = { http = "https://localhost:8443/health" }
+   |                   ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+   |
+   = help: fleet has no TLS client: probe a plain http:// port of the service, or use `tcp`
+
+error: could not load fleet.toml: 4 errors"#,
+        );
+    }
+
+    #[test]
+    fn an_ipv6_health_url_keeps_its_brackets_for_host() {
+        let manifest = parse_ok(
+            "[services.a]\ncommand = \"x\"\nhealth = { http = \"http://[::1]:8080/health?deep=1\" }\n",
+        );
+        let probe = manifest.services[0]
+            .health
+            .as_ref()
+            .map(|health| &health.probe);
+        assert_eq!(
+            probe,
+            Some(&Probe::Http {
+                target: HttpTarget {
+                    url: "http://[::1]:8080/health?deep=1".into(),
+                    host: "::1".into(),
+                    port: 8080,
+                    path_and_query: "/health?deep=1".into(),
+                    host_header: "[::1]:8080".into(),
+                },
+                expect_body: None,
+            })
+        );
+    }
+
+    #[test]
+    fn huge_durations_and_numbers_are_errors_not_overflows() {
+        let source = r#"[project]
+log_max_size = "99999999999GB"
+log_keep = 4000000000
+[services.a]
+command = "x"
+stop_timeout = "99999999999999s"
+restart_window = "87601h"
+"#;
+        check(
+            source,
+            r#"
+error: the size `99999999999GB` is too large
+ --> fleet.toml:2:16
+  |
+2 | log_max_size = "99999999999GB"
+  |                ^^^^^^^^^^^^^^^
+  |
+  = help: sizes go up to 16 EiB (2^64 bytes)
+
+error: `log_keep` must be at most 1000
+ --> fleet.toml:3:12
+  |
+3 | log_keep = 4000000000
+  |            ^^^^^^^^^^
+
+error: the duration `99999999999999s` is too long
+ --> fleet.toml:6:16
+  |
+6 | stop_timeout = "99999999999999s"
+  |                ^^^^^^^^^^^^^^^^^
+  |
+  = help: the longest duration is 87600h (10 years)
+
+error: the duration `87601h` is too long
+ --> fleet.toml:7:18
+  |
+7 | restart_window = "87601h"
+  |                  ^^^^^^^^
+  |
+  = help: the longest duration is 87600h (10 years)
+
+error: could not load fleet.toml: 4 errors"#,
+        );
+    }
+
+    #[test]
     fn several_errors_are_all_reported_in_source_order() {
         let source = r#"[project]
 nam = "x"
@@ -2154,13 +2372,13 @@ error: port 70000 is out of range
   |
   = help: ports are 1 to 65535
 
-error: invalid health URL `https://x`: only http:// is supported
+error: invalid health URL `https://x`: https probes are not supported
  --> fleet.toml:8:19
   |
 8 | health = { http = "https://x", intervl = "1s" }
   |                   ^^^^^^^^^^^
   |
-  = help: expected an http:// URL, like "http://127.0.0.1:8080/health"
+  = help: fleet has no TLS client: probe a plain http:// port of the service, or use `tcp`
 
 error: unknown key `intervl` in `health` of service `a`
  --> fleet.toml:8:32
@@ -2588,6 +2806,7 @@ redeploy = "start-first"
             ports: Vec::new(),
             health: None,
             restart_on_unhealthy: true,
+            start_timeout: None,
             watch: Vec::new(),
             ignore: Vec::new(),
             redeploy: RedeployStrategy::StopFirst,
@@ -2617,10 +2836,13 @@ redeploy = "start-first"
             ]),
             ports: vec![7001],
             health: Some(health(Probe::Http {
-                url: "http://127.0.0.1:7001/health".into(),
-                host: "127.0.0.1".into(),
-                port: 7001,
-                path: "/health".into(),
+                target: HttpTarget {
+                    url: "http://127.0.0.1:7001/health".into(),
+                    host: "127.0.0.1".into(),
+                    port: 7001,
+                    path_and_query: "/health".into(),
+                    host_header: "127.0.0.1:7001".into(),
+                },
                 expect_body: Some("ok".into()),
             })),
             ..defaults(
@@ -2659,6 +2881,7 @@ redeploy = "start-first"
                 watchdog: Some(Duration::from_secs(5)),
             })),
             restart_on_unhealthy: false,
+            start_timeout: None,
             watch: vec!["examples/ratings.rs".into(), "examples/common/**".into()],
             ignore: vec!["**/*.tmp".into()],
             redeploy: RedeployStrategy::StartFirst,
@@ -2777,35 +3000,134 @@ redeploy = "start-first"
     }
 
     #[test]
+    fn durations_past_ten_years_are_too_long() {
+        // Regression: `--wait-timeout 99999999999999s` parsed, then overflowed the
+        // `Instant` it was added to and panicked.
+        assert_eq!(ok_duration("87600h"), MAX_DURATION);
+        assert_eq!(
+            ok_duration("87599h59m59.999s"),
+            MAX_DURATION - Duration::from_millis(1)
+        );
+        for long in ["87600h1ms", "87601h", "99999999999999s", "5256000m1s"] {
+            assert_eq!(parse_duration(long), Err(DurationError::TooLong), "{long}");
+        }
+        assert_eq!(
+            super::super::parse_duration("99999999999999s"),
+            Err("the longest duration is 87600h (10 years)".to_string())
+        );
+        assert_eq!(
+            super::super::parse_duration("10"),
+            Err("expected a duration with a unit, like \"30s\" or \"2m\"".to_string())
+        );
+    }
+
+    fn ok_duration(text: &str) -> Duration {
+        parse_duration(text).expect(text)
+    }
+
+    #[test]
     fn sizes() {
-        assert_eq!(parse_size("512KB"), Some(512_000));
-        assert_eq!(parse_size("10MB"), Some(10_000_000));
-        assert_eq!(parse_size("1gb"), Some(1_000_000_000));
-        assert_eq!(parse_size("64 KiB"), Some(65_536));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("10XB"), None);
-        assert_eq!(parse_size("MB"), None);
+        assert_eq!(parse_size("512KB"), Ok(512_000));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("1gb"), Ok(1_000_000_000));
+        assert_eq!(parse_size("64 KiB"), Ok(65_536));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(parse_size("10XB"), Err(SizeError::Invalid));
+        assert_eq!(parse_size("MB"), Err(SizeError::Invalid));
+        assert_eq!(parse_size("-1MB"), Err(SizeError::Invalid));
+    }
+
+    #[test]
+    fn sizes_past_u64_are_too_large() {
+        // Regression: "99999999999GB" overflowed the multiplication and was reported
+        // as not a size at all.
+        assert_eq!(parse_size("99999999999GB"), Err(SizeError::TooLarge));
+        assert_eq!(parse_size("18446744073709551616"), Err(SizeError::TooLarge));
+        assert_eq!(
+            parse_size("99999999999999999999999999KB"),
+            Err(SizeError::TooLarge)
+        );
     }
 
     #[test]
     fn http_urls() {
+        // host, port, request target, Host header
         let parsed = |url: &str| {
-            parse_http_url(url).map(|(host, port, path)| format!("{host} {port} {path}"))
+            parse_http_url(url).map(|target| {
+                format!(
+                    "{} {} {} {}",
+                    target.host, target.port, target.path_and_query, target.host_header
+                )
+            })
         };
         assert_eq!(
             parsed("http://127.0.0.1:7001/health"),
-            Ok("127.0.0.1 7001 /health".into())
+            Ok("127.0.0.1 7001 /health 127.0.0.1:7001".into())
         );
-        assert_eq!(parsed("http://localhost"), Ok("localhost 80 /".into()));
+        assert_eq!(
+            parsed("http://localhost"),
+            Ok("localhost 80 / localhost".into())
+        );
         assert_eq!(
             parsed("http://localhost?ready=1#top"),
-            Ok("localhost 80 /?ready=1".into())
+            Ok("localhost 80 /?ready=1 localhost".into())
         );
-        assert_eq!(parsed("http://[::1]:8080/x"), Ok("::1 8080 /x".into()));
-        assert!(parsed("https://localhost").is_err());
-        assert!(parsed("localhost:80").is_err());
-        assert!(parsed("http://:80/").is_err());
-        assert!(parsed("http://localhost:http/").is_err());
+        assert_eq!(
+            parsed("http://localhost:8080/a/b?x=1&y=%20#frag"),
+            Ok("localhost 8080 /a/b?x=1&y=%20 localhost:8080".into())
+        );
+        assert_eq!(
+            parsed("HTTP://Web.local:81"),
+            Ok("Web.local 81 / Web.local:81".into())
+        );
+        assert_eq!(
+            parsed("http://[::1]:8080/x"),
+            Ok("::1 8080 /x [::1]:8080".into())
+        );
+        assert_eq!(parsed("http://[::1]"), Ok("::1 80 / [::1]".into()));
+        assert_eq!(
+            parsed("http://[0:0::1]:9/"),
+            Ok("::1 9 / [::1]:9".into()),
+            "IPv6 addresses are written the short way"
+        );
+        assert_eq!(parsed("https://localhost"), Err(HTTPS_UNSUPPORTED));
+        assert_eq!(parsed("HTTPS://localhost"), Err(HTTPS_UNSUPPORTED));
+        assert_eq!(parsed("localhost:80"), Err("it must start with http://"));
+        assert_eq!(parsed("http://:80/"), Err("the host is missing"));
+        assert_eq!(parsed("http:///health"), Err("the host is missing"));
+        assert_eq!(parsed("http://"), Err("the host is missing"));
+        let bad_port = Err("the port is not a number from 1 to 65535");
+        assert_eq!(parsed("http://localhost:http/"), bad_port);
+        assert_eq!(parsed("http://localhost:0/"), bad_port);
+        assert_eq!(parsed("http://localhost:65536/"), bad_port);
+        assert_eq!(parsed("http://localhost:/"), bad_port);
+        assert_eq!(parsed("http://[::1]:99999/"), bad_port);
+        assert_eq!(
+            parsed("http://::1:8080/"),
+            Err("an IPv6 address must be in brackets, like http://[::1]:8080/")
+        );
+        assert_eq!(parsed("http://[::1/"), Err("unclosed `[` in the host"));
+        assert_eq!(
+            parsed("http://[localhost]:80/"),
+            Err("the host in brackets is not an IPv6 address")
+        );
+        assert_eq!(
+            parsed("http://[::1]x/"),
+            Err("unexpected text after the host")
+        );
+        assert_eq!(
+            parsed("http://user:pw@localhost/"),
+            Err("credentials are not supported")
+        );
+        assert_eq!(
+            parsed("http://local host/"),
+            Err("the host has a character a host name cannot have")
+        );
+        assert_eq!(
+            parsed("http://localhost/a b"),
+            Err("the path has a character that must be percent-encoded")
+        );
     }
 
     #[test]

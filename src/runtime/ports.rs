@@ -1,9 +1,12 @@
-//! Port checks: is a TCP port free on loopback, and if not, who holds it.
+//! Port checks: is a TCP port free on loopback, and if not, who holds it; and which
+//! instance accepted a given connection on a socket several instances share.
 //!
 //! The owner is found the way `ss -p` does it: the socket's inode from
 //! `/proc/net/tcp{,6}`, then the process whose `/proc/PID/fd` links to that inode.
+//! A connection still waiting in a listening socket's accept queue has inode 0 there:
+//! no process holds it yet.
 
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 
 /// Who holds a port, as far as /proc tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +116,100 @@ fn listening_inodes(port: u16) -> Vec<String> {
     inodes
 }
 
+/// Where the server side of one TCP connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acceptance {
+    /// In the listening socket's accept queue: nobody accepted it yet.
+    Queued,
+    /// Accepted: a process holds this socket inode.
+    Accepted { inode: u64 },
+    /// No such connection (closed, or not visible in this network namespace).
+    Gone,
+}
+
+/// Finds the server side of the connection from `client` (our end) to `server`.
+pub fn acceptance(client: SocketAddr, server: SocketAddr) -> Acceptance {
+    let table = if client.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let Ok(text) = std::fs::read_to_string(table) else {
+        return Acceptance::Gone;
+    };
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(remote), Some(inode)) =
+            (fields.get(1), fields.get(2), fields.get(9))
+        else {
+            continue;
+        };
+        // The server's side: its local end is `server`, its remote end is us.
+        if parse_proc_address(local) != Some(server) || parse_proc_address(remote) != Some(client) {
+            continue;
+        }
+        return match inode.parse::<u64>() {
+            Ok(0) => Acceptance::Queued,
+            Ok(inode) => Acceptance::Accepted { inode },
+            Err(_) => Acceptance::Gone,
+        };
+    }
+    Acceptance::Gone
+}
+
+/// Whether `pid` or one of its descendants holds socket `inode` open. Descendants are
+/// followed through `/proc/PID/task/*/children`, so only the instance's own tree is
+/// read, however many processes the machine runs.
+pub fn tree_holds_socket(pid: u32, inode: u64) -> bool {
+    let wanted = format!("socket:[{inode}]");
+    let mut pending = vec![pid as i32];
+    let mut seen = 0usize;
+    while let Some(pid) = pending.pop() {
+        // A fork bomb must not make one probe read /proc forever.
+        seen += 1;
+        if seen > 10_000 {
+            return false;
+        }
+        if holds_socket(pid, &wanted) {
+            return true;
+        }
+        pending.extend(super::process::children_of(pid));
+    }
+    false
+}
+
+/// Whether process `pid` has `target` (`socket:[INODE]`) among its open files.
+pub fn holds_socket(pid: i32, target: &str) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target))
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits (IPv6), as `/proc/net/tcp{,6}` writes them:
+/// the address in the kernel's byte order, 32-bit word by word, then the port in hex.
+fn parse_proc_address(text: &str) -> Option<SocketAddr> {
+    let (address, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip = match address.len() {
+        8 => {
+            let word = u32::from_str_radix(address, 16).ok()?;
+            IpAddr::V4(Ipv4Addr::from(word.to_ne_bytes()))
+        }
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (index, chunk) in bytes.chunks_mut(4).enumerate() {
+                let word = u32::from_str_radix(address.get(index * 8..index * 8 + 8)?, 16).ok()?;
+                chunk.copy_from_slice(&word.to_ne_bytes());
+            }
+            IpAddr::V6(std::net::Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
 /// The command line of a process, arguments joined by spaces.
 pub fn command_line(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -138,6 +235,34 @@ mod tests {
         assert_eq!(owner.map(|o| o.pid), Some(std::process::id() as i32));
         drop(listener);
         assert_eq!(check_free(port), Ok(()));
+        Ok(())
+    }
+
+    #[test]
+    fn proc_addresses_parse_in_the_kernels_byte_order() {
+        assert_eq!(
+            parse_proc_address("0100007F:1F90"),
+            Some("127.0.0.1:8080".parse().expect("a valid address"))
+        );
+        assert_eq!(
+            parse_proc_address("00000000000000000000000001000000:0050"),
+            Some("[::1]:80".parse().expect("a valid address"))
+        );
+        assert_eq!(parse_proc_address("zz"), None);
+    }
+
+    #[test]
+    fn a_connection_is_queued_until_accepted_then_held_by_the_acceptor() -> std::io::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let server = listener.local_addr()?;
+        let client = std::net::TcpStream::connect(server)?;
+        let ours = client.local_addr()?;
+        assert_eq!(acceptance(ours, server), Acceptance::Queued);
+        let (_accepted, _) = listener.accept()?;
+        let Acceptance::Accepted { inode } = acceptance(ours, server) else {
+            panic!("the accepted connection is not visible in /proc/net/tcp");
+        };
+        assert!(tree_holds_socket(std::process::id(), inode));
         Ok(())
     }
 }

@@ -460,8 +460,17 @@ pub fn escaped_with_marker(marker: &str) -> Vec<i32> {
 /// Direct children of this process, from every thread's `children` list (orphans are
 /// re-parented to whichever thread of the subreaper is alive).
 pub fn own_children() -> Vec<i32> {
+    children_in("/proc/self/task")
+}
+
+/// Direct children of process `pid`, from every thread's `children` list.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    children_in(&format!("/proc/{pid}/task"))
+}
+
+fn children_in(tasks: &str) -> Vec<i32> {
     let mut children = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(tasks) = std::fs::read_dir(tasks) else {
         return children;
     };
     for task in tasks.flatten() {

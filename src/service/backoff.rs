@@ -20,24 +20,52 @@ pub fn restart_delay(spec: &BackoffSpec, consecutive: u32) -> Duration {
     spec.initial.saturating_mul(factor).min(spec.max)
 }
 
-/// Crash timestamps within the restart window.
+/// What ended an instance that the restart policy counts against `max_restarts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// It exited (or could not start) on its own.
+    Crash,
+    /// fleet stopped it after it had been healthy and then failed its probe.
+    Unhealthy,
+    /// fleet stopped it because it never passed its probe within `start_timeout`.
+    NotReady,
+}
+
+/// The failures within the restart window, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureCount {
+    pub total: u32,
+    pub unhealthy: u32,
+    pub not_ready: u32,
+}
+
+/// Failure timestamps within the restart window.
 #[derive(Debug, Clone, Default)]
 pub struct CrashWindow {
-    crashes: VecDeque<Instant>,
+    crashes: VecDeque<(Instant, Failure)>,
 }
 
 impl CrashWindow {
-    /// Records a crash at `now` and returns how many crashes fall within `window`.
-    pub fn record(&mut self, now: Instant, window: Duration) -> u32 {
-        self.crashes.push_back(now);
-        while let Some(oldest) = self.crashes.front() {
+    /// Records a failure at `now` and counts those that fall within `window`.
+    pub fn record(&mut self, now: Instant, window: Duration, failure: Failure) -> FailureCount {
+        self.crashes.push_back((now, failure));
+        while let Some((oldest, _)) = self.crashes.front() {
             if now.duration_since(*oldest) > window {
                 self.crashes.pop_front();
             } else {
                 break;
             }
         }
-        self.crashes.len() as u32
+        let mut count = FailureCount::default();
+        for (_, failure) in &self.crashes {
+            count.total += 1;
+            match failure {
+                Failure::Crash => {}
+                Failure::Unhealthy => count.unhealthy += 1,
+                Failure::NotReady => count.not_ready += 1,
+            }
+        }
+        count
     }
 
     pub fn clear(&mut self) {
@@ -83,9 +111,35 @@ mod tests {
         let start = Instant::now();
         let window = Duration::from_secs(60);
         let mut crashes = CrashWindow::default();
-        assert_eq!(crashes.record(start, window), 1);
-        assert_eq!(crashes.record(start + Duration::from_secs(30), window), 2);
-        assert_eq!(crashes.record(start + Duration::from_secs(61), window), 2);
-        assert_eq!(crashes.record(start + Duration::from_secs(200), window), 1);
+        let mut total = |at: u64| {
+            crashes
+                .record(start + Duration::from_secs(at), window, Failure::Crash)
+                .total
+        };
+        assert_eq!(total(0), 1);
+        assert_eq!(total(30), 2);
+        assert_eq!(total(61), 2);
+        assert_eq!(total(200), 1);
+    }
+
+    #[test]
+    fn crash_window_counts_probe_stops_apart() {
+        let start = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut crashes = CrashWindow::default();
+        crashes.record(start, window, Failure::Unhealthy);
+        crashes.record(start, window, Failure::Crash);
+        let count = crashes.record(start, window, Failure::NotReady);
+        assert_eq!(
+            count,
+            FailureCount {
+                total: 3,
+                unhealthy: 1,
+                not_ready: 1
+            }
+        );
+        let later = crashes.record(start + Duration::from_secs(61), window, Failure::Crash);
+        assert_eq!(later.total, 1);
+        assert_eq!(later.unhealthy, 0);
     }
 }

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use crate::event::{now_ms, EventKind, ExitStatus, Generation, ServiceState};
 use crate::health::{self, ExecContext, ProbeSetup, Verdict};
 use crate::logs::{LogHub, ServiceLog, Stream};
-use crate::manifest::{HealthSpec, Probe, ServiceKind, ServiceSpec};
+use crate::manifest::{HealthSpec, ServiceKind, ServiceSpec};
 use crate::runtime::container::Docker;
 use crate::runtime::ports;
 use crate::runtime::process::{self, ProcessRuntime, SpawnRequest, MARKER_VAR};
@@ -96,6 +96,7 @@ pub struct ServiceStatus {
     pub restarts: u32,
     pub started_at_ms: Option<u64>,
     pub health: Option<String>,
+    pub probe_error: Option<String>,
     pub build: Option<String>,
     pub last_redeploy_at_ms: Option<u64>,
     /// Nothing runs and nothing is about to.
@@ -305,12 +306,20 @@ impl ServiceRunner {
             self.spec.name.clone(),
             self.log.clone(),
             move |verdict, reason| {
-                let healthy = verdict == Verdict::Healthy;
-                let _ = inbox.send(Input::Health {
-                    generation,
-                    healthy,
-                    reason,
-                });
+                let input = match verdict {
+                    Verdict::Healthy => Input::Health {
+                        generation,
+                        healthy: true,
+                        reason,
+                    },
+                    Verdict::Unhealthy => Input::Health {
+                        generation,
+                        healthy: false,
+                        reason,
+                    },
+                    Verdict::Failing => Input::ProbeFailing { generation, reason },
+                };
+                let _ = inbox.send(input);
             },
         )
     }
@@ -457,36 +466,14 @@ impl ServiceRunner {
             .instance_marker(self.name(), &generation.to_string());
         let mut env = self.service_env(&marker);
         env.push(("FLEET_GENERATION".into(), generation.to_string()));
-        // With a shared `socket`, a probe of that port could be answered by the old
-        // instance during a start-first overlap. So each instance also gets a private
-        // socket of its own (fd 4, named "health"), and its probe goes there.
-        let mut listen_fds = Vec::new();
-        let mut private_probe: Option<std::net::TcpListener> = None;
-        let mut health_spec = self.spec.health.clone();
-        if let Some(listener) = &self.listener {
-            listen_fds.push((listener.as_raw_fd(), self.spec.name.clone()));
-            if let (Some(spec), Some(socket)) = (health_spec.as_mut(), &self.spec.socket) {
-                let probe_port = match &mut spec.probe {
-                    Probe::Http { port, .. } | Probe::Tcp { port, .. } if *port == socket.port => {
-                        Some(port)
-                    }
-                    _ => None,
-                };
-                if let Some(port) = probe_port {
-                    let private = std::net::TcpListener::bind(("127.0.0.1", 0))
-                        .and_then(|listener| {
-                            listener
-                                .local_addr()
-                                .map(|address| (listener, address.port()))
-                        })
-                        .map_err(|err| format!("cannot open the health-probe socket: {err}"))?;
-                    *port = private.1;
-                    listen_fds.push((private.0.as_raw_fd(), "health".to_string()));
-                    private_probe = Some(private.0);
-                }
-            }
-        }
-        let probe_setup = match &health_spec {
+        // The shared socket is fd 3, the one fd socket-activated servers (gunicorn's
+        // `fd://3`, uvicorn's `--fd 3`, `sd_listen_fds`) serve.
+        let listen_fds: Vec<_> = self
+            .listener
+            .iter()
+            .map(|listener| (listener.as_raw_fd(), self.spec.name.clone()))
+            .collect();
+        let probe_setup = match &self.spec.health {
             Some(health_spec) => {
                 let setup = self
                     .prepare_probe(
@@ -512,9 +499,15 @@ impl ServiceRunner {
             .processes
             .spawn(&request)
             .map_err(|err| err.to_string())?;
-        // The child has its own copy of the private probe socket now.
-        drop(private_probe);
         let pid = spawned.pid;
+        // A probe of the shared socket's port counts only connections this instance
+        // accepted: during a start-first overlap the old instance accepts there too.
+        let mut probe_setup = probe_setup;
+        if let (Some(setup), Some(socket)) = (probe_setup.as_mut(), &self.spec.socket) {
+            if setup.probes_port(socket.port) {
+                setup.accepted_by(pid);
+            }
+        }
         self.project.journal.add(pid);
         self.log.write_fleet_line(&format!(
             "--- generation {generation} started (pid {pid}) ---"
@@ -650,6 +643,7 @@ impl ServiceRunner {
                 ServiceState::Unhealthy => Some("unhealthy".to_string()),
                 _ => None,
             }),
+            probe_error: self.machine.probe_error().map(str::to_string),
             build: if self.machine.building() {
                 Some("running".into())
             } else if self.machine.last_build_failed() {

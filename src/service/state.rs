@@ -22,10 +22,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::event::{EventKind, ExitStatus, Generation, ServiceState};
+use crate::event::{EventKind, ExitStatus, Generation, ProbeCause, ServiceState};
 use crate::manifest::{BackoffSpec, RedeployStrategy, RestartPolicy, ServiceSpec};
 
-use super::backoff::{restart_delay, CrashWindow, STABLE_UPTIME};
+use super::backoff::{restart_delay, CrashWindow, Failure, STABLE_UPTIME};
 
 /// The parts of a service's spec the machine decides with.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +40,11 @@ pub struct Policy {
     pub has_health: bool,
     pub restart_on_unhealthy: bool,
     pub redeploy: RedeployStrategy,
+    /// A starting instance that has not passed its probe by then is stopped and counted
+    /// as a failure. `None`: a starting instance waits for as long as it takes.
+    pub start_timeout: Option<Duration>,
+    /// Failed probes in a row that make a healthy instance unhealthy (for messages).
+    pub probe_retries: u32,
 }
 
 impl Policy {
@@ -55,6 +60,11 @@ impl Policy {
             has_health: spec.health.is_some(),
             restart_on_unhealthy: spec.restart_on_unhealthy,
             redeploy: spec.redeploy,
+            start_timeout: spec.start_timeout,
+            probe_retries: spec
+                .health
+                .as_ref()
+                .map_or(0, |health| health.retries.max(1)),
         }
     }
 }
@@ -91,10 +101,17 @@ pub enum Input {
         generation: Generation,
         status: ExitStatus,
     },
-    /// The health checker's verdict changed for an instance.
+    /// The health checker's verdict changed for an instance. `healthy: false` means
+    /// unhealthy only for an instance that has passed before (liveness); a starting
+    /// instance is never stopped for it (readiness is not liveness).
     Health {
         generation: Generation,
         healthy: bool,
+        reason: String,
+    },
+    /// A starting instance's probe failed with a new error (shown, never acted on).
+    ProbeFailing {
+        generation: Generation,
         reason: String,
     },
     BuildFinished {
@@ -112,6 +129,8 @@ pub enum Timer {
     StopTimeout { generation: Generation },
     /// This instance has been up for [`STABLE_UPTIME`].
     Stable { generation: Generation },
+    /// `start_timeout` passed since this instance started.
+    StartTimeout { generation: Generation },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,10 +180,25 @@ enum Health {
 enum StopReason {
     /// Stop, restart, or replaced by a redeploy: its exit is expected.
     Requested,
-    /// Its liveness probe failed: its exit counts as a crash.
-    Unhealthy,
+    /// Its liveness probe failed: its exit counts as a failure, not a crash.
+    Unhealthy { failures: u32 },
+    /// It never passed its probe within `start_timeout`: a failure, not a crash.
+    NotReady { after: Duration },
     /// A start-first candidate that never became healthy.
     Discarded,
+}
+
+impl StopReason {
+    /// Why fleet stopped an instance whose end the restart policy must handle.
+    fn probe_cause(self) -> Option<ProbeCause> {
+        match self {
+            StopReason::Unhealthy { failures } => Some(ProbeCause::Unhealthy { failures }),
+            StopReason::NotReady { after } => Some(ProbeCause::NotReady {
+                after_ms: after.as_millis().try_into().unwrap_or(u64::MAX),
+            }),
+            StopReason::Requested | StopReason::Discarded => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +208,8 @@ struct Instance {
     container: Option<String>,
     started_at: Instant,
     health: Health,
+    /// The last probe error while the instance has not passed yet.
+    probe_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -333,6 +369,14 @@ impl ServiceMachine {
         self.failure.as_deref()
     }
 
+    /// Why the serving instance has not passed its probe yet, as the last probe said.
+    pub fn probe_error(&self) -> Option<&str> {
+        self.active
+            .as_ref()
+            .filter(|instance| instance.health == Health::Pending)
+            .and_then(|instance| instance.probe_error.as_deref())
+    }
+
     /// Generations of every live instance (active, candidate, retiring).
     pub fn live_generations(&self) -> Vec<Generation> {
         let mut generations: Vec<Generation> = self.active.iter().map(|i| i.generation).collect();
@@ -385,6 +429,7 @@ impl ServiceMachine {
                 healthy,
                 reason,
             } => self.on_health(generation, healthy, reason, &mut effects),
+            Input::ProbeFailing { generation, reason } => self.on_probe_failing(generation, reason),
             Input::BuildFinished { build, result } => {
                 self.on_build_finished(build, result, now, &mut effects)
             }
@@ -553,6 +598,7 @@ impl ServiceMachine {
                     container: None,
                     started_at: now,
                     health: Health::Pending,
+                    probe_error: None,
                 });
                 effects.push(Effect::Spawn { generation });
             }
@@ -574,6 +620,7 @@ impl ServiceMachine {
             container: None,
             started_at: now,
             health: Health::Pending,
+            probe_error: None,
         });
         effects.push(Effect::Spawn { generation });
     }
@@ -606,6 +653,14 @@ impl ServiceMachine {
             pid,
             container: container.clone(),
         };
+        let start_timeout = self
+            .policy
+            .start_timeout
+            .filter(|_| self.policy.has_health)
+            .map(|after| Effect::SetTimer {
+                timer: Timer::StartTimeout { generation },
+                after,
+            });
         if let Some(active) = self.active.as_mut().filter(|i| i.generation == generation) {
             active.pid = pid;
             active.container = container;
@@ -614,6 +669,7 @@ impl ServiceMachine {
                 timer: Timer::Stable { generation },
                 after: STABLE_UPTIME,
             });
+            effects.extend(start_timeout);
         } else if let Some(candidate) = self
             .candidate
             .as_mut()
@@ -622,7 +678,9 @@ impl ServiceMachine {
             candidate.pid = pid;
             candidate.container = container;
             effects.push(Effect::Emit { generation, event });
-            if !self.policy.has_health {
+            if self.policy.has_health {
+                effects.extend(start_timeout);
+            } else {
                 self.promote_candidate(effects);
             }
         } else if let Some(retiring) = self
@@ -656,7 +714,7 @@ impl ServiceMachine {
                 },
             });
             if retry {
-                self.after_crash(generation, None, Some(reason), false, now, effects);
+                self.after_crash(generation, None, Some(reason), None, now, effects);
             } else {
                 self.terminal = Some(Terminal::Failed);
                 self.failure = Some(reason);
@@ -693,7 +751,7 @@ impl ServiceMachine {
         {
             self.active = None;
             effects.push(Effect::Cleanup { generation });
-            self.after_crash(generation, Some(status), None, false, now, effects);
+            self.after_crash(generation, Some(status), None, None, now, effects);
         } else if self
             .candidate
             .as_ref()
@@ -714,14 +772,16 @@ impl ServiceMachine {
         {
             let retired = self.retiring.remove(index);
             effects.push(Effect::Cleanup { generation });
-            effects.push(Effect::Emit {
-                generation,
-                event: EventKind::Stopped { status },
-            });
-            if retired.reason == StopReason::Unhealthy && self.want_up && self.active.is_none() {
-                // fleet stopped it for failing its probe: a failure, however it exited.
-                self.after_crash(generation, Some(status), None, true, now, effects);
+            let cause = retired.reason.probe_cause();
+            if cause.is_some() && self.want_up && self.active.is_none() {
+                // fleet stopped it for its probe: a failure, however it exited, which
+                // the restart policy handles and its event reports.
+                self.after_crash(generation, Some(status), None, cause, now, effects);
             } else {
+                effects.push(Effect::Emit {
+                    generation,
+                    event: EventKind::Stopped { status },
+                });
                 self.after_retired(now, effects);
             }
         }
@@ -744,18 +804,18 @@ impl ServiceMachine {
     }
 
     /// The active instance ended (or never started): apply the restart policy.
-    /// `unhealthy`: fleet stopped it for failing its probe, so even a clean exit is a
-    /// failure.
+    /// `cause`: fleet stopped it for its probe, so even a clean exit is a failure, and
+    /// it is reported as what it was, not as a crash.
     fn after_crash(
         &mut self,
         generation: Generation,
         status: Option<ExitStatus>,
         spawn_error: Option<String>,
-        unhealthy: bool,
+        cause: Option<ProbeCause>,
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
-        let succeeded = status.is_some_and(ExitStatus::success) && !unhealthy;
+        let succeeded = status.is_some_and(ExitStatus::success) && cause.is_none();
         let restart = self.want_up
             && match self.policy.restart {
                 RestartPolicy::Always => true,
@@ -770,7 +830,10 @@ impl ServiceMachine {
             });
             if let Some(status) = status {
                 if !succeeded {
-                    self.failure = Some(status.to_string());
+                    self.failure = Some(match cause {
+                        Some(cause) => cause.to_string(),
+                        None => status.to_string(),
+                    });
                 }
                 effects.push(Effect::Emit {
                     generation,
@@ -778,6 +841,7 @@ impl ServiceMachine {
                         status,
                         restart_in_ms: None,
                         restart_count: self.restarts,
+                        cause,
                     },
                 });
             } else {
@@ -785,8 +849,15 @@ impl ServiceMachine {
             }
             return;
         }
-        let crashes = self.crashes.record(now, self.policy.restart_window);
-        if crashes > self.policy.max_restarts {
+        let failure = match cause {
+            None => Failure::Crash,
+            Some(ProbeCause::Unhealthy { .. }) => Failure::Unhealthy,
+            Some(ProbeCause::NotReady { .. }) => Failure::NotReady,
+        };
+        let count = self
+            .crashes
+            .record(now, self.policy.restart_window, failure);
+        if count.total > self.policy.max_restarts {
             self.terminal = Some(Terminal::Failed);
             if let Some(status) = status {
                 effects.push(Effect::Emit {
@@ -795,14 +866,30 @@ impl ServiceMachine {
                         status,
                         restart_in_ms: None,
                         restart_count: self.restarts,
+                        cause,
                     },
                 });
             }
-            let window_ms = self.policy.restart_window.as_millis() as u64;
-            self.failure = Some(format!("crashed {crashes} times within the restart window"));
+            let window_ms = self
+                .policy
+                .restart_window
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX);
+            self.failure = Some(crate::event::describe_failures(
+                count.total,
+                count.unhealthy,
+                count.not_ready,
+                window_ms,
+            ));
             effects.push(Effect::Emit {
                 generation,
-                event: EventKind::GaveUp { crashes, window_ms },
+                event: EventKind::GaveUp {
+                    crashes: count.total,
+                    window_ms,
+                    unhealthy: count.unhealthy,
+                    not_ready: count.not_ready,
+                },
             });
             return;
         }
@@ -814,8 +901,9 @@ impl ServiceMachine {
                 generation,
                 event: EventKind::Exited {
                     status,
-                    restart_in_ms: Some(delay.as_millis() as u64),
+                    restart_in_ms: Some(delay.as_millis().try_into().unwrap_or(u64::MAX)),
                     restart_count: self.restarts,
+                    cause,
                 },
             });
         }
@@ -838,32 +926,32 @@ impl ServiceMachine {
         reason: String,
         effects: &mut Vec<Effect>,
     ) {
-        if self
+        if let Some(candidate) = self
             .candidate
-            .as_ref()
-            .is_some_and(|i| i.generation == generation)
+            .as_mut()
+            .filter(|i| i.generation == generation)
         {
             if healthy {
                 self.promote_candidate(effects);
-            } else if let Some(candidate) = self.candidate.take() {
-                effects.push(Effect::Emit {
-                    generation,
-                    event: EventKind::RedeployAborted {
-                        reason: format!("new instance never became healthy: {reason}"),
-                    },
-                });
-                effects.push(Effect::Kill { generation });
-                self.retiring.push(Retiring {
-                    instance: candidate,
-                    reason: StopReason::Discarded,
-                    killed: true,
-                });
+            } else {
+                // Still starting: it is judged when it passes, exits, or runs out of
+                // `start_timeout`; the old instance serves meanwhile.
+                candidate.probe_error = Some(reason);
             }
             return;
         }
         let Some(active) = self.active.as_mut().filter(|i| i.generation == generation) else {
             return;
         };
+        if !healthy && active.health == Health::Pending {
+            // Readiness is not liveness: a starting instance is never stopped for
+            // failing its probe (only `start_timeout` can end its start).
+            active.probe_error = Some(reason);
+            return;
+        }
+        if healthy {
+            active.probe_error = None;
+        }
         let new_health = if healthy {
             Health::Healthy
         } else {
@@ -886,8 +974,70 @@ impl ServiceMachine {
         });
         if self.policy.restart_on_unhealthy {
             if let Some(active) = self.active.take() {
-                self.retire(active, StopReason::Unhealthy, effects);
+                let failures = self.policy.probe_retries.max(1);
+                self.retire(active, StopReason::Unhealthy { failures }, effects);
             }
+        }
+    }
+
+    fn on_probe_failing(&mut self, generation: Generation, reason: String) {
+        let instance = self
+            .active
+            .iter_mut()
+            .chain(self.candidate.iter_mut())
+            .find(|i| i.generation == generation && i.health == Health::Pending);
+        if let Some(instance) = instance {
+            instance.probe_error = Some(reason);
+        }
+    }
+
+    /// `start_timeout` ran out: a still-starting instance is stopped and counted as a
+    /// failure (restarted through the policy and backoff); a still-starting candidate
+    /// is discarded and the old instance keeps serving.
+    fn on_start_timeout(&mut self, generation: Generation, effects: &mut Vec<Effect>) {
+        let after = self.policy.start_timeout.unwrap_or_default();
+        let after_ms: u64 = after.as_millis().try_into().unwrap_or(u64::MAX);
+        if self
+            .active
+            .as_ref()
+            .is_some_and(|i| i.generation == generation && i.health == Health::Pending)
+        {
+            let Some(active) = self.active.take() else {
+                return;
+            };
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::NotReady {
+                    after_ms,
+                    reason: active.probe_error.clone(),
+                },
+            });
+            self.retire(active, StopReason::NotReady { after }, effects);
+        } else if self
+            .candidate
+            .as_ref()
+            .is_some_and(|i| i.generation == generation && i.health == Health::Pending)
+        {
+            let Some(candidate) = self.candidate.take() else {
+                return;
+            };
+            let mut reason = format!(
+                "new instance not ready after {}",
+                crate::event::format_duration_ms(after_ms)
+            );
+            if let Some(error) = &candidate.probe_error {
+                reason.push_str(&format!(" (last probe: {error})"));
+            }
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::RedeployAborted { reason },
+            });
+            effects.push(Effect::Kill { generation });
+            self.retiring.push(Retiring {
+                instance: candidate,
+                reason: StopReason::Discarded,
+                killed: true,
+            });
         }
     }
 
@@ -946,6 +1096,7 @@ impl ServiceMachine {
                     });
                 }
             }
+            Timer::StartTimeout { generation } => self.on_start_timeout(generation, effects),
             Timer::Stable { generation } => {
                 if self
                     .active
@@ -993,6 +1144,8 @@ mod tests {
             has_health: false,
             restart_on_unhealthy: true,
             redeploy: RedeployStrategy::StopFirst,
+            start_timeout: None,
+            probe_retries: 3,
         }
     }
 
@@ -1130,7 +1283,9 @@ mod tests {
         );
         assert!(events(&effects).contains(&EventKind::GaveUp {
             crashes: 4,
-            window_ms: 60_000
+            window_ms: 60_000,
+            unhealthy: 0,
+            not_ready: 0,
         }));
         assert_eq!(machine.state(), ServiceState::Failed);
         assert!(machine.is_idle());
@@ -1368,14 +1523,28 @@ mod tests {
         let mut machine = ServiceMachine::new(Policy {
             has_health: true,
             redeploy: RedeployStrategy::StartFirst,
+            start_timeout: Some(ms(2000)),
             ..policy()
         });
         running(&mut machine, now);
         machine.step(healthy(1, true), now);
         machine.step(Input::Redeploy, now);
-        machine.step(spawned(2, 200), now);
+        let effects = machine.step(spawned(2, 200), now);
+        assert!(actions(&effects).contains(&Effect::SetTimer {
+            timer: Timer::StartTimeout { generation: g(2) },
+            after: ms(2000)
+        }));
+        // Failing probes alone never discard it: it may still be starting.
         let effects = machine.step(healthy(2, false), now);
+        assert_eq!(actions(&effects), vec![]);
+        let effects = machine.step(
+            Input::Timer(Timer::StartTimeout { generation: g(2) }),
+            now + ms(2000),
+        );
         assert_eq!(actions(&effects), vec![Effect::Kill { generation: g(2) }]);
+        assert!(events(&effects).contains(&EventKind::RedeployAborted {
+            reason: "new instance not ready after 2s (last probe: probe)".into()
+        }));
         assert_eq!(machine.pid(), Some(100));
         machine.step(
             Input::Exited {
@@ -1498,6 +1667,172 @@ mod tests {
             ]
         );
         assert_eq!(machine.restarts(), 1);
+        // Reported as what it was, not as a crash.
+        assert_eq!(
+            events(&effects)[0],
+            EventKind::Exited {
+                status: ExitStatus::Code(143),
+                restart_in_ms: Some(100),
+                restart_count: 1,
+                cause: Some(ProbeCause::Unhealthy { failures: 3 }),
+            }
+        );
+        assert_eq!(
+            events(&effects)[0].to_string(),
+            "restarted: unhealthy (3 failed probes), restart 1 in 100ms"
+        );
+    }
+
+    #[test]
+    fn a_starting_instance_is_never_stopped_for_failing_probes() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy {
+            has_health: true,
+            ..policy()
+        });
+        running(&mut machine, now);
+        for second in 0..100 {
+            let at = now + Duration::from_secs(second);
+            let effects = machine.step(
+                Input::ProbeFailing {
+                    generation: g(1),
+                    reason: "connection refused".into(),
+                },
+                at,
+            );
+            assert_eq!(actions(&effects), vec![]);
+            let effects = machine.step(healthy(1, false), at);
+            assert_eq!(actions(&effects), vec![], "stopped at {second}s");
+        }
+        assert_eq!(machine.state(), ServiceState::Starting);
+        assert_eq!(machine.probe_error(), Some("probe"));
+        let effects = machine.step(healthy(1, true), now + Duration::from_secs(101));
+        assert_eq!(events(&effects)[0], EventKind::Healthy);
+        assert_eq!(machine.state(), ServiceState::Healthy);
+        assert_eq!(machine.probe_error(), None);
+        assert_eq!(machine.restarts(), 0);
+    }
+
+    #[test]
+    fn start_timeout_restarts_a_never_ready_instance_through_the_backoff() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy {
+            has_health: true,
+            start_timeout: Some(ms(2000)),
+            ..policy()
+        });
+        machine.step(Input::Start, now);
+        let effects = machine.step(spawned(1, 100), now);
+        assert!(actions(&effects).contains(&Effect::SetTimer {
+            timer: Timer::StartTimeout { generation: g(1) },
+            after: ms(2000)
+        }));
+        machine.step(
+            Input::ProbeFailing {
+                generation: g(1),
+                reason: "connection refused".into(),
+            },
+            now,
+        );
+        let effects = machine.step(
+            Input::Timer(Timer::StartTimeout { generation: g(1) }),
+            now + ms(2000),
+        );
+        assert_eq!(
+            effects,
+            vec![
+                Effect::Emit {
+                    generation: g(1),
+                    event: EventKind::NotReady {
+                        after_ms: 2000,
+                        reason: Some("connection refused".into())
+                    }
+                },
+                Effect::Signal {
+                    generation: g(1),
+                    signal: TERM
+                },
+                Effect::SetTimer {
+                    timer: Timer::StopTimeout { generation: g(1) },
+                    after: Duration::from_secs(10)
+                },
+                Effect::Emit {
+                    generation: g(1),
+                    event: EventKind::StateChanged {
+                        state: ServiceState::Stopping
+                    }
+                },
+            ]
+        );
+        let effects = machine.step(exited(1, 0), now + ms(2010));
+        assert_eq!(
+            actions(&effects),
+            vec![
+                Effect::Cleanup { generation: g(1) },
+                Effect::SetTimer {
+                    timer: Timer::RestartDelay { id: 1 },
+                    after: ms(100)
+                },
+            ]
+        );
+        assert_eq!(
+            events(&effects)[0].to_string(),
+            "restarted: not ready after 2s, restart 1 in 100ms"
+        );
+        assert_eq!(machine.state(), ServiceState::Backoff);
+    }
+
+    #[test]
+    fn start_timeout_of_an_instance_that_became_ready_is_ignored() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy {
+            has_health: true,
+            start_timeout: Some(ms(2000)),
+            ..policy()
+        });
+        running(&mut machine, now);
+        machine.step(healthy(1, true), now);
+        let effects = machine.step(
+            Input::Timer(Timer::StartTimeout { generation: g(1) }),
+            now + ms(2000),
+        );
+        assert_eq!(effects, vec![]);
+        assert_eq!(machine.state(), ServiceState::Healthy);
+    }
+
+    #[test]
+    fn healthy_then_failing_is_unhealthy_and_counts_toward_giving_up() {
+        let now = Instant::now();
+        let mut machine = ServiceMachine::new(Policy {
+            has_health: true,
+            max_restarts: 1,
+            backoff: BackoffSpec {
+                initial: Duration::ZERO,
+                max: Duration::ZERO,
+            },
+            ..policy()
+        });
+        running(&mut machine, now);
+        for generation in 1..=2 {
+            machine.step(healthy(generation, true), now);
+            machine.step(healthy(generation, false), now);
+            let effects = machine.step(exited(generation, 0), now);
+            if generation == 2 {
+                assert!(events(&effects).contains(&EventKind::GaveUp {
+                    crashes: 2,
+                    window_ms: 60_000,
+                    unhealthy: 2,
+                    not_ready: 0,
+                }));
+            } else {
+                machine.step(spawned(generation + 1, 100 + generation as u32), now);
+            }
+        }
+        assert_eq!(machine.state(), ServiceState::Failed);
+        assert_eq!(
+            machine.failure(),
+            Some("2 failures within 1m (2 unhealthy)")
+        );
     }
 
     #[test]

@@ -302,6 +302,7 @@ impl Supervisor {
             restarts: 0,
             started_at_ms: None,
             health: None,
+            probe_error: None,
             build: None,
             last_redeploy_at_ms: None,
             idle: true,
@@ -499,8 +500,7 @@ impl Supervisor {
                 if let Some(slot) = self.slots.get_mut(&service) {
                     // The exit of a replaced instance is routine; what the user wants to
                     // see is the redeploy that replaced it.
-                    let routine = matches!(event, EventKind::Stopped { .. })
-                        && generation != slot.status.generation;
+                    let routine = event.is_routine_for(generation, slot.status.generation);
                     if !routine {
                         slot.last_event = Some((at_ms, event.to_string()));
                     }
@@ -938,6 +938,7 @@ impl Supervisor {
                     started_at_ms: slot.status.started_at_ms,
                     ports,
                     health: slot.status.health.clone(),
+                    probe_error: slot.status.probe_error.clone(),
                     build: slot.status.build.clone(),
                     last_redeploy_at_ms: slot.status.last_redeploy_at_ms,
                     last_event: slot.last_event.as_ref().map(|(_, text)| text.clone()),

@@ -833,6 +833,13 @@ impl TuiState {
         if matches!(event.kind, EventKind::StateChanged { .. }) {
             return;
         }
+        let current = self
+            .snapshot
+            .service(&event.service)
+            .map(|service| service.generation);
+        if current.is_some_and(|current| event.kind.is_routine_for(event.generation, current)) {
+            return;
+        }
         self.last_events
             .insert(event.service.clone(), (event.kind.to_string(), event.at_ms));
         self.dirty = true;

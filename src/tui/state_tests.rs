@@ -19,6 +19,7 @@ fn service(name: &str, state: ServiceState) -> ServiceSnapshot {
         started_at_ms: Some(NOW - 60_000),
         ports: Vec::new(),
         health: None,
+        probe_error: None,
         build: None,
         last_redeploy_at_ms: None,
         last_event: None,

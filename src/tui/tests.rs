@@ -36,6 +36,7 @@ fn service(name: &str, state: ServiceState, pid: u32) -> ServiceSnapshot {
         started_at_ms: Some(NOW - 192 * SECOND),
         ports: Vec::new(),
         health: None,
+        probe_error: None,
         build: None,
         last_redeploy_at_ms: None,
         last_event: None,

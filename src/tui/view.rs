@@ -513,6 +513,9 @@ fn event_spans(
             return vec![Span::styled(fit(&text, cells), theme.fg(Color::Blue))];
         }
     }
+    if let Some(note) = service.starting_note(now_ms) {
+        return vec![Span::styled(fit(&note, cells), theme.fg(Color::Yellow))];
+    }
     let Some((event, at_ms)) = state.last_event(&service.name) else {
         return vec![Span::raw(" ".repeat(cells))];
     };

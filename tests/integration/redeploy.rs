@@ -349,6 +349,7 @@ fn a_new_instance_that_never_gets_healthy_is_discarded_and_the_old_one_stays() {
 command = "if test -f {dir}/bad; then exec {helper} --name svc --port {port} --unhealthy-after 0; else exec {helper} --name svc --port {port}; fi"
 socket = {port}
 redeploy = "start-first"
+start_timeout = "1s"
 health = { http = "http://127.0.0.1:{port}/health", interval = "100ms", retries = 2 }
 "#,
     );
@@ -365,7 +366,7 @@ health = { http = "http://127.0.0.1:{port}/health", interval = "100ms", retries 
         outcome.starts_with("svc: redeploy aborted"),
         "the candidate (pid {candidate}), whose /health always answers 503, replaced the \
          old instance (pid {old}): {outcome:?} (its probe connects to the shared socket, \
-         where the old instance can answer it)\n{}",
+         where the old instance can accept it)\n{}",
         fleet.dump()
     );
     assert!(
@@ -400,6 +401,7 @@ fn a_new_instance_failing_its_own_probe_is_discarded_and_the_old_one_stays() {
 command = "{helper} --name svc --port {port}"
 socket = {port}
 redeploy = "start-first"
+start_timeout = "1s"
 health = { exec = "test ! -f {dir}/sick-$FLEET_GENERATION", interval = "100ms", retries = 2 }
 "#,
     );

@@ -127,3 +127,25 @@ ports = [{port}]
     // Held until here: the port must stay busy for the whole run.
     drop(holder);
 }
+
+#[test]
+fn a_huge_wait_timeout_is_a_usage_error_not_a_panic() {
+    // Regression: `--wait-timeout 99999999999999s` parsed, then overflowed the
+    // `Instant` it was added to: fleet panicked (exit 101) after starting the fleet.
+    let project = Project::new().manifest(
+        r#"
+[services.web]
+command = "{helper} --name web --pidfile {dir}/web.pid"
+"#,
+    );
+    let finished = project.run(&["up", "--wait", "--wait-timeout", "99999999999999s"]);
+    assert_eq!(finished.code, 2, "{finished:#?}");
+    assert_eq!(
+        finished.stderr,
+        "error: invalid value '99999999999999s' for '--wait-timeout <WAIT_TIMEOUT>': \
+         the longest duration is 87600h (10 years)\n\nFor more information, try '--help'.\n",
+        "{finished:#?}"
+    );
+    assert!(!project.path("web.pid").exists(), "a service was started");
+    project.assert_nothing_left();
+}

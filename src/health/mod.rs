@@ -8,9 +8,23 @@
 //! `retries` and `start_period`. Only changes are reported, through a callback, so a
 //! steady service costs one message at start and nothing after.
 //!
+//! Readiness is not liveness. Until its first pass an instance is *starting*, and no
+//! number of failures makes it unhealthy: a JVM or a first `initdb` may need a minute.
+//! The task only reports a starting instance's probe error when it changes, for
+//! `fleet ps` to show. After the first pass, `retries` failures in a row (outside
+//! `start_period`) make it unhealthy.
+//!
 //! While an instance has not yet passed, it is probed faster than `interval` (starting
 //! at [`FIRST_PROBE_INTERVAL`] and growing to `interval`), so a service that is ready in
 //! 10 ms is reported healthy in about that time, not a whole interval later.
+//!
+//! A probe of a port whose socket several instances share (`socket`) must not be
+//! answered by another instance: during a start-first overlap the old one accepts on
+//! the same socket. So such a probe connects, finds in `/proc` which process accepted
+//! the connection, and only counts it if that process belongs to the probed instance;
+//! a connection another instance took is dropped and the probe connects again.
+
+pub mod http;
 
 use std::io;
 use std::os::unix::net::UnixDatagram as StdUnixDatagram;
@@ -18,27 +32,29 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UnixDatagram};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::logs::{LogBatch, LogHub, ServiceLog};
 use crate::manifest::{HealthSpec, Probe};
+use crate::runtime::ports::{self, Acceptance};
 use crate::runtime::process::{self, ProcessRuntime, SpawnRequest, MARKER_VAR};
 
 /// The first probe of a new instance comes this soon; the pace then slows by half
 /// again per attempt up to `interval`.
 pub const FIRST_PROBE_INTERVAL: Duration = Duration::from_millis(10);
-/// HTTP responses are read up to this size: enough for a status line, headers and a
-/// small body to match `expect_body` against, without trusting the service's size.
-const MAX_HTTP_RESPONSE: usize = 64 * 1024;
 
-/// A verdict change.
+/// What a probe task reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Healthy,
+    /// It had passed, then failed `retries` probes in a row.
     Unhealthy,
+    /// It has not passed yet and its probe failed with a new error: information for
+    /// `fleet ps`, never a reason to stop it.
+    Failing,
 }
 
 /// Pure bookkeeping of probe outcomes for one instance.
@@ -46,11 +62,8 @@ pub enum Verdict {
 pub struct ProbeTracker {
     retries: u32,
     start_period: Duration,
-    interval: Duration,
     started: Instant,
     consecutive_failures: u32,
-    /// When the last failure was counted while the instance had not yet passed.
-    last_counted: Option<Instant>,
     verdict: Option<Verdict>,
 }
 
@@ -59,10 +72,8 @@ impl ProbeTracker {
         ProbeTracker {
             retries: spec.retries.max(1),
             start_period: spec.start_period,
-            interval: spec.interval,
             started,
             consecutive_failures: 0,
-            last_counted: None,
             verdict: None,
         }
     }
@@ -77,21 +88,13 @@ impl ProbeTracker {
             self.consecutive_failures = 0;
             return self.change(Verdict::Healthy);
         }
-        if self.verdict.is_none() {
-            if now.duration_since(self.started) < self.start_period {
-                // Failures while the service is still starting up don't count.
-                return None;
-            }
-            // Before the first pass, the extra early probes only serve to notice
-            // readiness quickly: failures count at the `interval` pace, so a service
-            // gets the same `retries * interval` to come up as without them.
-            if self
-                .last_counted
-                .is_some_and(|last| now.duration_since(last) < self.interval)
-            {
-                return None;
-            }
-            self.last_counted = Some(now);
+        // Starting: however long it takes, failures before the first pass never count
+        // (only the service's `start_timeout` can end a start).
+        self.verdict?;
+        if now.duration_since(self.started) < self.start_period {
+            // Within `start_period` of the start, even a service that answered once
+            // may stumble (workers restarting, caches warming) without consequence.
+            return None;
         }
         self.consecutive_failures += 1;
         if self.consecutive_failures >= self.retries {
@@ -132,6 +135,9 @@ pub struct ProbeSetup {
     notify: Option<(StdUnixDatagram, String)>,
     log_lines: Option<broadcast::Receiver<Arc<LogBatch>>>,
     exec: Option<ExecContext>,
+    /// The main pid of the instance whose process tree must accept a TCP or HTTP
+    /// probe's connection for it to count (the port is a socket instances share).
+    acceptor: Option<u32>,
 }
 
 /// Where and how an `exec` probe runs: like the service.
@@ -144,6 +150,21 @@ pub struct ExecContext {
 }
 
 impl ProbeSetup {
+    /// Counts a TCP or HTTP probe only when `pid` or one of its descendants accepted
+    /// its connection: for a port on a socket that other instances also accept on.
+    pub fn accepted_by(&mut self, pid: u32) {
+        self.acceptor = Some(pid);
+    }
+
+    /// Whether the probe connects to `port` (TCP or HTTP).
+    pub fn probes_port(&self, port: u16) -> bool {
+        match &self.spec.probe {
+            Probe::Tcp { port: probed, .. } => *probed == port,
+            Probe::Http { target, .. } => target.port == port,
+            _ => false,
+        }
+    }
+
     /// Environment the instance needs for its probe (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = Vec::new();
@@ -175,6 +196,7 @@ pub fn prepare(
         notify: None,
         log_lines: None,
         exec: None,
+        acceptor: None,
     };
     match &spec.probe {
         Probe::Notify { .. } => {
@@ -221,23 +243,41 @@ where
             Probe::Docker => {}
             probe => {
                 let mut attempt = 0;
+                let mut last_error: Option<String> = None;
                 loop {
                     let outcome = match tokio::time::timeout(
                         setup.spec.timeout,
-                        run_once(probe, setup.exec.as_ref(), &log),
+                        run_once(probe, setup.exec.as_ref(), setup.acceptor, &log),
                     )
                     .await
                     {
                         Ok(outcome) => outcome,
                         Err(_) => Err(format!(
                             "timed out after {}",
-                            crate::event::format_duration_ms(setup.spec.timeout.as_millis() as u64)
+                            crate::event::format_duration_ms(
+                                setup
+                                    .spec
+                                    .timeout
+                                    .as_millis()
+                                    .try_into()
+                                    .unwrap_or(u64::MAX)
+                            )
                         )),
                     };
                     let passed = outcome.is_ok();
-                    if let Some(verdict) = tracker.record(passed, Instant::now()) {
-                        let reason = outcome.err().unwrap_or_default();
-                        report(verdict, reason);
+                    let verdict = tracker.record(passed, Instant::now());
+                    match (verdict, outcome) {
+                        (Some(verdict), outcome) => {
+                            report(verdict, outcome.err().unwrap_or_default());
+                        }
+                        (None, Err(error)) if tracker.verdict().is_none() => {
+                            // Starting: say what the probe sees, once per new error.
+                            if last_error.as_deref() != Some(error.as_str()) {
+                                report(Verdict::Failing, error.clone());
+                                last_error = Some(error);
+                            }
+                        }
+                        (None, _) => {}
                     }
                     tokio::time::sleep(tracker.next_delay(setup.spec.interval, attempt)).await;
                     attempt += 1;
@@ -250,22 +290,24 @@ where
 async fn run_once(
     probe: &Probe,
     exec: Option<&ExecContext>,
+    acceptor: Option<u32>,
     log: &ServiceLog,
 ) -> Result<(), String> {
     match probe {
-        Probe::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
+        Probe::Tcp { host, port } => connect(host, *port, acceptor)
             .await
             .map(drop)
-            .map_err(|err| format!("tcp {host}:{port}: {err}")),
+            .map_err(|err| format!("{host}:{port}: {err}")),
         Probe::Http {
-            host,
-            port,
-            path,
+            target,
             expect_body,
-            url,
-        } => http_get(host, *port, path, expect_body.as_deref())
-            .await
-            .map_err(|err| format!("{url}: {err}")),
+        } => match acceptor {
+            None => http::get(target, expect_body.as_deref()).await,
+            Some(_) => {
+                let stream = connect(&target.host, target.port, acceptor).await?;
+                http::exchange(stream, target, expect_body.as_deref()).await
+            }
+        },
         Probe::Exec(command) => {
             let Some(exec) = exec else {
                 return Err("exec probe without context".into());
@@ -274,60 +316,6 @@ async fn run_once(
         }
         Probe::Log(_) | Probe::Notify { .. } | Probe::Docker => Ok(()),
     }
-}
-
-/// A GET over a plain TCP stream: 2xx passes, and the body must contain
-/// `expect_body` when given.
-pub async fn http_get(
-    host: &str,
-    port: u16,
-    path: &str,
-    expect_body: Option<&str>,
-) -> Result<(), String> {
-    let mut stream = TcpStream::connect((host, port))
-        .await
-        .map_err(|err| err.to_string())?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: fleet\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|err| err.to_string())?;
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let read = stream
-            .read(&mut buffer)
-            .await
-            .map_err(|err| err.to_string())?;
-        if read == 0 {
-            break;
-        }
-        response.extend_from_slice(&buffer[..read]);
-        if response.len() >= MAX_HTTP_RESPONSE {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&response);
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| "no HTTP status line in the response".to_string())?;
-    if !(200..300).contains(&status) {
-        return Err(format!("HTTP {status}"));
-    }
-    if let Some(expected) = expect_body {
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body)
-            .unwrap_or("");
-        if !body.contains(expected) {
-            return Err(format!(
-                "HTTP {status} but the body does not contain {expected:?}"
-            ));
-        }
-    }
-    Ok(())
 }
 
 async fn run_exec(argv: Vec<String>, exec: &ExecContext, log: &ServiceLog) -> Result<(), String> {
@@ -372,6 +360,45 @@ async fn run_exec(argv: Vec<String>, exec: &ExecContext, log: &ServiceLog) -> Re
         Ok(())
     } else {
         Err(format!("health command {status}"))
+    }
+}
+
+/// Connects to `host:port`. With an `acceptor`, returns only a connection that the
+/// acceptor's process tree accepted: on a socket fleet holds, the kernel completes
+/// every connect on its own, so a connect alone proves nothing, and another instance
+/// may accept it. The caller's timeout ends the attempts.
+async fn connect(host: &str, port: u16, acceptor: Option<u32>) -> Result<TcpStream, String> {
+    let Some(acceptor) = acceptor else {
+        return TcpStream::connect((host, port))
+            .await
+            .map_err(|err| http::describe_io(&err));
+    };
+    loop {
+        let stream = TcpStream::connect((host, port))
+            .await
+            .map_err(|err| http::describe_io(&err))?;
+        let (client, server) = match (stream.local_addr(), stream.peer_addr()) {
+            (Ok(client), Ok(server)) => (client, server),
+            (Err(err), _) | (_, Err(err)) => return Err(http::describe_io(&err)),
+        };
+        // An idle server accepts within microseconds; poll /proc briefly, then less
+        // often, so a slow one costs little.
+        let mut pause = Duration::from_micros(500);
+        loop {
+            match ports::acceptance(client, server) {
+                Acceptance::Queued => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Acceptance::Accepted { inode } if ports::tree_holds_socket(acceptor, inode) => {
+                    return Ok(stream);
+                }
+                // Another instance took it (or it is already closed): try again.
+                Acceptance::Accepted { .. } | Acceptance::Gone => break,
+            }
+        }
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -519,40 +546,48 @@ mod tests {
     }
 
     #[test]
-    fn fast_early_probes_do_not_use_up_the_retries() {
-        // Regression: a service that took 30 ms to listen was declared unhealthy by
-        // the fast readiness probes and restarted before it ever came up.
+    fn a_slow_starter_is_never_unhealthy_before_its_first_pass() {
+        // Regression: a service that needed 5 s to listen was declared unhealthy after
+        // `retries * interval` (3 s) and killed in a loop, so it could never start.
         let start = Instant::now();
         let mut tracker = ProbeTracker::new(&spec(3, 0), start);
-        let ms = Duration::from_millis;
-        for at in [10, 25, 47, 80, 130, 500, 900] {
+        for second in 0..600 {
             assert_eq!(
-                tracker.record(false, start + ms(at)),
+                tracker.record(false, start + Duration::from_secs(second)),
                 None,
-                "failure at {at}ms"
+                "failure at {second}s"
             );
         }
-        assert_eq!(tracker.record(false, start + ms(1011)), None);
+        assert_eq!(tracker.verdict(), None);
         assert_eq!(
-            tracker.record(false, start + ms(2012)),
+            tracker.record(true, start + Duration::from_secs(601)),
+            Some(Verdict::Healthy)
+        );
+        // Liveness from now on: `retries` failures in a row.
+        assert_eq!(
+            tracker.record(false, start + Duration::from_secs(602)),
+            None
+        );
+        assert_eq!(
+            tracker.record(false, start + Duration::from_secs(603)),
+            None
+        );
+        assert_eq!(
+            tracker.record(false, start + Duration::from_secs(604)),
             Some(Verdict::Unhealthy)
         );
     }
 
     #[test]
-    fn failures_in_the_start_period_do_not_count() {
+    fn failures_in_the_start_period_do_not_count_even_after_a_pass() {
         let start = Instant::now();
         let mut tracker = ProbeTracker::new(&spec(1, 500), start);
+        let ms = Duration::from_millis;
+        assert_eq!(tracker.record(true, start + ms(50)), Some(Verdict::Healthy));
+        assert_eq!(tracker.record(false, start + ms(100)), None);
+        assert_eq!(tracker.record(false, start + ms(499)), None);
         assert_eq!(
-            tracker.record(false, start + Duration::from_millis(100)),
-            None
-        );
-        assert_eq!(
-            tracker.record(false, start + Duration::from_millis(499)),
-            None
-        );
-        assert_eq!(
-            tracker.record(false, start + Duration::from_millis(501)),
+            tracker.record(false, start + ms(501)),
             Some(Verdict::Unhealthy)
         );
     }
@@ -567,36 +602,5 @@ mod tests {
         assert_eq!(tracker.next_delay(interval, 30), interval);
         tracker.record(true, start);
         assert_eq!(tracker.next_delay(interval, 0), interval);
-    }
-
-    #[tokio::test]
-    async fn http_probe_checks_status_and_body() -> io::Result<()> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        tokio::spawn(async move {
-            for body in [
-                "HTTP/1.1 200 OK\r\n\r\nall ok",
-                "HTTP/1.1 200 OK\r\n\r\nall ok",
-                "HTTP/1.1 503 Busy\r\n\r\n",
-            ] {
-                if let Ok((mut stream, _)) = listener.accept().await {
-                    let mut request = [0u8; 1024];
-                    let _ = stream.read(&mut request).await;
-                    let _ = stream.write_all(body.as_bytes()).await;
-                }
-            }
-        });
-        assert_eq!(
-            http_get("127.0.0.1", port, "/health", Some("ok")).await,
-            Ok(())
-        );
-        assert!(http_get("127.0.0.1", port, "/health", Some("ready"))
-            .await
-            .is_err());
-        assert_eq!(
-            http_get("127.0.0.1", port, "/health", None).await,
-            Err("HTTP 503".to_string())
-        );
-        Ok(())
     }
 }
