@@ -231,6 +231,23 @@ fn healthy_fleet_screen() -> io::Result<()> {
 }
 
 #[test]
+fn a_starting_service_shows_how_long_and_what_its_probe_sees() -> io::Result<()> {
+    let mut snapshot = healthy_fleet();
+    let users = &mut snapshot.services[1];
+    users.state = ServiceState::Starting;
+    users.health = Some("starting".into());
+    users.started_at_ms = Some(NOW - 12 * SECOND);
+    users.probe_error = Some("connection refused".into());
+    let state = state_for(snapshot, true, 120, 24);
+    let (text, _) = screen(&state, 120, 24)?;
+    assert!(
+        text.contains("starting 12s · connection re"),
+        "the users row does not say how long it has been starting:\n{text}"
+    );
+    Ok(())
+}
+
+#[test]
 fn failing_service_shows_its_last_event_and_build_output() -> io::Result<()> {
     let mut state = state_for(failing_fleet(), true, 120, 24);
     state.handle(Action::Down);
