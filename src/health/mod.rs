@@ -138,6 +138,8 @@ pub struct ProbeSetup {
     /// The main pid of the instance whose process tree must accept a TCP or HTTP
     /// probe's connection for it to count (the port is a socket instances share).
     acceptor: Option<u32>,
+    /// The port is a container's published port: a proxy may accept for it.
+    behind_proxy: bool,
 }
 
 /// Where and how an `exec` probe runs: like the service.
@@ -154,6 +156,13 @@ impl ProbeSetup {
     /// its connection: for a port on a socket that other instances also accept on.
     pub fn accepted_by(&mut self, pid: u32) {
         self.acceptor = Some(pid);
+    }
+
+    /// The probed port is a container's published port. Docker's userland proxy
+    /// accepts every connection there and closes it at once when nothing listens in
+    /// the container, so a TCP probe must see the connection stay open.
+    pub fn behind_proxy(&mut self) {
+        self.behind_proxy = true;
     }
 
     /// Whether the probe connects to `port` (TCP or HTTP).
@@ -197,6 +206,7 @@ pub fn prepare(
         log_lines: None,
         exec: None,
         acceptor: None,
+        behind_proxy: false,
     };
     match &spec.probe {
         Probe::Notify { .. } => {
@@ -247,7 +257,7 @@ where
                 loop {
                     let outcome = match tokio::time::timeout(
                         setup.spec.timeout,
-                        run_once(probe, setup.exec.as_ref(), setup.acceptor, &log),
+                        run_once(probe, &setup, &log),
                     )
                     .await
                     {
@@ -287,17 +297,21 @@ where
     })
 }
 
-async fn run_once(
-    probe: &Probe,
-    exec: Option<&ExecContext>,
-    acceptor: Option<u32>,
-    log: &ServiceLog,
-) -> Result<(), String> {
+async fn run_once(probe: &Probe, setup: &ProbeSetup, log: &ServiceLog) -> Result<(), String> {
+    let acceptor = setup.acceptor;
+    let exec = setup.exec.as_ref();
     match probe {
-        Probe::Tcp { host, port } => connect(host, *port, acceptor)
-            .await
-            .map(drop)
-            .map_err(|err| format!("{host}:{port}: {err}")),
+        Probe::Tcp { host, port } => {
+            let stream = connect(host, *port, acceptor)
+                .await
+                .map_err(|err| format!("{host}:{port}: {err}"))?;
+            if setup.behind_proxy {
+                stays_open(stream)
+                    .await
+                    .map_err(|err| format!("{host}:{port}: {err}"))?;
+            }
+            Ok(())
+        }
         Probe::Http {
             target,
             expect_body,
@@ -360,6 +374,21 @@ async fn run_exec(argv: Vec<String>, exec: &ExecContext, log: &ServiceLog) -> Re
         Ok(())
     } else {
         Err(format!("health command {status}"))
+    }
+}
+
+/// How long a connection through Docker's proxy must stay open to show that something
+/// listens behind it: the proxy closes it within a millisecond or two otherwise.
+const PROXY_SETTLE: Duration = Duration::from_millis(50);
+
+/// Passes when the connection stays open (or the server greets) for [`PROXY_SETTLE`];
+/// fails when the other end closes or resets it at once.
+async fn stays_open(mut stream: TcpStream) -> Result<(), String> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(PROXY_SETTLE, stream.read(&mut byte)).await {
+        Err(_) | Ok(Ok(1..)) => Ok(()),
+        Ok(Ok(0)) => Err("closed at once: nothing listens behind the published port yet".into()),
+        Ok(Err(err)) => Err(http::describe_io(&err)),
     }
 }
 
@@ -602,5 +631,62 @@ mod tests {
         assert_eq!(tracker.next_delay(interval, 30), interval);
         tracker.record(true, start);
         assert_eq!(tracker.next_delay(interval, 0), interval);
+    }
+
+    #[tokio::test]
+    async fn a_connection_a_proxy_closes_at_once_is_not_a_listener() -> io::Result<()> {
+        // Docker's userland proxy accepts on a published port and closes the
+        // connection when nothing listens in the container: that must not pass.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            for close_at_once in [true, false] {
+                if let Ok((stream, _)) = listener.accept().await {
+                    if !close_at_once {
+                        held.push(stream);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(held);
+        });
+        let closed = stays_open(TcpStream::connect(address).await?).await;
+        assert!(closed.is_err(), "{closed:?}");
+        assert_eq!(stays_open(TcpStream::connect(address).await?).await, Ok(()));
+        server.abort();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_socket_probe_waits_for_its_own_instance_to_accept() -> io::Result<()> {
+        // fleet holds the socket; the connection sits in the accept queue until this
+        // test (standing in for the instance) accepts it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let acceptor = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let accepted = listener.accept();
+            std::thread::sleep(Duration::from_millis(500));
+            drop(accepted);
+        });
+        let started = Instant::now();
+        let stream = connect("127.0.0.1", port, Some(std::process::id())).await;
+        assert!(stream.is_ok(), "{:?}", stream.err());
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // A process that is not us never accepts it: the probe keeps trying.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let stranger = tokio::time::timeout(
+            Duration::from_millis(300),
+            connect("127.0.0.1", port, Some(1)),
+        )
+        .await;
+        assert!(
+            stranger.is_err(),
+            "a connection nobody of pid 1 accepted counted"
+        );
+        let _ = acceptor.join();
+        Ok(())
     }
 }

@@ -181,7 +181,10 @@ impl ServiceRunner {
             self.project.root.clone(),
             self.project.base_env.clone(),
         ) {
-            Ok(setup) => setup,
+            Ok(mut setup) => {
+                setup.behind_proxy();
+                setup
+            }
             Err(err) => {
                 self.log
                     .write_fleet_line(&format!("cannot prepare health check: {err}"));
