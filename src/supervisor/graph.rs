@@ -1,5 +1,8 @@
 //! Pure dependency-graph queries over a validated manifest (which has no cycles and
-//! no unknown dependencies): start order, stop order, who depends on whom.
+//! no unknown dependencies): who depends on whom. The order in which services start
+//! and stop is not computed here but decided as it happens, by `decide::reconcile`
+//! (a service starts once its dependencies' conditions hold and stops once its
+//! dependents are idle), so one place decides it.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -11,15 +14,12 @@ pub struct Graph {
     dependencies: HashMap<String, Vec<String>>,
     /// service -> the services that depend on it.
     dependents: HashMap<String, Vec<String>>,
-    /// Declaration order, for stable output.
-    order: Vec<String>,
 }
 
 impl Graph {
     pub fn new(manifest: &Manifest) -> Graph {
         let mut graph = Graph::default();
         for service in &manifest.services {
-            graph.order.push(service.name.clone());
             graph.dependents.entry(service.name.clone()).or_default();
             let deps: Vec<String> = service
                 .depends_on
@@ -63,38 +63,6 @@ impl Graph {
         }
         selected
     }
-
-    /// Dependencies before dependents; ties in declaration order.
-    pub fn start_order(&self) -> Vec<String> {
-        let mut placed = BTreeSet::new();
-        let mut order = Vec::new();
-        while order.len() < self.order.len() {
-            let before = order.len();
-            for service in &self.order {
-                if !placed.contains(service)
-                    && self
-                        .dependencies(service)
-                        .iter()
-                        .all(|d| placed.contains(d))
-                {
-                    placed.insert(service.clone());
-                    order.push(service.clone());
-                }
-            }
-            if order.len() == before {
-                // A cycle; validation rejects those, so this only guards the loop.
-                break;
-            }
-        }
-        order
-    }
-
-    /// Dependents before their dependencies.
-    pub fn stop_order(&self) -> Vec<String> {
-        let mut order = self.start_order();
-        order.reverse();
-        order
-    }
 }
 
 #[cfg(test)]
@@ -104,7 +72,6 @@ mod tests {
     fn graph(edges: &[(&str, &[&str])]) -> Graph {
         let mut graph = Graph::default();
         for (service, deps) in edges {
-            graph.order.push(service.to_string());
             graph.dependents.entry(service.to_string()).or_default();
             for dep in *deps {
                 graph
@@ -122,22 +89,19 @@ mod tests {
     }
 
     #[test]
-    fn dependencies_start_first_and_stop_last() {
+    fn dependents_and_dependencies_are_both_ways() {
         let graph = graph(&[
             ("gateway", &["users", "catalog"]),
             ("users", &["db"]),
             ("catalog", &[]),
             ("db", &[]),
         ]);
-        assert_eq!(
-            graph.start_order(),
-            vec!["catalog", "db", "users", "gateway"]
-        );
-        assert_eq!(
-            graph.stop_order(),
-            vec!["gateway", "users", "db", "catalog"]
-        );
         assert_eq!(graph.dependents("db"), &["users".to_string()]);
+        assert_eq!(
+            graph.dependencies("gateway"),
+            &["users".to_string(), "catalog".to_string()]
+        );
+        assert!(graph.dependents("gateway").is_empty());
     }
 
     #[test]

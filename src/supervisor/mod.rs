@@ -4,11 +4,13 @@
 //! # Theory of operation
 //! One task waits on two queues: commands (from the CLI through the control socket,
 //! from the TUI, from signals and the file watcher) and reports from the runners.
-//! After each batch of arrivals it reconciles: services that should run and whose
-//! dependency conditions hold get `Start`; during shutdown, services none of whose
-//! dependents still run get `Stop`. Then it publishes the new snapshot. It never
-//! touches a process itself; runners do.
+//! After each batch of arrivals it reconciles: the pure [`decide::reconcile`] says
+//! which services start, wait, restart for a dependency, stop during shutdown or are
+//! swapped after a reload, and this module carries that out (inputs to runners,
+//! events). Then it publishes the new snapshot. It never touches a process itself;
+//! runners do.
 
+pub mod decide;
 pub mod graph;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,12 +25,13 @@ use crate::event::{
     Snapshot,
 };
 use crate::logs::ServiceLog;
-use crate::manifest::{DependencyCondition, Manifest, ServiceSpec};
+use crate::manifest::{Manifest, ServiceSpec};
 use crate::runtime::ports;
 use crate::service::runner::{ProjectContext, Report, RunnerHandle, ServiceRunner, ServiceStatus};
 use crate::service::state::Input;
 
 use crate::watch::{WatchEvent, WatchSpec, Watcher, DEFAULT_DEBOUNCE};
+use decide::{Decision, Phase, ReloadDiff, Replacement, SlotState};
 use graph::Graph;
 
 /// Least time between two published snapshots while the fleet is busy; an idle
@@ -108,32 +111,14 @@ impl SupervisorHandle {
     }
 }
 
-struct Slot {
-    spec: Arc<ServiceSpec>,
+/// What the supervisor holds for one service beside its [`SlotState`]: the runner and
+/// what it says about the service itself.
+struct Runner {
     handle: RunnerHandle,
     task: JoinHandle<()>,
-    status: ServiceStatus,
-    /// The user wants this service up.
-    desired: bool,
-    /// `Start` was sent for the current desire.
-    launched: bool,
-    waiting_for: Option<String>,
     last_event: Option<(u64, String)>,
-    /// Dependency generations seen when this service last (re)started, for edges with
-    /// `restart = true`.
-    seen_generations: HashMap<String, Generation>,
-    stop_sent: bool,
-    /// `fleet reload` removed or changed this service: once it is stopped, drop it and
-    /// (when changed) start its new definition.
-    replace_with: Option<Replacement>,
     /// For the supervisor's own lines about this service (waiting, file changes).
     log: Arc<ServiceLog>,
-}
-
-#[derive(Debug, Clone)]
-enum Replacement {
-    Remove,
-    Spec(Box<ServiceSpec>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +195,10 @@ pub struct Supervisor {
     manifest: Manifest,
     project: Arc<ProjectContext>,
     graph: Graph,
-    slots: BTreeMap<String, Slot>,
+    /// What the decisions read, one per service ...
+    slots: BTreeMap<String, SlotState>,
+    /// ... and the runner beside each; both maps always hold the same names.
+    runners: BTreeMap<String, Runner>,
     listeners: HashMap<String, Arc<TcpListener>>,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
@@ -251,6 +239,7 @@ impl Supervisor {
             manifest,
             project,
             slots: BTreeMap::new(),
+            runners: BTreeMap::new(),
             listeners,
             reports_tx,
             reports,
@@ -310,22 +299,35 @@ impl Supervisor {
         };
         self.slots.insert(
             spec.name.clone(),
-            Slot {
-                spec,
+            SlotState {
+                spec: spec.clone(),
+                phase: Phase::Unwanted,
+                status,
+            },
+        );
+        self.runners.insert(
+            spec.name.clone(),
+            Runner {
                 handle,
                 task,
-                status,
-                desired: false,
-                launched: false,
-                waiting_for: None,
                 last_event: None,
-                seen_generations: HashMap::new(),
-                stop_sent: false,
-                replace_with: None,
                 log,
             },
         );
         Ok(())
+    }
+
+    /// Sends an input to a service's runner.
+    fn send(&self, service: &str, input: Input) {
+        if let Some(runner) = self.runners.get(service) {
+            runner.handle.send(input);
+        }
+    }
+
+    fn set_phase(&mut self, service: &str, phase: Phase) {
+        if let Some(slot) = self.slots.get_mut(service) {
+            slot.phase = phase;
+        }
     }
 
     /// Marks `services` (all when empty) and their dependencies as wanted.
@@ -344,9 +346,7 @@ impl Supervisor {
             self.graph.with_dependencies(services).into_iter().collect()
         };
         for name in names {
-            if let Some(slot) = self.slots.get_mut(&name) {
-                slot.desired = true;
-            }
+            self.set_phase(&name, Phase::Waiting { blocked_on: None });
         }
         Ok(())
     }
@@ -415,9 +415,10 @@ impl Supervisor {
             let _ = waiter.send(Ok("fleet stopped".into()));
         }
         // Dropping the handles ends the runners; they have nothing left to stop.
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.slots)
+        self.slots.clear();
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.runners)
             .into_values()
-            .map(|slot| slot.task)
+            .map(|runner| runner.task)
             .collect();
         // (the handles were dropped with the slots)
         for task in tasks {
@@ -434,11 +435,13 @@ impl Supervisor {
                     return;
                 };
                 // A service the user stopped stays stopped; a failed one gets its retry.
-                if !slot.desired || self.shutdown.is_some() {
+                if !slot.phase.wanted() || self.shutdown.is_some() {
                     return;
                 }
-                slot.launched = true;
-                slot.handle.send(Input::Redeploy);
+                slot.phase = Phase::Launched {
+                    seen: slot.phase.seen(),
+                };
+                self.send(&service, Input::Redeploy);
                 let shown: Vec<String> = paths
                     .iter()
                     .take(3)
@@ -468,9 +471,9 @@ impl Supervisor {
             .get(service)
             .map(|slot| slot.status.generation)
             .unwrap_or_default();
-        if let Some(slot) = self.slots.get_mut(service) {
-            slot.last_event = Some((at_ms, event.to_string()));
-            slot.log.write_fleet_line(&event.to_string());
+        if let Some(runner) = self.runners.get_mut(service) {
+            runner.last_event = Some((at_ms, event.to_string()));
+            runner.log.write_fleet_line(&event.to_string());
         }
         let _ = self.events.send(Event {
             at_ms,
@@ -497,12 +500,12 @@ impl Supervisor {
                     return;
                 }
                 let at_ms = now_ms();
-                if let Some(slot) = self.slots.get_mut(&service) {
+                let current = self.slots.get(&service).map(|slot| slot.status.generation);
+                if let (Some(runner), Some(current)) = (self.runners.get_mut(&service), current) {
                     // The exit of a replaced instance is routine; what the user wants to
                     // see is the redeploy that replaced it.
-                    let routine = event.is_routine_for(generation, slot.status.generation);
-                    if !routine {
-                        slot.last_event = Some((at_ms, event.to_string()));
+                    if !event.is_routine_for(generation, current) {
+                        runner.last_event = Some((at_ms, event.to_string()));
                     }
                 }
                 let _ = self.events.send(Event {
@@ -544,9 +547,10 @@ impl Supervisor {
                         .collect();
                     for dependency in dependencies {
                         if let Some(slot) = supervisor.slots.get_mut(&dependency) {
-                            if !slot.desired || slot.status.state == ServiceState::Failed {
-                                slot.desired = true;
-                                slot.launched = false;
+                            let retry = slot.status.state == ServiceState::Failed
+                                && !matches!(slot.phase, Phase::Replacing(_));
+                            if matches!(slot.phase, Phase::Unwanted) || retry {
+                                slot.phase = Phase::Waiting { blocked_on: None };
                             }
                         }
                     }
@@ -554,21 +558,18 @@ impl Supervisor {
             }
             Command::Stop { services } => {
                 self.for_services(&services, "stopped", |supervisor, name| {
-                    if let Some(slot) = supervisor.slots.get_mut(name) {
-                        slot.desired = false;
-                        slot.launched = false;
-                        slot.waiting_for = None;
-                        slot.handle.send(Input::Stop);
+                    if !matches!(
+                        supervisor.slots.get(name).map(|slot| &slot.phase),
+                        Some(Phase::Replacing(_))
+                    ) {
+                        supervisor.set_phase(name, Phase::Unwanted);
                     }
+                    supervisor.send(name, Input::Stop);
                 })
             }
             Command::Restart { services } => {
                 self.for_services(&services, "restarting", |supervisor, name| {
-                    if let Some(slot) = supervisor.slots.get_mut(name) {
-                        slot.desired = true;
-                        slot.launched = true;
-                        slot.handle.send(Input::Restart);
-                    }
+                    supervisor.relaunch(name, Input::Restart);
                 })
             }
             Command::Redeploy { services } => {
@@ -577,16 +578,28 @@ impl Supervisor {
                         // A user's redeploy lifts a redeploy-loop pause.
                         watcher.resume(name);
                     }
-                    if let Some(slot) = supervisor.slots.get_mut(name) {
-                        slot.desired = true;
-                        slot.launched = true;
-                        slot.handle.send(Input::Redeploy);
-                    }
+                    supervisor.relaunch(name, Input::Redeploy);
                 })
             }
             Command::Reload => self.reload(),
         };
         let _ = reply.send(result);
+    }
+
+    /// Restart or redeploy on the user's word: the service is wanted and launched from
+    /// now on, whatever it waited for.
+    fn relaunch(&mut self, name: &str, input: Input) {
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        if matches!(slot.phase, Phase::Replacing(_)) {
+            // Its new definition starts once the old instance is gone.
+            return;
+        }
+        slot.phase = Phase::Launched {
+            seen: slot.phase.seen(),
+        };
+        self.send(name, input);
     }
 
     /// Applies `action` to each named service (every service when `names` is empty),
@@ -620,63 +633,51 @@ impl Supervisor {
     }
 
     /// Re-reads the manifest and applies the difference: added services start, removed
-    /// ones stop, changed ones (by spec hash) restart with their new definition, and
-    /// nothing else is touched. An invalid manifest changes nothing.
+    /// ones stop, changed ones restart with their new definition, and nothing else is
+    /// touched. An invalid manifest changes nothing.
     fn reload(&mut self) -> CommandResult {
         let manifest = crate::manifest::load(&self.manifest.path).map_err(|err| CommandError {
             code: crate::control::codes::INVALID_MANIFEST,
             message: err.render(false),
         })?;
-        let mut added = Vec::new();
-        let mut removed = Vec::new();
-        let mut changed = Vec::new();
-        for spec in &manifest.services {
-            match self.slots.get_mut(&spec.name) {
-                None => added.push(spec.name.clone()),
-                Some(slot) if slot.spec.spec_hash() != spec.spec_hash() => {
-                    changed.push(spec.name.clone());
-                    slot.replace_with = Some(Replacement::Spec(Box::new(spec.clone())));
-                    slot.desired = false;
-                    slot.launched = false;
-                    slot.handle.send(Input::Stop);
+        let diff = ReloadDiff::new(&self.slots, &manifest);
+        // Bind every new socket before changing anything, so a busy port leaves the
+        // running fleet as it was.
+        let mut bound = Vec::new();
+        for name in &diff.added {
+            let Some(socket) = manifest.service(name).and_then(|spec| spec.socket.as_ref()) else {
+                continue;
+            };
+            let listener = TcpListener::bind((socket.host.as_str(), socket.port)).map_err(|err| {
+                CommandError {
+                    code: crate::control::codes::INTERNAL,
+                    message: format!(
+                        "service `{name}`: cannot bind {}:{}: {err}",
+                        socket.host, socket.port
+                    ),
                 }
-                Some(_) => {}
-            }
+            })?;
+            bound.push((name.clone(), Arc::new(listener)));
         }
-        for (name, slot) in self.slots.iter_mut() {
-            if manifest.service(name).is_none() {
-                removed.push(name.clone());
-                slot.replace_with = Some(Replacement::Remove);
-                slot.desired = false;
-                slot.launched = false;
-                slot.handle.send(Input::Stop);
-            }
-        }
-        for name in &added {
+        self.listeners.extend(bound);
+        for name in &diff.changed {
             if let Some(spec) = manifest.service(name) {
-                if let Some(socket) = &spec.socket {
-                    match TcpListener::bind((socket.host.as_str(), socket.port)) {
-                        Ok(listener) => {
-                            self.listeners.insert(name.clone(), Arc::new(listener));
-                        }
-                        Err(err) => {
-                            return Err(CommandError {
-                                code: crate::control::codes::INTERNAL,
-                                message: format!(
-                                    "service `{name}`: cannot bind {}:{}: {err}",
-                                    socket.host, socket.port
-                                ),
-                            })
-                        }
-                    }
-                }
+                let replacement = Replacement::Spec(Box::new(spec.clone()));
+                self.set_phase(name, Phase::Replacing(replacement));
+                self.send(name, Input::Stop);
+            }
+        }
+        for name in &diff.removed {
+            self.set_phase(name, Phase::Replacing(Replacement::Remove));
+            self.send(name, Input::Stop);
+        }
+        for name in &diff.added {
+            if let Some(spec) = manifest.service(name) {
                 self.add_slot(spec.clone()).map_err(|err| CommandError {
                     code: crate::control::codes::INTERNAL,
                     message: format!("service `{name}`: {err}"),
                 })?;
-                if let Some(slot) = self.slots.get_mut(name) {
-                    slot.desired = true;
-                }
+                self.set_phase(name, Phase::Waiting { blocked_on: None });
             }
         }
         self.manifest = manifest;
@@ -684,50 +685,27 @@ impl Supervisor {
         if let Some(watcher) = &self.watcher {
             watcher.update(watch_specs(&self.manifest));
         }
-        let describe = |what: &str, names: &[String]| {
-            if names.is_empty() {
-                None
-            } else {
-                Some(format!("{what}: {}", names.join(", ")))
-            }
-        };
-        let parts: Vec<String> = [
-            describe("added", &added),
-            describe("removed", &removed),
-            describe("changed", &changed),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        Ok(if parts.is_empty() {
-            "no changes".to_string()
-        } else {
-            parts.join("; ")
-        })
+        Ok(diff.describe())
     }
 
-    /// Finishes reload replacements whose old instance is gone.
-    fn finish_replacements(&mut self) {
-        let ready: Vec<String> = self
-            .slots
-            .iter()
-            .filter(|(_, slot)| slot.replace_with.is_some() && slot.status.idle)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in ready {
-            let Some(slot) = self.slots.remove(&name) else {
-                continue;
-            };
-            if let Some(Replacement::Spec(spec)) = slot.replace_with {
+    /// A reload replacement whose old instance is gone: drop the service, or start its
+    /// new definition.
+    fn replace(&mut self, name: &str) {
+        let Some(slot) = self.slots.remove(name) else {
+            return;
+        };
+        // Dropping the handle ends the runner (it has nothing left to stop).
+        self.runners.remove(name);
+        match slot.phase {
+            Phase::Replacing(Replacement::Spec(spec)) => {
                 if let Err(err) = self.add_slot(*spec) {
                     crate::note!("fleet: cannot restart `{name}` after reload: {err}");
-                    continue;
+                    return;
                 }
-                if let Some(slot) = self.slots.get_mut(&name) {
-                    slot.desired = true;
-                }
-            } else {
-                self.listeners.remove(&name);
+                self.set_phase(name, Phase::Waiting { blocked_on: None });
+            }
+            _ => {
+                self.listeners.remove(name);
             }
         }
     }
@@ -737,171 +715,57 @@ impl Supervisor {
             return;
         }
         self.shutdown = Some(mode);
-        for slot in self.slots.values_mut() {
-            slot.desired = false;
-            if mode == Shutdown::Kill {
-                slot.handle.send(Input::Kill);
-                slot.stop_sent = true;
+        if mode == Shutdown::Kill {
+            let names: Vec<String> = self.slots.keys().cloned().collect();
+            for name in names {
+                self.set_phase(&name, Phase::Stopping);
+                self.send(&name, Input::Kill);
             }
         }
     }
 
-    /// Starts what may start, stops what may stop.
+    /// Carries out what [`decide::reconcile`] decides, until it has nothing more to say
+    /// (a replacement or a start can unblock more in the same pass).
     fn reconcile(&mut self) {
-        self.finish_replacements();
-        if self.shutdown.is_some() {
-            self.reconcile_shutdown();
-            return;
-        }
-        // Only services that may need a Start or a dependency restart: with hundreds of
-        // running services this runs after every batch of reports.
-        let names: Vec<String> = self
-            .slots
-            .iter()
-            .filter(|(_, slot)| {
-                slot.desired && (!slot.launched || slot.spec.depends_on.iter().any(|d| d.restart))
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in &names {
-            let Some(slot) = self.slots.get(name) else {
-                continue;
-            };
-            let blocker = self.unmet_dependency(&slot.spec);
-            let launched = slot.launched;
-            let restart_edges = self.dependency_restarts(name);
-            let Some(slot) = self.slots.get_mut(name) else {
-                continue;
-            };
-            if launched {
-                if !restart_edges.is_empty() && blocker.is_none() {
-                    for (dependency, generation) in restart_edges {
-                        slot.seen_generations.insert(dependency, generation);
-                    }
-                    slot.handle.send(Input::Restart);
-                }
-                continue;
+        for _ in 0..self.slots.len() + 2 {
+            let decisions = decide::reconcile(&self.slots, &self.graph, self.shutdown.is_some());
+            if decisions.is_empty() {
+                return;
             }
-            match blocker {
-                None => {
-                    slot.waiting_for = None;
-                    slot.launched = true;
-                    slot.handle.send(Input::Start);
-                    let dependencies: Vec<String> = slot
-                        .spec
-                        .depends_on
-                        .iter()
-                        .map(|d| d.service.clone())
-                        .collect();
-                    let generations: HashMap<String, Generation> = dependencies
-                        .into_iter()
-                        .map(|dependency| {
-                            let generation = self
-                                .slots
-                                .get(&dependency)
-                                .map(|d| d.status.generation)
-                                .unwrap_or_default();
-                            (dependency, generation)
-                        })
-                        .collect();
-                    if let Some(slot) = self.slots.get_mut(name) {
-                        slot.seen_generations = generations;
+            let mut replaced = false;
+            for decision in decisions {
+                match decision {
+                    Decision::Start { service, seen } => {
+                        self.set_phase(&service, Phase::Launched { seen });
+                        self.send(&service, Input::Start);
                     }
-                }
-                Some(waiting) => {
-                    if slot.waiting_for.as_deref() != Some(waiting.as_str()) {
-                        slot.waiting_for = Some(waiting.clone());
-                        let at_ms = now_ms();
-                        let event = EventKind::Message {
-                            text: format!("waiting for {waiting}"),
-                        };
-                        slot.last_event = Some((at_ms, event.to_string()));
-                        slot.log.write_fleet_line(&event.to_string());
-                        let _ = self.events.send(Event {
-                            at_ms,
-                            service: name.clone(),
-                            generation: slot.status.generation,
-                            kind: event,
-                        });
+                    Decision::Restart { service, seen } => {
+                        self.set_phase(&service, Phase::Launched { seen });
+                        self.send(&service, Input::Restart);
+                    }
+                    Decision::Wait { service, blocker } => {
+                        let text = format!("waiting for {blocker}");
+                        self.set_phase(
+                            &service,
+                            Phase::Waiting {
+                                blocked_on: Some(blocker),
+                            },
+                        );
+                        self.emit(&service, EventKind::Message { text });
+                    }
+                    Decision::Stop { service } => {
+                        self.set_phase(&service, Phase::Stopping);
+                        self.send(&service, Input::Stop);
+                    }
+                    Decision::Replace { service } => {
+                        self.replace(&service);
+                        replaced = true;
                     }
                 }
             }
-        }
-    }
-
-    /// The first dependency whose condition does not hold, described for a user.
-    fn unmet_dependency(&self, spec: &ServiceSpec) -> Option<String> {
-        for dependency in &spec.depends_on {
-            let Some(slot) = self.slots.get(&dependency.service) else {
-                continue;
-            };
-            let state = slot.status.state;
-            let holds = match dependency.condition {
-                DependencyCondition::Started => state.is_up() || state == ServiceState::Completed,
-                DependencyCondition::Healthy => matches!(
-                    state,
-                    ServiceState::Healthy | ServiceState::Running | ServiceState::Completed
-                ),
-                DependencyCondition::Completed => state == ServiceState::Completed,
-            };
-            if !holds {
-                let condition = match dependency.condition {
-                    DependencyCondition::Started => "started",
-                    DependencyCondition::Healthy => "healthy",
-                    DependencyCondition::Completed => "completed",
-                };
-                return Some(if state == ServiceState::Failed {
-                    format!("{} ({condition}), which failed", dependency.service)
-                } else {
-                    format!("{} ({condition})", dependency.service)
-                });
-            }
-        }
-        None
-    }
-
-    /// Dependencies with `restart = true` that came back with a new generation since
-    /// this service started.
-    fn dependency_restarts(&self, name: &str) -> Vec<(String, Generation)> {
-        let Some(slot) = self.slots.get(name) else {
-            return Vec::new();
-        };
-        slot.spec
-            .depends_on
-            .iter()
-            .filter(|dependency| dependency.restart)
-            .filter_map(|dependency| {
-                let status = &self.slots.get(&dependency.service)?.status;
-                let seen = slot
-                    .seen_generations
-                    .get(&dependency.service)
-                    .copied()
-                    .unwrap_or_default();
-                (status.generation != seen && status.state.is_ready())
-                    .then(|| (dependency.service.clone(), status.generation))
-            })
-            .collect()
-    }
-
-    fn reconcile_shutdown(&mut self) {
-        let names: Vec<String> = self
-            .slots
-            .iter()
-            .filter(|(_, slot)| !slot.stop_sent)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in names {
-            let dependents_idle = self.graph.dependents(&name).iter().all(|dependent| {
-                self.slots
-                    .get(dependent)
-                    .is_none_or(|slot| slot.status.idle)
-            });
-            let Some(slot) = self.slots.get_mut(&name) else {
-                continue;
-            };
-            if !slot.stop_sent && dependents_idle {
-                slot.stop_sent = true;
-                slot.handle.send(Input::Stop);
+            if !replaced {
+                // Starts and stops change nothing until the runners report back.
+                return;
             }
         }
     }
@@ -914,9 +778,19 @@ impl Supervisor {
             .filter_map(|spec| self.slots.get(&spec.name))
             .map(|slot| {
                 let mut state = slot.status.state;
-                if slot.desired && !slot.launched && state == ServiceState::Stopped {
-                    state = ServiceState::Waiting;
-                }
+                let waiting_for = match &slot.phase {
+                    Phase::Waiting { blocked_on } => {
+                        if state == ServiceState::Stopped {
+                            state = ServiceState::Waiting;
+                        }
+                        blocked_on.as_ref().map(ToString::to_string)
+                    }
+                    _ => None,
+                };
+                let last_event = self
+                    .runners
+                    .get(&slot.spec.name)
+                    .and_then(|runner| runner.last_event.clone());
                 let mut ports = slot.spec.ports.clone();
                 if let Some(socket) = &slot.spec.socket {
                     if !ports.contains(&socket.port) {
@@ -941,9 +815,9 @@ impl Supervisor {
                     probe_error: slot.status.probe_error.clone(),
                     build: slot.status.build.clone(),
                     last_redeploy_at_ms: slot.status.last_redeploy_at_ms,
-                    last_event: slot.last_event.as_ref().map(|(_, text)| text.clone()),
-                    last_event_at_ms: slot.last_event.as_ref().map(|(at, _)| *at),
-                    waiting_for: slot.waiting_for.clone(),
+                    last_event_at_ms: last_event.as_ref().map(|(at, _)| *at),
+                    last_event: last_event.map(|(_, text)| text),
+                    waiting_for,
                 }
             })
             .collect();

@@ -1,0 +1,365 @@
+//! Decision tables: a fleet described in TOML, the runners' states set by hand, and
+//! the decisions pinned.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+
+/// The test fleet: `gateway` needs `users` healthy (and restarts with it); `users`
+/// needs the one-shot `migrate` completed and `db` healthy; `cache` stands alone.
+const FLEET: &str = r#"
+[services.db]
+command = "db"
+health = { tcp = 5432 }
+
+[services.migrate]
+command = "migrate"
+restart = "never"
+depends_on = { db = "healthy" }
+
+[services.users]
+command = "users"
+depends_on = { db = "healthy", migrate = "completed" }
+health = { tcp = 8080 }
+
+[services.gateway]
+command = "gateway"
+depends_on = { users = { condition = "healthy", restart = true } }
+
+[services.cache]
+command = "cache"
+"#;
+
+fn manifest(text: &str) -> Manifest {
+    match crate::manifest::parse(Path::new("/tmp/fleet.toml"), text) {
+        Ok(manifest) => manifest,
+        Err(err) => panic!("the test manifest is invalid: {}", err.render(false)),
+    }
+}
+
+fn status(state: ServiceState, generation: u64) -> ServiceStatus {
+    ServiceStatus {
+        state,
+        pid: state.is_up().then_some(1000 + generation as u32),
+        container: None,
+        generation: Generation(generation),
+        restarts: 0,
+        started_at_ms: None,
+        health: None,
+        probe_error: None,
+        build: None,
+        last_redeploy_at_ms: None,
+        idle: !state.is_up() && state != ServiceState::Stopping,
+        failure: None,
+    }
+}
+
+struct Fleet {
+    graph: Graph,
+    slots: BTreeMap<String, SlotState>,
+}
+
+impl Fleet {
+    /// Every service wanted and waiting, as `fleet up` leaves them.
+    fn up() -> Fleet {
+        let manifest = manifest(FLEET);
+        let slots = manifest
+            .services
+            .iter()
+            .map(|spec| {
+                let slot = SlotState {
+                    spec: Arc::new(spec.clone()),
+                    phase: Phase::Waiting { blocked_on: None },
+                    status: status(ServiceState::Stopped, 0),
+                };
+                (spec.name.clone(), slot)
+            })
+            .collect();
+        Fleet {
+            graph: Graph::new(&manifest),
+            slots,
+        }
+    }
+
+    fn set(&mut self, service: &str, state: ServiceState, generation: u64) -> &mut Fleet {
+        if let Some(slot) = self.slots.get_mut(service) {
+            slot.status = status(state, generation);
+        }
+        self
+    }
+
+    fn decide(&self) -> Vec<Decision> {
+        reconcile(&self.slots, &self.graph, false)
+    }
+
+    fn shutdown(&self) -> Vec<Decision> {
+        reconcile(&self.slots, &self.graph, true)
+    }
+
+    /// Carries decisions out the way the supervisor does (the phase part of it).
+    fn apply(&mut self, decisions: &[Decision]) {
+        for decision in decisions {
+            match decision {
+                Decision::Start { service, seen } | Decision::Restart { service, seen } => {
+                    if let Some(slot) = self.slots.get_mut(service) {
+                        slot.phase = Phase::Launched { seen: seen.clone() };
+                    }
+                }
+                Decision::Wait { service, blocker } => {
+                    if let Some(slot) = self.slots.get_mut(service) {
+                        slot.phase = Phase::Waiting {
+                            blocked_on: Some(blocker.clone()),
+                        };
+                    }
+                }
+                Decision::Stop { service } => {
+                    if let Some(slot) = self.slots.get_mut(service) {
+                        slot.phase = Phase::Stopping;
+                    }
+                }
+                Decision::Replace { service } => {
+                    self.slots.remove(service);
+                }
+            }
+        }
+    }
+}
+
+fn started(decisions: &[Decision]) -> Vec<&str> {
+    decisions
+        .iter()
+        .filter_map(|decision| match decision {
+            Decision::Start { service, .. } => Some(service.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn waits(decisions: &[Decision]) -> Vec<String> {
+    decisions
+        .iter()
+        .filter_map(|decision| match decision {
+            Decision::Wait { service, blocker } => Some(format!("{service}: {blocker}")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stopped(decisions: &[Decision]) -> Vec<&str> {
+    decisions
+        .iter()
+        .filter_map(|decision| match decision {
+            Decision::Stop { service } => Some(service.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn services_start_as_their_conditions_come_to_hold() {
+    let mut fleet = Fleet::up();
+    let first = fleet.decide();
+    assert_eq!(started(&first), vec!["cache", "db"]);
+    assert_eq!(
+        waits(&first),
+        vec![
+            "gateway: users (healthy)",
+            "migrate: db (healthy)",
+            "users: db (healthy)",
+        ]
+    );
+    fleet.apply(&first);
+    // Nothing changed: no new decision, and no wait announced twice.
+    assert_eq!(fleet.decide(), vec![]);
+
+    fleet.set("db", ServiceState::Starting, 1);
+    assert_eq!(fleet.decide(), vec![], "starting is not healthy");
+    fleet.set("db", ServiceState::Healthy, 1);
+    let next = fleet.decide();
+    assert_eq!(started(&next), vec!["migrate"]);
+    assert_eq!(waits(&next), vec!["users: migrate (completed)"]);
+    fleet.apply(&next);
+
+    fleet.set("migrate", ServiceState::Running, 1);
+    assert_eq!(fleet.decide(), vec![]);
+    fleet.set("migrate", ServiceState::Completed, 1);
+    let next = fleet.decide();
+    assert_eq!(started(&next), vec!["users"]);
+    let Some(Decision::Start { seen, .. }) = next.first() else {
+        panic!("users did not start: {next:?}");
+    };
+    assert_eq!(seen.get("db"), Some(&Generation(1)));
+    fleet.apply(&next);
+    fleet.set("users", ServiceState::Healthy, 1);
+    assert_eq!(started(&fleet.decide()), vec!["gateway"]);
+}
+
+#[test]
+fn a_condition_lost_while_waiting_is_announced_but_a_launched_service_stays() {
+    let mut fleet = Fleet::up();
+    fleet.set("db", ServiceState::Healthy, 1);
+    fleet.set("migrate", ServiceState::Completed, 1);
+    let decisions = fleet.decide();
+    fleet.apply(&decisions);
+    assert!(matches!(fleet.slots["users"].phase, Phase::Launched { .. }));
+    // db turns unhealthy: users (launched) is left alone; nothing restarts it.
+    fleet.set("db", ServiceState::Unhealthy, 1);
+    assert_eq!(fleet.decide(), vec![]);
+    // A waiting service follows what it waits for: gateway now waits on users.
+    fleet.set("users", ServiceState::Starting, 1);
+    assert_eq!(fleet.decide(), vec![]);
+}
+
+#[test]
+fn a_dependency_that_fails_keeps_its_dependent_waiting_and_says_so() {
+    let mut fleet = Fleet::up();
+    let decisions = fleet.decide();
+    fleet.apply(&decisions);
+    fleet.set("db", ServiceState::Failed, 3);
+    let decisions = fleet.decide();
+    assert_eq!(started(&decisions), Vec::<&str>::new());
+    assert_eq!(
+        waits(&decisions),
+        vec![
+            "migrate: db (healthy), which failed",
+            "users: db (healthy), which failed",
+        ]
+    );
+    let Some(Decision::Wait { blocker, .. }) = decisions.first() else {
+        panic!("no wait: {decisions:?}");
+    };
+    assert!(blocker.failed);
+}
+
+#[test]
+fn a_restart_edge_restarts_the_dependent_when_its_dependency_comes_back() {
+    let mut fleet = Fleet::up();
+    fleet.set("db", ServiceState::Healthy, 1);
+    fleet.set("migrate", ServiceState::Completed, 1);
+    fleet.set("users", ServiceState::Healthy, 1);
+    let decisions = fleet.decide();
+    fleet.apply(&decisions);
+    assert_eq!(
+        started(&decisions),
+        vec!["cache", "db", "gateway", "migrate", "users"]
+    );
+    fleet.set("gateway", ServiceState::Running, 1);
+    // users restarts: while it is down, gateway is not restarted yet.
+    fleet.set("users", ServiceState::Backoff, 1);
+    assert_eq!(fleet.decide(), vec![]);
+    fleet.set("users", ServiceState::Starting, 2);
+    assert_eq!(fleet.decide(), vec![]);
+    // Back and healthy with generation 2: gateway (restart = true) restarts, once.
+    fleet.set("users", ServiceState::Healthy, 2);
+    let decisions = fleet.decide();
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    let Decision::Restart { service, seen } = &decisions[0] else {
+        panic!("gateway was not restarted: {decisions:?}");
+    };
+    assert_eq!(service, "gateway");
+    assert_eq!(seen.get("users"), Some(&Generation(2)));
+    fleet.apply(&decisions);
+    assert_eq!(fleet.decide(), vec![]);
+    // users without a restart edge to db: a db restart does not restart users.
+    fleet.set("db", ServiceState::Healthy, 2);
+    assert_eq!(fleet.decide(), vec![]);
+}
+
+#[test]
+fn shutdown_stops_dependents_before_their_dependencies() {
+    let mut fleet = Fleet::up();
+    for service in ["db", "migrate", "users", "gateway", "cache"] {
+        fleet.set(service, ServiceState::Running, 1);
+        if let Some(slot) = fleet.slots.get_mut(service) {
+            slot.phase = Phase::Launched {
+                seen: BTreeMap::new(),
+            };
+        }
+    }
+    fleet.set("migrate", ServiceState::Completed, 1);
+    let mut order = Vec::new();
+    for _ in 0..10 {
+        let decisions = fleet.shutdown();
+        if decisions.is_empty() {
+            break;
+        }
+        let names: Vec<String> = stopped(&decisions).iter().map(|s| s.to_string()).collect();
+        fleet.apply(&decisions);
+        // Nothing is stopped twice while it stops.
+        assert_eq!(fleet.shutdown(), vec![]);
+        for name in &names {
+            fleet.set(name, ServiceState::Stopped, 1);
+        }
+        order.push(names);
+    }
+    assert_eq!(
+        order,
+        vec![
+            vec!["cache", "gateway"],
+            vec!["users"],
+            // migrate (completed) is a dependent of db, but idle: both go together.
+            vec!["db", "migrate"]
+        ]
+    );
+}
+
+#[test]
+fn shutdown_waits_for_a_slow_dependent() {
+    let mut fleet = Fleet::up();
+    fleet.set("users", ServiceState::Stopping, 1);
+    fleet.set("db", ServiceState::Running, 1);
+    let decisions = fleet.shutdown();
+    assert!(!stopped(&decisions).contains(&"db"), "{decisions:?}");
+    assert!(stopped(&decisions).contains(&"users"));
+}
+
+#[test]
+fn reload_diff_names_added_removed_and_changed_services() {
+    let fleet = Fleet::up();
+    let changed = FLEET
+        .replace("command = \"cache\"", "command = \"cache --big\"")
+        .replace("[services.migrate]\ncommand = \"migrate\"\nrestart = \"never\"\ndepends_on = { db = \"healthy\" }\n", "")
+        .replace(
+            "depends_on = { db = \"healthy\", migrate = \"completed\" }",
+            "depends_on = { db = \"healthy\" }",
+        )
+        + "\n[services.mail]\ncommand = \"mail\"\n";
+    let diff = ReloadDiff::new(&fleet.slots, &manifest(&changed));
+    assert_eq!(
+        diff,
+        ReloadDiff {
+            added: vec!["mail".into()],
+            removed: vec!["migrate".into()],
+            changed: vec!["users".into(), "cache".into()],
+        }
+    );
+    assert_eq!(
+        diff.describe(),
+        "added: mail; removed: migrate; changed: users, cache"
+    );
+    assert_eq!(
+        ReloadDiff::new(&fleet.slots, &manifest(FLEET)).describe(),
+        "no changes"
+    );
+}
+
+#[test]
+fn a_replaced_service_is_swapped_once_idle() {
+    let mut fleet = Fleet::up();
+    if let Some(slot) = fleet.slots.get_mut("cache") {
+        slot.phase = Phase::Replacing(Replacement::Remove);
+        slot.status = status(ServiceState::Stopping, 1);
+    }
+    assert!(!fleet
+        .decide()
+        .contains(&Decision::Replace { service: "cache".into() }));
+    fleet.set("cache", ServiceState::Stopped, 1);
+    assert_eq!(
+        fleet.decide().first(),
+        Some(&Decision::Replace {
+            service: "cache".into()
+        })
+    );
+}
