@@ -45,6 +45,12 @@ use crate::runtime::process::{self, ProcessRuntime, SpawnRequest, MARKER_VAR};
 /// The first probe of a new instance comes this soon; the pace then slows by half
 /// again per attempt up to `interval`.
 pub const FIRST_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// The slowest pace of a starting instance's TCP or HTTP probe: a refused connect
+/// costs next to nothing, and readiness is then noticed within 100 ms however long
+/// the start takes.
+pub const STARTING_PACE: Duration = Duration::from_millis(100);
+/// The same for an `exec` probe, which spawns a process each time.
+pub const STARTING_PACE_EXEC: Duration = Duration::from_millis(500);
 
 /// What a probe task reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,18 +119,27 @@ impl ProbeTracker {
     }
 
     /// How long to wait before the next probe.
-    pub fn next_delay(&self, interval: Duration, attempt: u32) -> Duration {
+    /// While starting, the pace grows from [`FIRST_PROBE_INTERVAL`] to `starting_pace`
+    /// at most (never slower than `interval`), so readiness is noticed as quickly after
+    /// 5 minutes of start as after 50 ms.
+    pub fn next_delay(
+        &self,
+        interval: Duration,
+        starting_pace: Duration,
+        attempt: u32,
+    ) -> Duration {
         if self.verdict.is_some() {
             return interval;
         }
+        let limit = interval.min(starting_pace);
         let mut delay = FIRST_PROBE_INTERVAL;
         for _ in 0..attempt.min(40) {
             delay = delay.mul_f64(1.5);
-            if delay >= interval {
-                return interval;
+            if delay >= limit {
+                return limit;
             }
         }
-        delay.min(interval)
+        delay.min(limit)
     }
 }
 
@@ -163,6 +178,22 @@ impl ProbeSetup {
     /// the container, so a TCP probe must see the connection stay open.
     pub fn behind_proxy(&mut self) {
         self.behind_proxy = true;
+    }
+
+    /// Sends a TCP probe of `port` to `host:target` instead: a container's published
+    /// port is probed at the container's own address, behind Docker's proxy.
+    pub fn retarget_tcp(&mut self, port: u16, host: String, target: u16) {
+        if let Probe::Tcp {
+            host: probed_host,
+            port: probed_port,
+        } = &mut self.spec.probe
+        {
+            if *probed_port == port {
+                *probed_host = host;
+                *probed_port = target;
+                self.behind_proxy = false;
+            }
+        }
     }
 
     /// Whether the probe connects to `port` (TCP or HTTP).
@@ -289,7 +320,12 @@ where
                         }
                         (None, _) => {}
                     }
-                    tokio::time::sleep(tracker.next_delay(setup.spec.interval, attempt)).await;
+                    let pace = match probe {
+                        Probe::Exec(_) => STARTING_PACE_EXEC,
+                        _ => STARTING_PACE,
+                    };
+                    tokio::time::sleep(tracker.next_delay(setup.spec.interval, pace, attempt))
+                        .await;
                     attempt += 1;
                 }
             }
@@ -626,11 +662,16 @@ mod tests {
         let start = Instant::now();
         let mut tracker = ProbeTracker::new(&spec(3, 0), start);
         let interval = Duration::from_secs(1);
-        assert_eq!(tracker.next_delay(interval, 0), FIRST_PROBE_INTERVAL);
-        assert!(tracker.next_delay(interval, 3) < interval);
-        assert_eq!(tracker.next_delay(interval, 30), interval);
+        let pace = STARTING_PACE;
+        assert_eq!(tracker.next_delay(interval, pace, 0), FIRST_PROBE_INTERVAL);
+        assert!(tracker.next_delay(interval, pace, 3) < pace);
+        // However long the start: never slower than the starting pace.
+        assert_eq!(tracker.next_delay(interval, pace, 3000), pace);
+        // Nor slower than the interval, if that is shorter.
+        let short = Duration::from_millis(50);
+        assert_eq!(tracker.next_delay(short, pace, 3000), short);
         tracker.record(true, start);
-        assert_eq!(tracker.next_delay(interval, 0), interval);
+        assert_eq!(tracker.next_delay(interval, pace, 0), interval);
     }
 
     #[tokio::test]

@@ -585,6 +585,18 @@ impl Docker {
         }
     }
 
+    /// The container's address on `network`, where its own ports are reached without
+    /// Docker's proxy (which accepts on a published port even when nothing listens).
+    pub async fn address_on(&self, id: &str, network: &str) -> Option<std::net::IpAddr> {
+        let inspected = self
+            .client
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let networks = inspected.network_settings?.networks?;
+        networks.get(network)?.ip_address.as_deref()?.parse().ok()
+    }
+
     /// Removes every container labelled with `project`, except those of `keep_run`:
     /// the startup sweep after a crash. Unlabelled containers are never listed, so
     /// never touched. Returns how many were removed.

@@ -1051,6 +1051,14 @@ impl ServiceMachine {
         } else {
             Health::Pending
         };
+        if self.policy.has_health {
+            effects.push(Effect::Emit {
+                generation,
+                event: EventKind::Healthy,
+            });
+        }
+        // Announced last, so that the service's last event says what happened: the
+        // redeploy (the old instance's exit that follows is routine).
         let old = self.active.replace(candidate);
         if let Some(old) = old {
             let from = old.generation;
@@ -1058,12 +1066,6 @@ impl ServiceMachine {
             effects.push(Effect::Emit {
                 generation,
                 event: EventKind::Redeployed { from },
-            });
-        }
-        if self.policy.has_health {
-            effects.push(Effect::Emit {
-                generation,
-                event: EventKind::Healthy,
             });
         }
         effects.push(Effect::SetTimer {

@@ -14,6 +14,7 @@ mod harness;
 mod health;
 mod logs;
 mod manifest_errors;
+mod real_servers;
 mod redeploy;
 mod restart;
 mod stop;

@@ -710,4 +710,16 @@ health = { http = "http://127.0.0.1:{port}/health", interval = "100ms" }
         .as_u64()
         .unwrap_or_else(|| panic!("no started_at_ms: {after:#}"));
     assert!(started_ms <= redeployed_ms, "{after:#}");
+    // Regression: the last event read "stopped (exited with code 0)" (the retired
+    // instance) or "healthy" instead of the redeploy, once the old instance was gone.
+    let old_pid = before["pid"].as_u64().unwrap_or_default() as u32;
+    assert!(
+        wait_until(WAIT, || !pid_alive(old_pid)),
+        "the old instance still runs"
+    );
+    let settled = row(project.ps_json());
+    assert_eq!(
+        settled["last_event"], "redeployed (generation 1 replaced)",
+        "{settled:#}"
+    );
 }

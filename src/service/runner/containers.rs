@@ -105,7 +105,9 @@ impl ServiceRunner {
             let status = exit.await.unwrap_or(ExitStatus::Signal(9));
             let _ = inbox.send(Input::Exited { generation, status });
         });
-        let probe = self.container_probe(generation, &id, &docker);
+        let probe = self
+            .container_probe(generation, &id, &docker, &request)
+            .await;
         self.instances.insert(
             generation,
             LiveInstance {
@@ -128,11 +130,12 @@ impl ServiceRunner {
 
     /// fleet's own probes run against the published ports from the host; `docker = true`
     /// follows the image's HEALTHCHECK as the engine reports it.
-    fn container_probe(
+    async fn container_probe(
         &self,
         generation: Generation,
         id: &str,
         docker: &crate::runtime::container::Docker,
+        request: &ContainerRequest,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let spec = self.spec.health.as_ref()?;
         let inbox = self.inbox.clone();
@@ -183,6 +186,16 @@ impl ServiceRunner {
         ) {
             Ok(mut setup) => {
                 setup.behind_proxy();
+                // A TCP probe of a published port goes to the container itself: Docker's
+                // proxy accepts there even when nothing listens in the container.
+                if let Probe::Tcp { port, .. } = &spec.probe {
+                    let published = request.ports.iter().find(|mapping| mapping.host == *port);
+                    if let Some(mapping) = published {
+                        if let Some(address) = docker.address_on(id, &request.network).await {
+                            setup.retarget_tcp(*port, address.to_string(), mapping.container);
+                        }
+                    }
+                }
                 setup
             }
             Err(err) => {
