@@ -219,75 +219,87 @@ struct Retiring {
     killed: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Terminal {
+/// How a service that will not run again by itself ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
     Completed,
-    Failed,
+    /// Why, for `fleet ps`.
+    Failed(String),
 }
 
 /// What a running build will lead to when it succeeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BuildPurpose {
     Start,
-    Replace(RedeployStrategy),
+    /// Replace the running instance. `announce`: a redeploy (not a restart), to be
+    /// announced as one.
+    Replace {
+        strategy: RedeployStrategy,
+        announce: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BuildRun {
     id: BuildId,
     purpose: BuildPurpose,
+    /// The serving instance crashed during the build: it is restarted (the old build)
+    /// when this restart timer fires, while the build goes on.
+    restart_timer: Option<u64>,
+}
+
+/// What the service is doing beside its instances: one variant per phase, holding
+/// what that phase needs, so that no impossible combination (a build and a backoff
+/// pending at once, a failed service that wants to start) can be written down.
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// Not asked to run (instances may still be retiring).
+    Down,
+    /// Asked to run; nothing pending beyond the instances themselves.
+    Up,
+    /// Asked to run; a build runs, and leads to its purpose when it succeeds.
+    Building(BuildRun),
+    /// Asked to run; the next instance spawns once every retiring one is gone
+    /// (stop-first). `announce`: the redeploy that replaces this generation, said when
+    /// the new instance starts.
+    AfterRetire { announce: Option<Generation> },
+    /// Asked to run; the next instance spawns when restart timer `timer` fires.
+    Backoff { timer: u64 },
+    /// Asked to run, but ended for good until started again.
+    Ended(Outcome),
 }
 
 /// One service's state. Owned by its runner; nobody else mutates it.
 #[derive(Debug, Clone)]
 pub struct ServiceMachine {
     policy: Policy,
-    want_up: bool,
+    phase: Phase,
     next_generation: u64,
     next_id: u64,
     active: Option<Instance>,
     candidate: Option<Instance>,
     retiring: Vec<Retiring>,
-    build: Option<BuildRun>,
+    /// The last build failed: a badge until a build succeeds, whatever the phase.
     last_build_failed: bool,
-    /// The pending restart after a crash, by timer id.
-    backoff_timer: Option<u64>,
-    /// Spawn a new active instance once every retiring one is gone (stop-first).
-    start_after_retire: bool,
-    /// A stop-first redeploy (not a restart) replaces this generation: announce it when
-    /// the new instance starts.
-    redeploy_from: Option<Generation>,
-    /// The current replacement comes from `Redeploy`, not `Restart`.
-    redeploying: bool,
-    terminal: Option<Terminal>,
     consecutive_crashes: u32,
     crashes: CrashWindow,
     restarts: u32,
-    /// Why the service is `failed`, when it is.
-    failure: Option<String>,
 }
 
 impl ServiceMachine {
     pub fn new(policy: Policy) -> ServiceMachine {
         ServiceMachine {
             policy,
-            want_up: false,
+            phase: Phase::Down,
             next_generation: 1,
             next_id: 1,
             active: None,
             candidate: None,
             retiring: Vec::new(),
-            build: None,
             last_build_failed: false,
-            backoff_timer: None,
-            start_after_retire: false,
-            redeploy_from: None,
-            redeploying: false,
-            terminal: None,
             consecutive_crashes: 0,
             crashes: CrashWindow::default(),
             restarts: 0,
-            failure: None,
         }
     }
 
@@ -312,23 +324,19 @@ impl ServiceMachine {
         if !self.retiring.is_empty() {
             return ServiceState::Stopping;
         }
-        if self.build.is_some() {
-            return ServiceState::Building;
-        }
-        if self.backoff_timer.is_some() {
-            return ServiceState::Backoff;
-        }
-        match self.terminal {
-            Some(Terminal::Completed) => ServiceState::Completed,
-            Some(Terminal::Failed) => ServiceState::Failed,
-            None if self.candidate.is_some() => ServiceState::Starting,
-            None => ServiceState::Stopped,
+        match self.phase {
+            Phase::Building(_) => ServiceState::Building,
+            Phase::Backoff { .. } => ServiceState::Backoff,
+            Phase::Ended(Outcome::Completed) => ServiceState::Completed,
+            Phase::Ended(Outcome::Failed(_)) => ServiceState::Failed,
+            _ if self.candidate.is_some() => ServiceState::Starting,
+            _ => ServiceState::Stopped,
         }
     }
 
     /// Whether the service is meant to run (it may be waiting, building or backing off).
     pub fn wants_up(&self) -> bool {
-        self.want_up
+        self.phase != Phase::Down
     }
 
     /// The serving instance's generation, or the newest one if none serves.
@@ -358,7 +366,7 @@ impl ServiceMachine {
     }
 
     pub fn building(&self) -> bool {
-        self.build.is_some()
+        matches!(self.phase, Phase::Building(_))
     }
 
     pub fn last_build_failed(&self) -> bool {
@@ -366,7 +374,10 @@ impl ServiceMachine {
     }
 
     pub fn failure(&self) -> Option<&str> {
-        self.failure.as_deref()
+        match &self.phase {
+            Phase::Ended(Outcome::Failed(reason)) => Some(reason),
+            _ => None,
+        }
     }
 
     /// Why the serving instance has not passed its probe yet, as the last probe said.
@@ -390,9 +401,10 @@ impl ServiceMachine {
         self.active.is_none()
             && self.candidate.is_none()
             && self.retiring.is_empty()
-            && self.build.is_none()
-            && self.backoff_timer.is_none()
-            && !self.start_after_retire
+            && !matches!(
+                self.phase,
+                Phase::Building(_) | Phase::Backoff { .. } | Phase::AfterRetire { .. }
+            )
     }
 
     /// Applies one input. The returned effects must be carried out in order.
@@ -404,13 +416,9 @@ impl ServiceMachine {
             Input::Stop => self.on_stop(false, &mut effects),
             Input::Kill => self.on_stop(true, &mut effects),
             Input::Restart => {
-                self.redeploying = false;
-                self.on_redeploy(RedeployStrategy::StopFirst, now, &mut effects)
+                self.on_redeploy(RedeployStrategy::StopFirst, false, now, &mut effects)
             }
-            Input::Redeploy => {
-                self.redeploying = true;
-                self.on_redeploy(self.policy.redeploy, now, &mut effects)
-            }
+            Input::Redeploy => self.on_redeploy(self.policy.redeploy, true, now, &mut effects),
             Input::Spawned {
                 generation,
                 pid,
@@ -446,35 +454,30 @@ impl ServiceMachine {
     }
 
     fn on_start(&mut self, now: Instant, effects: &mut Vec<Effect>) {
-        self.want_up = true;
-        if self.active.is_some()
-            || self.candidate.is_some()
-            || self.build.is_some()
-            || self.start_after_retire
-        {
+        let busy = matches!(self.phase, Phase::Building(_) | Phase::AfterRetire { .. });
+        if self.active.is_some() || self.candidate.is_some() || busy {
+            if self.phase == Phase::Down {
+                self.phase = Phase::Up;
+            }
             return;
         }
-        self.terminal = None;
-        self.failure = None;
+        // A fresh start: a failed or completed service runs again, a pending backoff
+        // is cut short, and the crash count starts over.
         self.consecutive_crashes = 0;
         self.crashes.clear();
-        self.backoff_timer = None;
         if !self.retiring.is_empty() {
-            self.start_after_retire = true;
-            return;
-        }
-        if self.policy.has_build {
+            self.phase = Phase::AfterRetire { announce: None };
+        } else if self.policy.has_build {
             self.start_build(BuildPurpose::Start, effects);
         } else {
+            self.phase = Phase::Up;
             self.spawn_active(now, effects);
         }
     }
 
     fn on_stop(&mut self, kill: bool, effects: &mut Vec<Effect>) {
-        self.want_up = false;
-        self.start_after_retire = false;
-        self.backoff_timer = None;
-        if let Some(build) = self.build.take() {
+        // A stopped service is stopped, whatever it was before.
+        if let Phase::Building(build) = std::mem::replace(&mut self.phase, Phase::Down) {
             effects.push(Effect::CancelBuild { build: build.id });
         }
         if let Some(candidate) = self.candidate.take() {
@@ -493,17 +496,17 @@ impl ServiceMachine {
                 }
             }
         }
-        if self.terminal == Some(Terminal::Failed) || self.terminal == Some(Terminal::Completed) {
-            // A stopped service is stopped, whatever it was before.
-            self.terminal = None;
-        }
     }
 
-    fn on_redeploy(&mut self, strategy: RedeployStrategy, now: Instant, effects: &mut Vec<Effect>) {
-        self.want_up = true;
-        self.terminal = None;
-        self.failure = None;
-        if let Some(build) = self.build.take() {
+    /// A restart (`announce` false) or a redeploy (`announce` true).
+    fn on_redeploy(
+        &mut self,
+        strategy: RedeployStrategy,
+        announce: bool,
+        now: Instant,
+        effects: &mut Vec<Effect>,
+    ) {
+        if let Phase::Building(build) = std::mem::replace(&mut self.phase, Phase::Up) {
             // The latest source wins: a change during a build cancels it.
             effects.push(Effect::CancelBuild { build: build.id });
             effects.push(Effect::Emit {
@@ -512,15 +515,19 @@ impl ServiceMachine {
             });
         }
         if self.policy.has_build {
-            self.start_build(BuildPurpose::Replace(strategy), effects);
+            self.start_build(BuildPurpose::Replace { strategy, announce }, effects);
         } else {
-            self.replace(strategy, now, effects);
+            self.replace(strategy, announce, now, effects);
         }
     }
 
     fn start_build(&mut self, purpose: BuildPurpose, effects: &mut Vec<Effect>) {
         let id = self.take_id();
-        self.build = Some(BuildRun { id, purpose });
+        self.phase = Phase::Building(BuildRun {
+            id,
+            purpose,
+            restart_timer: None,
+        });
         effects.push(Effect::Build { build: id });
         effects.push(Effect::Emit {
             generation: self.generation(),
@@ -535,26 +542,27 @@ impl ServiceMachine {
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
-        let Some(run) = self.build else { return };
+        let Phase::Building(run) = self.phase else {
+            return;
+        };
         if run.id != build {
             return;
         }
-        self.build = None;
+        self.phase = Phase::Up;
         match result {
             Ok(()) => {
                 self.last_build_failed = false;
-                if !self.want_up {
-                    return;
-                }
                 match run.purpose {
                     BuildPurpose::Start => {
                         if self.active.is_none() && self.retiring.is_empty() {
                             self.spawn_active(now, effects);
                         } else if self.active.is_none() {
-                            self.start_after_retire = true;
+                            self.phase = Phase::AfterRetire { announce: None };
                         }
                     }
-                    BuildPurpose::Replace(strategy) => self.replace(strategy, now, effects),
+                    BuildPurpose::Replace { strategy, announce } => {
+                        self.replace(strategy, announce, now, effects)
+                    }
                 }
             }
             Err(reason) => {
@@ -567,16 +575,23 @@ impl ServiceMachine {
                     },
                 });
                 if self.active.is_none() && self.candidate.is_none() && self.retiring.is_empty() {
-                    self.terminal = Some(Terminal::Failed);
-                    self.failure = Some(format!("build failed: {reason}"));
+                    self.phase = Phase::Ended(Outcome::Failed(format!("build failed: {reason}")));
                 }
             }
         }
     }
 
-    /// Puts a new instance in place of the active one.
-    fn replace(&mut self, strategy: RedeployStrategy, now: Instant, effects: &mut Vec<Effect>) {
-        self.backoff_timer = None;
+    /// Puts a new instance in place of the active one. `announce`: a redeploy, said as
+    /// one when a stop-first replacement starts.
+    fn replace(
+        &mut self,
+        strategy: RedeployStrategy,
+        announce: bool,
+        now: Instant,
+        effects: &mut Vec<Effect>,
+    ) {
+        // Whatever was pending (a backoff, a failure) gives way to the new instance.
+        self.phase = Phase::Up;
         if let Some(candidate) = self.candidate.take() {
             self.retire(candidate, StopReason::Discarded, effects);
         }
@@ -584,7 +599,7 @@ impl ServiceMachine {
             if self.retiring.is_empty() {
                 self.spawn_active(now, effects);
             } else {
-                self.start_after_retire = true;
+                self.phase = Phase::AfterRetire { announce: None };
             }
             return;
         };
@@ -603,15 +618,16 @@ impl ServiceMachine {
                 effects.push(Effect::Spawn { generation });
             }
             RedeployStrategy::StopFirst => {
-                if self.redeploying {
-                    self.redeploy_from = Some(active.generation);
-                }
+                let from = active.generation;
                 self.retire(active, StopReason::Requested, effects);
-                self.start_after_retire = true;
+                self.phase = Phase::AfterRetire {
+                    announce: announce.then_some(from),
+                };
             }
         }
     }
 
+    /// Spawns a new serving instance; the caller has set the phase.
     fn spawn_active(&mut self, now: Instant, effects: &mut Vec<Effect>) {
         let generation = self.take_generation();
         self.active = Some(Instance {
@@ -716,8 +732,7 @@ impl ServiceMachine {
             if retry {
                 self.after_crash(generation, None, Some(reason), None, now, effects);
             } else {
-                self.terminal = Some(Terminal::Failed);
-                self.failure = Some(reason);
+                self.phase = Phase::Ended(Outcome::Failed(reason));
             }
         } else if self
             .candidate
@@ -773,7 +788,7 @@ impl ServiceMachine {
             let retired = self.retiring.remove(index);
             effects.push(Effect::Cleanup { generation });
             let cause = retired.reason.probe_cause();
-            if cause.is_some() && self.want_up && self.active.is_none() {
+            if cause.is_some() && self.wants_up() && self.active.is_none() {
                 // fleet stopped it for its probe: a failure, however it exited, which
                 // the restart policy handles and its event reports.
                 self.after_crash(generation, Some(status), None, cause, now, effects);
@@ -789,16 +804,20 @@ impl ServiceMachine {
 
     /// A retiring instance is gone: start the replacement once all are.
     fn after_retired(&mut self, now: Instant, effects: &mut Vec<Effect>) {
-        if self.retiring.is_empty() && self.start_after_retire {
-            self.start_after_retire = false;
-            if self.want_up && self.active.is_none() {
-                self.spawn_active(now, effects);
-                if let Some(from) = self.redeploy_from.take() {
-                    effects.push(Effect::Emit {
-                        generation: self.generation(),
-                        event: EventKind::Redeployed { from },
-                    });
-                }
+        if !self.retiring.is_empty() {
+            return;
+        }
+        let Phase::AfterRetire { announce } = self.phase else {
+            return;
+        };
+        self.phase = Phase::Up;
+        if self.active.is_none() {
+            self.spawn_active(now, effects);
+            if let Some(from) = announce {
+                effects.push(Effect::Emit {
+                    generation: self.generation(),
+                    event: EventKind::Redeployed { from },
+                });
             }
         }
     }
@@ -816,25 +835,25 @@ impl ServiceMachine {
         effects: &mut Vec<Effect>,
     ) {
         let succeeded = status.is_some_and(ExitStatus::success) && cause.is_none();
-        let restart = self.want_up
+        let restart = self.wants_up()
             && match self.policy.restart {
                 RestartPolicy::Always => true,
                 RestartPolicy::OnFailure => !succeeded,
                 RestartPolicy::Never => false,
             };
         if !restart {
-            self.terminal = Some(if succeeded {
-                Terminal::Completed
+            let why = match (status, cause, spawn_error) {
+                (_, Some(cause), _) => cause.to_string(),
+                (Some(status), None, _) => status.to_string(),
+                (None, None, Some(error)) => error,
+                (None, None, None) => "it could not be started".to_string(),
+            };
+            self.phase = Phase::Ended(if succeeded {
+                Outcome::Completed
             } else {
-                Terminal::Failed
+                Outcome::Failed(why)
             });
             if let Some(status) = status {
-                if !succeeded {
-                    self.failure = Some(match cause {
-                        Some(cause) => cause.to_string(),
-                        None => status.to_string(),
-                    });
-                }
                 effects.push(Effect::Emit {
                     generation,
                     event: EventKind::Exited {
@@ -844,8 +863,6 @@ impl ServiceMachine {
                         cause,
                     },
                 });
-            } else {
-                self.failure = spawn_error;
             }
             return;
         }
@@ -858,7 +875,6 @@ impl ServiceMachine {
             .crashes
             .record(now, self.policy.restart_window, failure);
         if count.total > self.policy.max_restarts {
-            self.terminal = Some(Terminal::Failed);
             if let Some(status) = status {
                 effects.push(Effect::Emit {
                     generation,
@@ -876,12 +892,12 @@ impl ServiceMachine {
                 .as_millis()
                 .try_into()
                 .unwrap_or(u64::MAX);
-            self.failure = Some(crate::event::describe_failures(
+            self.phase = Phase::Ended(Outcome::Failed(crate::event::describe_failures(
                 count.total,
                 count.unhealthy,
                 count.not_ready,
                 window_ms,
-            ));
+            )));
             effects.push(Effect::Emit {
                 generation,
                 event: EventKind::GaveUp {
@@ -911,7 +927,11 @@ impl ServiceMachine {
             self.spawn_active(now, effects);
         } else {
             let id = self.take_id();
-            self.backoff_timer = Some(id);
+            match &mut self.phase {
+                // A redeploy's build goes on; the old build restarts meanwhile.
+                Phase::Building(run) => run.restart_timer = Some(id),
+                phase => *phase = Phase::Backoff { timer: id },
+            }
             effects.push(Effect::SetTimer {
                 timer: Timer::RestartDelay { id },
                 after: delay,
@@ -1077,11 +1097,19 @@ impl ServiceMachine {
     fn on_timer(&mut self, timer: Timer, now: Instant, effects: &mut Vec<Effect>) {
         match timer {
             Timer::RestartDelay { id } => {
-                if self.backoff_timer == Some(id) {
-                    self.backoff_timer = None;
-                    if self.want_up && self.active.is_none() {
-                        self.spawn_active(now, effects);
+                let due = match &mut self.phase {
+                    Phase::Backoff { timer } if *timer == id => {
+                        self.phase = Phase::Up;
+                        true
                     }
+                    Phase::Building(run) if run.restart_timer == Some(id) => {
+                        run.restart_timer = None;
+                        true
+                    }
+                    _ => false,
+                };
+                if due && self.active.is_none() {
+                    self.spawn_active(now, effects);
                 }
             }
             Timer::StopTimeout { generation } => {
@@ -1913,3 +1941,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties;

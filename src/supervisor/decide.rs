@@ -182,7 +182,10 @@ fn shutdown(slots: &BTreeMap<String, SlotState>, graph: &Graph) -> Vec<Decision>
 }
 
 /// The first dependency whose condition does not hold.
-pub fn unmet_dependency(spec: &ServiceSpec, slots: &BTreeMap<String, SlotState>) -> Option<Blocker> {
+pub fn unmet_dependency(
+    spec: &ServiceSpec,
+    slots: &BTreeMap<String, SlotState>,
+) -> Option<Blocker> {
     spec.depends_on.iter().find_map(|dependency| {
         let state = slots.get(&dependency.service)?.status.state;
         let holds = match dependency.condition {

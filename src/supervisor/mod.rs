@@ -648,15 +648,16 @@ impl Supervisor {
             let Some(socket) = manifest.service(name).and_then(|spec| spec.socket.as_ref()) else {
                 continue;
             };
-            let listener = TcpListener::bind((socket.host.as_str(), socket.port)).map_err(|err| {
-                CommandError {
-                    code: crate::control::codes::INTERNAL,
-                    message: format!(
-                        "service `{name}`: cannot bind {}:{}: {err}",
-                        socket.host, socket.port
-                    ),
-                }
-            })?;
+            let listener =
+                TcpListener::bind((socket.host.as_str(), socket.port)).map_err(|err| {
+                    CommandError {
+                        code: crate::control::codes::INTERNAL,
+                        message: format!(
+                            "service `{name}`: cannot bind {}:{}: {err}",
+                            socket.host, socket.port
+                        ),
+                    }
+                })?;
             bound.push((name.clone(), Arc::new(listener)));
         }
         self.listeners.extend(bound);

@@ -352,9 +352,9 @@ fn a_replaced_service_is_swapped_once_idle() {
         slot.phase = Phase::Replacing(Replacement::Remove);
         slot.status = status(ServiceState::Stopping, 1);
     }
-    assert!(!fleet
-        .decide()
-        .contains(&Decision::Replace { service: "cache".into() }));
+    assert!(!fleet.decide().contains(&Decision::Replace {
+        service: "cache".into()
+    }));
     fleet.set("cache", ServiceState::Stopped, 1);
     assert_eq!(
         fleet.decide().first(),
@@ -362,4 +362,86 @@ fn a_replaced_service_is_swapped_once_idle() {
             service: "cache".into()
         })
     );
+}
+
+mod properties {
+    //! Whatever the runners report, `reconcile` never starts a service whose
+    //! dependencies do not hold, never stops one whose dependents still run, and
+    //! decides at most once per service per pass.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const STATES: [ServiceState; 11] = [
+        ServiceState::Stopped,
+        ServiceState::Waiting,
+        ServiceState::Building,
+        ServiceState::Starting,
+        ServiceState::Running,
+        ServiceState::Healthy,
+        ServiceState::Unhealthy,
+        ServiceState::Backoff,
+        ServiceState::Stopping,
+        ServiceState::Completed,
+        ServiceState::Failed,
+    ];
+
+    fn phase(choice: u8) -> Phase {
+        match choice % 4 {
+            0 => Phase::Unwanted,
+            1 => Phase::Waiting { blocked_on: None },
+            2 => Phase::Launched {
+                seen: BTreeMap::new(),
+            },
+            _ => Phase::Stopping,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decisions_respect_dependencies(
+            rows in proptest::collection::vec((0usize..11, 0u8..4, 0u64..3), 5),
+            shutting_down in any::<bool>(),
+        ) {
+            let mut fleet = Fleet::up();
+            let names: Vec<String> = fleet.slots.keys().cloned().collect();
+            for (name, (state, choice, generation)) in names.iter().zip(rows) {
+                fleet.set(name, STATES[state], generation);
+                if let Some(slot) = fleet.slots.get_mut(name) {
+                    slot.phase = phase(choice);
+                }
+            }
+            let decisions = reconcile(&fleet.slots, &fleet.graph, shutting_down);
+            let mut decided = BTreeSet::new();
+            for decision in &decisions {
+                let service = match decision {
+                    Decision::Start { service, .. }
+                    | Decision::Restart { service, .. }
+                    | Decision::Wait { service, .. }
+                    | Decision::Stop { service }
+                    | Decision::Replace { service } => service,
+                };
+                prop_assert!(decided.insert(service.clone()), "{service} decided twice");
+                let slot = &fleet.slots[service];
+                match decision {
+                    Decision::Start { .. } | Decision::Restart { .. } => {
+                        prop_assert!(!shutting_down);
+                        prop_assert_eq!(unmet_dependency(&slot.spec, &fleet.slots), None);
+                    }
+                    Decision::Stop { .. } => {
+                        prop_assert!(shutting_down);
+                        for dependent in fleet.graph.dependents(service) {
+                            prop_assert!(fleet.slots[dependent].status.idle);
+                        }
+                    }
+                    Decision::Wait { .. } | Decision::Replace { .. } => {
+                        prop_assert!(!shutting_down);
+                    }
+                }
+            }
+        }
+    }
+
+    use std::collections::BTreeSet;
 }
