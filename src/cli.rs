@@ -589,26 +589,6 @@ fn check(path: &Path) -> Result<i32, CliError> {
     Ok(exit::SUCCESS)
 }
 
-/// A stable 64-bit FNV-1a hash: the project token must be the same for every fleet
-/// binary that looks at the same manifest, so std's randomised hasher won't do.
-pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
-/// Identifies a project by its manifest's path.
-pub fn project_token(manifest: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    format!(
-        "{:012x}",
-        stable_hash(manifest.as_os_str().as_bytes()) & 0xffff_ffff_ffff
-    )
-}
-
 fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
     let manifest = manifest::load(path)?;
     let endpoint = Endpoint::for_manifest(&manifest.path).map_err(|err| {
@@ -682,7 +662,7 @@ fn detach(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
             format!("fleet: cannot create {}: {err}", state_dir.display()),
         )
     })?;
-    let log_path = state_dir.join("supervisor.log");
+    let log_path = crate::project::supervisor_log(&state_dir);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -935,10 +915,10 @@ async fn supervise(
         |what: &str, err: std::io::Error| CliError::new(exit::FAILURE, format!("{what}: {err}"));
     let processes = ProcessRuntime::start()
         .map_err(|err| io_error("cannot set up process supervision", err))?;
-    let token = project_token(&manifest.path);
-    let run_id = format!("{:x}{:x}", std::process::id(), now_ms() & 0xffff_ffff);
+    let token = crate::project::project_token(&manifest.path);
+    let run_id = crate::project::new_run_id();
     let state_dir = manifest.state_dir();
-    let swept = reaper::sweep_previous(&state_dir, &format!("{token}/"));
+    let swept = reaper::sweep_previous(&state_dir, &crate::project::project_marker(&token));
     if swept.groups + swept.processes > 0 {
         crate::note!(
             "fleet: cleaned up after a previous run that did not stop cleanly ({} process groups, {} stray processes)",
@@ -958,7 +938,7 @@ async fn supervise(
     let preflight = crate::supervisor::preflight(&manifest, &services)?;
     let journal =
         Journal::open(&state_dir, &run_id).map_err(|err| io_error("cannot write .fleet/", err))?;
-    let marker = format!("{token}/{run_id}/");
+    let marker = crate::project::run_marker(&token, &run_id);
     let has_containers = manifest.services.iter().any(|s| s.is_container());
     let containers = has_containers.then_some((manifest.project.name.as_str(), run_id.as_str()));
     let keeper = Keeper::spawn(journal.path(), &marker, containers)

@@ -26,6 +26,7 @@ pub mod event;
 pub mod health;
 pub mod logs;
 pub mod manifest;
+pub mod project;
 pub mod runtime;
 pub mod service;
 pub mod supervisor;

@@ -96,10 +96,10 @@ pub struct Hello {
 
 /// The runtime directory for fleet's sockets and locks, created 0700.
 pub fn runtime_dir() -> io::Result<PathBuf> {
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("fleet"),
-        None => PathBuf::from(format!("/tmp/fleet-{}", nix::unistd::geteuid())),
-    };
+    let dir = crate::project::runtime_dir(
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        nix::unistd::geteuid().as_raw(),
+    );
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -117,10 +117,10 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn for_manifest(manifest: &Path) -> io::Result<Endpoint> {
         let dir = runtime_dir()?;
-        let token = crate::cli::project_token(manifest);
+        let token = crate::project::project_token(manifest);
         Ok(Endpoint {
-            socket: dir.join(format!("{token}.sock")),
-            lock: dir.join(format!("{token}.lock")),
+            socket: crate::project::socket_file(&dir, &token),
+            lock: crate::project::lock_file(&dir, &token),
         })
     }
 }

@@ -41,7 +41,7 @@ const DRAIN_GRACE: Duration = Duration::from_millis(20);
 pub struct ProjectContext {
     pub name: String,
     pub root: PathBuf,
-    /// Prefix of every `FLEET_INSTANCE` marker of this project (`<token>/`).
+    /// Prefix of every `FLEET_INSTANCE` marker of this run ([`crate::project::run_marker`]).
     pub marker: String,
     pub log_dir: PathBuf,
     pub log_max_size: u64,
@@ -82,7 +82,7 @@ impl ProjectContext {
     }
 
     pub fn instance_marker(&self, service: &str, tag: &str) -> String {
-        format!("{}{service}/{tag}/", self.marker)
+        crate::project::instance_marker(&self.marker, service, tag)
     }
 }
 
