@@ -9,10 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::control::client::{Client, ClientError};
-use crate::control::{codes, Endpoint, Hello, Request, SupervisorLock};
+use crate::control::{Endpoint, SupervisorLock};
 use crate::event::{now_ms, Command, Event, Snapshot};
 use crate::logs::{LogBatch, LogHub};
 use crate::manifest::{self, Manifest, ManifestError};
+use crate::protocol::{ErrorCode, Hello, Request};
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::reaper::{self, Journal, Keeper};
 use crate::service::runner::ProjectContext;
@@ -228,14 +229,17 @@ impl From<ClientError> for CliError {
         let code = match &err {
             ClientError::NotRunning { .. } => exit::NOT_RUNNING,
             ClientError::Remote(body)
-                if body.code == codes::UNKNOWN_SERVICE || body.code == codes::INVALID_MANIFEST =>
+                if matches!(
+                    body.code,
+                    ErrorCode::UnknownService | ErrorCode::InvalidManifest
+                ) =>
             {
                 exit::INVALID
             }
             _ => exit::FAILURE,
         };
         let message = match err {
-            ClientError::Remote(body) if body.code == codes::INVALID_MANIFEST => body.message,
+            ClientError::Remote(body) if body.code == ErrorCode::InvalidManifest => body.message,
             other => format!("fleet: {other}"),
         };
         CliError::new(code, message)
@@ -770,7 +774,7 @@ async fn wait_until_ready(
             Ok(reply) => reply?,
             Err(_) => break,
         };
-        let crate::control::Reply::Stream(value) = reply else {
+        let crate::protocol::Reply::Stream(value) = reply else {
             break;
         };
         let Some(snapshot) = value.get("snapshot") else {
@@ -960,7 +964,7 @@ async fn supervise(
     });
     let names: Vec<String> = manifest.services.iter().map(|s| s.name.clone()).collect();
     let hello = Hello {
-        version: crate::control::PROTOCOL_VERSION,
+        version: crate::protocol::PROTOCOL_VERSION,
         project: manifest.project.name.clone(),
         manifest: manifest.path.display().to_string(),
         pid: std::process::id(),
@@ -974,7 +978,7 @@ async fn supervise(
             return Err(err.into());
         }
     };
-    let listener = match crate::control::server::bind(&endpoint.socket) {
+    let listener = match crate::supervisor::server::bind(&endpoint.socket) {
         Ok(listener) => listener,
         Err(err) => {
             journal.clear();
@@ -1027,7 +1031,7 @@ async fn supervise(
         })
     });
     let signals = tokio::spawn(forward_signals(handle.clone()));
-    let server = tokio::spawn(crate::control::server::serve(
+    let server = tokio::spawn(crate::supervisor::server::serve(
         listener,
         handle.clone(),
         hello,

@@ -27,6 +27,7 @@ pub mod health;
 pub mod logs;
 pub mod manifest;
 pub mod project;
+pub mod protocol;
 pub mod runtime;
 pub mod service;
 pub mod supervisor;

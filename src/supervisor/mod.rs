@@ -10,6 +10,7 @@
 //! touches a process itself; runners do.
 
 pub mod graph;
+pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -24,6 +25,7 @@ use crate::event::{
 };
 use crate::logs::ServiceLog;
 use crate::manifest::{DependencyCondition, Manifest, ServiceSpec};
+use crate::protocol::ErrorCode;
 use crate::runtime::ports;
 use crate::service::runner::{ProjectContext, Report, RunnerHandle, ServiceRunner, ServiceStatus};
 use crate::service::state::Input;
@@ -73,7 +75,7 @@ impl std::error::Error for StartError {}
 /// An error reply to a command, with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -97,7 +99,7 @@ impl SupervisorHandle {
     pub async fn send(&self, command: Command) -> CommandResult {
         let (reply, response) = oneshot::channel();
         let gone = || CommandError {
-            code: "shutting_down",
+            code: ErrorCode::ShuttingDown,
             message: "the supervisor is shutting down".into(),
         };
         self.requests
@@ -519,7 +521,7 @@ impl Supervisor {
         let Request { command, reply } = request;
         if self.shutdown.is_some() && !matches!(command, Command::Down | Command::Kill) {
             let _ = reply.send(Err(CommandError {
-                code: "shutting_down",
+                code: ErrorCode::ShuttingDown,
                 message: "the fleet is stopping".into(),
             }));
             return;
@@ -604,7 +606,7 @@ impl Supervisor {
         if !unknown.is_empty() {
             let list: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
             return Err(CommandError {
-                code: "unknown_service",
+                code: ErrorCode::UnknownService,
                 message: format!("unknown service: {}", list.join(", ")),
             });
         }
@@ -624,7 +626,7 @@ impl Supervisor {
     /// nothing else is touched. An invalid manifest changes nothing.
     fn reload(&mut self) -> CommandResult {
         let manifest = crate::manifest::load(&self.manifest.path).map_err(|err| CommandError {
-            code: crate::control::codes::INVALID_MANIFEST,
+            code: ErrorCode::InvalidManifest,
             message: err.render(false),
         })?;
         let mut added = Vec::new();
@@ -661,7 +663,7 @@ impl Supervisor {
                         }
                         Err(err) => {
                             return Err(CommandError {
-                                code: crate::control::codes::INTERNAL,
+                                code: ErrorCode::Internal,
                                 message: format!(
                                     "service `{name}`: cannot bind {}:{}: {err}",
                                     socket.host, socket.port
@@ -671,7 +673,7 @@ impl Supervisor {
                     }
                 }
                 self.add_slot(spec.clone()).map_err(|err| CommandError {
-                    code: crate::control::codes::INTERNAL,
+                    code: ErrorCode::Internal,
                     message: format!("service `{name}`: {err}"),
                 })?;
                 if let Some(slot) = self.slots.get_mut(name) {
