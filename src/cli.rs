@@ -419,7 +419,7 @@ pub fn render_ps(snapshot: &Snapshot, now_ms: u64) -> String {
                 .join(",")
         };
         let mut state = service.state.to_string();
-        if service.build.as_deref() == Some("failed") {
+        if service.build == Some(crate::event::BuildStatus::Failed) {
             state.push_str(" (build failed)");
         }
         let last = match (&service.waiting_for, &service.last_event) {
@@ -454,7 +454,10 @@ pub fn render_ps(snapshot: &Snapshot, now_ms: u64) -> String {
             service.restarts.to_string(),
             uptime,
             ports,
-            service.health.clone().unwrap_or_else(|| "-".into()),
+            service
+                .health
+                .map(|health| health.to_string())
+                .unwrap_or_else(|| "-".into()),
             last,
         ]);
     }
@@ -795,10 +798,7 @@ async fn wait_until_ready(
             .filter_map(|name| snapshot.service(name))
             .any(|service| {
                 service.state == crate::event::ServiceState::Waiting
-                    && service
-                        .waiting_for
-                        .as_deref()
-                        .is_some_and(|w| w.ends_with("which failed"))
+                    && service.waiting_for.as_ref().is_some_and(|w| w.failed)
             });
         let done = if healthy {
             states.iter().all(|s| s.is_ready())
@@ -815,10 +815,7 @@ async fn wait_until_ready(
                                 | crate::event::ServiceState::Failed
                         )
                         || (s == crate::event::ServiceState::Waiting
-                            && service
-                                .waiting_for
-                                .as_deref()
-                                .is_some_and(|w| w.ends_with("which failed")))
+                            && service.waiting_for.as_ref().is_some_and(|w| w.failed))
                 })
         };
         if !healthy && done {
@@ -833,7 +830,10 @@ async fn wait_until_ready(
                     crate::note!(
                         "fleet: {} will not start: waiting for {}",
                         service.name,
-                        service.waiting_for.as_deref().unwrap_or("?")
+                        service
+                            .waiting_for
+                            .as_ref()
+                            .map_or_else(|| "?".to_string(), |w| w.to_string())
                     );
                 }
             }

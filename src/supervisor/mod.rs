@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::event::{
     now_ms, Command, Event, EventKind, Generation, ServiceKindName, ServiceSnapshot, ServiceState,
-    Snapshot,
+    Snapshot, WaitCondition, WaitingFor,
 };
 use crate::logs::ServiceLog;
 use crate::manifest::{DependencyCondition, Manifest, ServiceSpec};
@@ -119,7 +119,7 @@ struct Slot {
     desired: bool,
     /// `Start` was sent for the current desire.
     launched: bool,
-    waiting_for: Option<String>,
+    waiting_for: Option<WaitingFor>,
     last_event: Option<(u64, String)>,
     /// Dependency generations seen when this service last (re)started, for edges with
     /// `restart = true`.
@@ -811,7 +811,7 @@ impl Supervisor {
                     }
                 }
                 Some(waiting) => {
-                    if slot.waiting_for.as_deref() != Some(waiting.as_str()) {
+                    if slot.waiting_for.as_ref() != Some(&waiting) {
                         slot.waiting_for = Some(waiting.clone());
                         let at_ms = now_ms();
                         let event = EventKind::Message {
@@ -832,7 +832,7 @@ impl Supervisor {
     }
 
     /// The first dependency whose condition does not hold, described for a user.
-    fn unmet_dependency(&self, spec: &ServiceSpec) -> Option<String> {
+    fn unmet_dependency(&self, spec: &ServiceSpec) -> Option<WaitingFor> {
         for dependency in &spec.depends_on {
             let Some(slot) = self.slots.get(&dependency.service) else {
                 continue;
@@ -848,14 +848,14 @@ impl Supervisor {
             };
             if !holds {
                 let condition = match dependency.condition {
-                    DependencyCondition::Started => "started",
-                    DependencyCondition::Healthy => "healthy",
-                    DependencyCondition::Completed => "completed",
+                    DependencyCondition::Started => WaitCondition::Started,
+                    DependencyCondition::Healthy => WaitCondition::Healthy,
+                    DependencyCondition::Completed => WaitCondition::Completed,
                 };
-                return Some(if state == ServiceState::Failed {
-                    format!("{} ({condition}), which failed", dependency.service)
-                } else {
-                    format!("{} ({condition})", dependency.service)
+                return Some(WaitingFor {
+                    service: dependency.service.clone(),
+                    condition,
+                    failed: state == ServiceState::Failed,
                 });
             }
         }
@@ -939,9 +939,9 @@ impl Supervisor {
                     restarts: slot.status.restarts,
                     started_at_ms: slot.status.started_at_ms,
                     ports,
-                    health: slot.status.health.clone(),
+                    health: slot.status.health,
                     probe_error: slot.status.probe_error.clone(),
-                    build: slot.status.build.clone(),
+                    build: slot.status.build,
                     last_redeploy_at_ms: slot.status.last_redeploy_at_ms,
                     last_event: slot.last_event.as_ref().map(|(_, text)| text.clone()),
                     last_event_at_ms: slot.last_event.as_ref().map(|(at, _)| *at),
