@@ -6,18 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use tokio::sync::{broadcast, oneshot};
 
 use crate::control::client::{Client, ClientError};
 use crate::control::{Endpoint, SupervisorLock};
-use crate::event::{now_ms, Command, Event, Snapshot};
-use crate::logs::{LogBatch, LogHub};
+use crate::event::{now_ms, Command, Snapshot};
 use crate::manifest::{self, Manifest, ManifestError};
-use crate::protocol::{ErrorCode, Hello, Request};
-use crate::runtime::process::ProcessRuntime;
-use crate::runtime::reaper::{self, Journal, Keeper};
-use crate::service::runner::ProjectContext;
-use crate::supervisor::{StartError, Supervisor, SupervisorHandle};
+use crate::protocol::{ErrorCode, Request};
+use crate::supervisor::launch::{
+    launch, Ended, ForegroundUi, Front, Launch, LaunchError, UiExit, UiFeed,
+};
+use crate::supervisor::printer::{use_color, Labels};
+use crate::supervisor::{StartError, SupervisorHandle};
 
 /// Documented, stable exit codes.
 pub mod exit {
@@ -163,6 +162,15 @@ impl From<ManifestError> for CliError {
                 .trim_end()
                 .to_string(),
         )
+    }
+}
+
+impl From<LaunchError> for CliError {
+    fn from(err: LaunchError) -> CliError {
+        match err {
+            LaunchError::Start(err) => err.into(),
+            other => CliError::new(exit::FAILURE, other.to_string()),
+        }
     }
 }
 
@@ -620,14 +628,51 @@ fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
     }
     let runtime = supervisor_runtime()?;
     let tui = !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
-    runtime.block_on(supervise(
+    let front = if args.detached_child {
+        Front::Lines {
+            service_output: false,
+        }
+    } else if tui {
+        Front::Ui(foreground_tui())
+    } else {
+        Front::Lines {
+            service_output: true,
+        }
+    };
+    let ended = runtime.block_on(launch(Launch {
         manifest,
-        args.services,
+        services: args.services,
         endpoint,
         lock,
-        !args.detached_child,
-        tui,
-    ))
+        front,
+    }))?;
+    Ok(match ended {
+        Ended::Stopped => exit::SUCCESS,
+        Ended::Killed => exit::KILLED,
+    })
+}
+
+/// The terminal UI beside a supervisor that `fleet up` runs in the foreground.
+fn foreground_tui() -> ForegroundUi {
+    Box::new(|feed: UiFeed| {
+        let source = crate::tui::TuiSource {
+            snapshots: feed.handle.snapshot.clone(),
+            events: crate::tui::forward_events(feed.handle.events.subscribe()),
+            logs: crate::tui::forward_logs(feed.logs),
+            send: command_sender(feed.handle),
+            read_tail: crate::tui::TuiSource::read_tail_in(feed.log_dir),
+        };
+        Box::pin(async move {
+            let outcome = crate::tui::run(source, crate::tui::TuiMode::Up).await;
+            if let Err(err) = &outcome {
+                crate::note!("fleet: the terminal UI failed: {err}");
+            }
+            match outcome {
+                Ok(crate::tui::TuiExit::FleetEnded) => UiExit::FleetEnded,
+                _ => UiExit::Left,
+            }
+        })
+    })
 }
 
 /// `fleet up` while a supervisor runs: reload the manifest, start what was asked.
@@ -661,7 +706,6 @@ async fn apply_to_running(manifest: &Manifest, args: &UpArgs) -> Result<i32, Cli
 /// Starts the supervisor as a background process and waits until it has started the
 /// services (with `--wait`: until they are healthy).
 fn detach(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
-    use std::os::unix::process::CommandExt;
     let state_dir = manifest.state_dir();
     std::fs::create_dir_all(&state_dir).map_err(|err| {
         CliError::new(
@@ -695,15 +739,7 @@ fn detach(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log_err);
-    // SAFETY: setsid is async-signal-safe; the child leaves our session so closing
-    // this terminal does not send it SIGHUP.
-    unsafe {
-        command.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
-        });
-    }
+    crate::runtime::process::detach_from_session(&mut command);
     let mut child = command.spawn().map_err(|err| {
         CliError::new(
             exit::FAILURE,
@@ -906,180 +942,6 @@ async fn wait_until_ready(
     ))
 }
 
-async fn supervise(
-    manifest: Manifest,
-    services: Vec<String>,
-    endpoint: Endpoint,
-    _lock: SupervisorLock,
-    show_output: bool,
-    tui: bool,
-) -> Result<i32, CliError> {
-    let log_dir = manifest.log_dir();
-    let io_error =
-        |what: &str, err: std::io::Error| CliError::new(exit::FAILURE, format!("{what}: {err}"));
-    let processes = ProcessRuntime::start()
-        .map_err(|err| io_error("cannot set up process supervision", err))?;
-    let token = crate::project::project_token(&manifest.path);
-    let run_id = crate::project::new_run_id();
-    let state_dir = manifest.state_dir();
-    let swept = reaper::sweep_previous(&state_dir, &crate::project::project_marker(&token));
-    if swept.groups + swept.processes > 0 {
-        crate::note!(
-            "fleet: cleaned up after a previous run that did not stop cleanly ({} process groups, {} stray processes)",
-            swept.groups, swept.processes
-        );
-    }
-    // Containers of a crashed run go first: their published ports would fail the
-    // preflight. Connecting now also reports a missing engine before anything starts;
-    // the container services then fail with that message and the rest runs.
-    let engine = if manifest.services.iter().any(|s| s.is_container()) {
-        Some(connect_engine(&manifest.project.name).await)
-    } else {
-        None
-    };
-    // Ports and names are checked before anything is created: a fleet that cannot start
-    // leaves no trace.
-    let preflight = crate::supervisor::preflight(&manifest, &services)?;
-    let journal =
-        Journal::open(&state_dir, &run_id).map_err(|err| io_error("cannot write .fleet/", err))?;
-    let marker = crate::project::run_marker(&token, &run_id);
-    let has_containers = manifest.services.iter().any(|s| s.is_container());
-    let containers = has_containers.then_some((manifest.project.name.as_str(), run_id.as_str()));
-    let keeper = Keeper::spawn(journal.path(), &marker, containers)
-        .map_err(|err| io_error("cannot start the keeper process", err))?;
-    let hub = LogHub::default();
-    let project = Arc::new(ProjectContext {
-        name: manifest.project.name.clone(),
-        root: manifest.root.clone(),
-        marker,
-        log_dir: manifest.log_dir(),
-        log_max_size: manifest.project.log_max_size,
-        log_keep: manifest.project.log_keep,
-        base_env: std::env::vars().collect(),
-        processes,
-        hub: hub.clone(),
-        journal: journal.clone(),
-        run_id: run_id.clone(),
-        engine: tokio::sync::OnceCell::new_with(engine),
-    });
-    let names: Vec<String> = manifest.services.iter().map(|s| s.name.clone()).collect();
-    let hello = Hello {
-        version: crate::protocol::PROTOCOL_VERSION,
-        project: manifest.project.name.clone(),
-        manifest: manifest.path.display().to_string(),
-        pid: std::process::id(),
-    };
-    let engine_project = project.clone();
-    let (supervisor, handle) = match Supervisor::new(manifest, project, &services, preflight) {
-        Ok(created) => created,
-        Err(err) => {
-            journal.clear();
-            keeper.release();
-            return Err(err.into());
-        }
-    };
-    let listener = match crate::supervisor::server::bind(&endpoint.socket) {
-        Ok(listener) => listener,
-        Err(err) => {
-            journal.clear();
-            keeper.release();
-            return Err(CliError::new(
-                exit::FAILURE,
-                format!(
-                    "fleet: cannot listen on {}: {err}",
-                    endpoint.socket.display()
-                ),
-            ));
-        }
-    };
-    let use_tui = show_output && tui;
-    // Output nobody can read (stdout is /dev/null, as under a benchmark or a service
-    // manager that discards it) is not worth formatting; the log files have it all.
-    let show_output = show_output && !stdout_discarded();
-    // Detached, the supervisor's own output goes to .fleet/supervisor.log: status lines
-    // belong there, service output is already in the per-service logs.
-    let printer = (!use_tui).then(|| {
-        Printer::start(
-            &names,
-            show_output.then(|| hub.subscribe()),
-            handle.events.subscribe(),
-        )
-    });
-    let tui_task = use_tui.then(|| {
-        let source = crate::tui::TuiSource {
-            snapshots: handle.snapshot.clone(),
-            events: crate::tui::forward_events(handle.events.subscribe()),
-            logs: crate::tui::forward_logs(hub.subscribe()),
-            send: command_sender(handle.clone()),
-            read_tail: crate::tui::TuiSource::read_tail_in(log_dir.clone()),
-        };
-        let handle = handle.clone();
-        let names = names.clone();
-        tokio::spawn(async move {
-            let outcome = crate::tui::run(source, crate::tui::TuiMode::Up).await;
-            if let Err(err) = &outcome {
-                crate::note!("fleet: the terminal UI failed: {err}");
-            }
-            if matches!(outcome, Ok(crate::tui::TuiExit::FleetEnded)) {
-                return None;
-            }
-            // The terminal is back to normal: show the shutdown as plain status lines.
-            let printer = Printer::start(&names, None, handle.events.subscribe());
-            crate::note!("fleet: stopping every service (press Ctrl-C again to kill them at once)");
-            let _ = handle.send(Command::Down).await;
-            Some(printer)
-        })
-    });
-    let signals = tokio::spawn(forward_signals(handle.clone()));
-    let server = tokio::spawn(crate::supervisor::server::serve(
-        listener,
-        handle.clone(),
-        hello,
-    ));
-    drop(handle);
-    let killed = supervisor.run().await;
-    if let Some(Ok(engine)) = engine_project.engine.get() {
-        engine.docker.remove_network(&engine_project.name).await;
-    }
-    signals.abort();
-    server.abort();
-    let _ = std::fs::remove_file(&endpoint.socket);
-    if let Some(printer) = printer {
-        printer.finish();
-    }
-    if let Some(task) = tui_task {
-        if let Ok(Some(printer)) = task.await {
-            printer.finish();
-        }
-    }
-    journal.clear();
-    keeper.release();
-    Ok(if killed { exit::KILLED } else { exit::SUCCESS })
-}
-
-/// Connects to Docker, removes what a crashed run of this project left, and makes the
-/// project's network.
-async fn connect_engine(project: &str) -> Result<crate::service::runner::ContainerEngine, String> {
-    let docker = crate::runtime::container::Docker::connect()
-        .await
-        .map_err(|err| {
-            let message = err.to_string();
-            crate::note!("fleet: container services cannot start: {message}");
-            message
-        })?;
-    match docker.sweep(project, None).await {
-        Ok(0) => {}
-        Ok(removed) => crate::note!("fleet: removed {removed} containers left by a previous run"),
-        Err(err) => crate::note!("fleet: cannot look for containers of a previous run: {err}"),
-    }
-    let network = docker.ensure_network(project).await.map_err(|err| {
-        let message = err.to_string();
-        crate::note!("fleet: container services cannot start: {message}");
-        message
-    })?;
-    Ok(crate::service::runner::ContainerEngine { docker, network })
-}
-
 /// Commands from the TUI go to the supervisor like any client's.
 fn command_sender(handle: SupervisorHandle) -> crate::tui::SendCommand {
     Arc::new(move |command: Command| {
@@ -1107,204 +969,4 @@ fn attach_tui(path: &Path) -> Result<i32, CliError> {
             )),
         }
     })
-}
-
-/// First SIGINT or SIGTERM: graceful stop. Second: kill everything at once.
-async fn forward_signals(handle: SupervisorHandle) {
-    use tokio::signal::unix::{signal, SignalKind};
-    // SIGHUP too: a closed terminal means the same as Ctrl-C, a graceful stop.
-    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        crate::note!("fleet: cannot listen for Ctrl-C; use `fleet down` to stop");
-        return;
-    };
-    let mut received = 0;
-    loop {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-            _ = hangup.recv() => {}
-        }
-        received += 1;
-        let command = if received == 1 {
-            crate::note!("fleet: stopping every service (press Ctrl-C again to kill them at once)");
-            Command::Down
-        } else {
-            crate::note!("fleet: killing every service");
-            Command::Kill
-        };
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            let _ = handle.send(command).await;
-        });
-    }
-}
-
-/// Whether our stdout is /dev/null.
-fn stdout_discarded() -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let (Ok(stdout), Ok(null)) = (
-        std::fs::metadata("/proc/self/fd/1"),
-        std::fs::metadata("/dev/null"),
-    ) else {
-        return false;
-    };
-    stdout.file_type().is_char_device() && stdout.rdev() == null.rdev()
-}
-
-fn use_color(stream: &impl IsTerminal) -> bool {
-    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
-}
-
-/// How `fleet up` and `fleet logs` label lines: each service's name padded to the
-/// widest one shown, in its own colour (by manifest order) on a terminal. Prefixes are
-/// made once, not per line.
-struct Labels {
-    prefixes: std::collections::HashMap<String, String>,
-    colors: std::collections::HashMap<String, &'static str>,
-}
-
-impl Labels {
-    fn new(all: &[String], shown: &[String], color: bool) -> Labels {
-        let width = shown
-            .iter()
-            .map(|name| name.chars().count())
-            .max()
-            .unwrap_or(0)
-            .min(24);
-        let colors: std::collections::HashMap<String, &'static str> = if color {
-            all.iter()
-                .enumerate()
-                .map(|(i, name)| (name.clone(), PALETTE[i % PALETTE.len()]))
-                .collect()
-        } else {
-            Default::default()
-        };
-        let prefixes = all
-            .iter()
-            .map(|name| {
-                let padded = format!("{name:<width$}");
-                let prefix = match colors.get(name) {
-                    Some(code) => format!("{code}{padded}{RESET} | "),
-                    None => format!("{padded} | "),
-                };
-                (name.clone(), prefix)
-            })
-            .collect();
-        Labels { prefixes, colors }
-    }
-
-    /// `users   | ` for an output line.
-    fn prefix(&self, name: &str) -> &str {
-        self.prefixes
-            .get(name)
-            .map(String::as_str)
-            .unwrap_or("? | ")
-    }
-
-    /// `users: started (pid 4242)` for a status line.
-    fn status(&self, name: &str, text: &str) -> String {
-        match self.colors.get(name) {
-            Some(code) => format!("{code}{BOLD}{name}{RESET}: {text}\n"),
-            None => format!("{name}: {text}\n"),
-        }
-    }
-}
-
-/// ANSI colours that read on dark and light terminals and exist in 8-colour ones.
-const PALETTE: [&str; 6] = [
-    "\x1b[36m", "\x1b[33m", "\x1b[32m", "\x1b[35m", "\x1b[34m", "\x1b[31m",
-];
-const RESET: &str = "\x1b[0m";
-const BOLD: &str = "\x1b[1m";
-
-/// `fleet up` without the TUI: every output line prefixed with its service, and
-/// fleet's status lines. Runs on its own thread so a slow terminal blocks only it;
-/// if it falls behind, it says how much it skipped (the log files have everything).
-struct Printer {
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Printer {
-    fn start(
-        names: &[String],
-        logs: Option<broadcast::Receiver<Arc<LogBatch>>>,
-        mut events: broadcast::Receiver<Event>,
-    ) -> Printer {
-        let labels = Labels::new(names, names, use_color(&std::io::stdout()));
-        let (stop, mut stopped) = oneshot::channel::<()>();
-        // Without output to show, a receiver that never receives stands in; its sender
-        // lives as long as the thread, so it never reports "closed" either.
-        let (idle_sender, idle) = broadcast::channel(1);
-        let mut logs = logs.unwrap_or(idle);
-        let thread = std::thread::Builder::new().name("fleet-printer".into()).spawn(move || {
-            let _idle_sender = idle_sender;
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-            runtime.block_on(async {
-                let mut draining = false;
-                loop {
-                    let next = if draining {
-                        // Shutdown: print what is already queued, then end.
-                        match (logs.try_recv(), events.try_recv()) {
-                            (Err(_), Err(_)) => break,
-                            (log, event) => (log.ok(), event.ok()),
-                        }
-                    } else {
-                        tokio::select! {
-                            log = logs.recv() => match log {
-                                Ok(batch) => (Some(batch), None),
-                                Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                                    let _ = writeln!(out, "fleet: output too fast for this terminal, {skipped} batches not shown (all are in .fleet/logs)");
-                                    (None, None)
-                                }
-                                Err(broadcast::error::RecvError::Closed) => { draining = true; (None, None) }
-                            },
-                            event = events.recv() => match event {
-                                Ok(event) => (None, Some(event)),
-                                Err(broadcast::error::RecvError::Lagged(_)) => (None, None),
-                                Err(broadcast::error::RecvError::Closed) => { draining = true; (None, None) }
-                            },
-                            _ = &mut stopped => { draining = true; (None, None) }
-                        }
-                    };
-                    // fleet's own lines reach the terminal as events; the log keeps both.
-                    if let Some(batch) = next.0.filter(|batch| batch.stream != crate::logs::Stream::Fleet) {
-                        let head = labels.prefix(&batch.service);
-                        for line in batch.lines() {
-                            let _ = out.write_all(head.as_bytes());
-                            let _ = out.write_all(line);
-                            let _ = out.write_all(b"\n");
-                        }
-                    }
-                    if let Some(event) = next.1 {
-                        let line = labels.status(&event.service, &event.kind.to_string());
-                        let _ = out.write_all(line.as_bytes());
-                    }
-                    if logs.is_empty() && events.is_empty() {
-                        let _ = out.flush();
-                    }
-                }
-                let _ = out.flush();
-            });
-        });
-        Printer {
-            stop: Some(stop),
-            thread: thread.ok(),
-        }
-    }
-
-    fn finish(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }

@@ -10,6 +10,8 @@
 //! touches a process itself; runners do.
 
 pub mod graph;
+pub mod launch;
+pub mod printer;
 pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
