@@ -7,7 +7,7 @@
 //!    run's containers, whose published ports would fail the next step.
 //! 3. Preflight: names exist, ports are free, sockets bind. A fleet that cannot start
 //!    leaves no trace, so nothing is created before this.
-//! 4. Open this run's pid journal and spawn its keeper; from here on a [`RunCleanup`]
+//! 4. Open this run's pid journal and spawn its keeper; from here on a `RunCleanup`
 //!    clears both however the launch ends, short of this process being killed (which
 //!    is what the keeper is for).
 //! 5. Create the supervisor, bind the control socket, start the output (printer or a
@@ -334,5 +334,46 @@ async fn forward_signals(handle: SupervisorHandle) {
         tokio::spawn(async move {
             let _ = handle.send(command).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_cleanup_forgets_the_journal_when_a_launch_fails() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let journal = Journal::open(dir.path(), "run1")?;
+        journal.add(std::process::id());
+        let path = journal.path().to_path_buf();
+        assert!(path.exists());
+        let failed_launch = || -> Result<(), LaunchError> {
+            let _cleanup = RunCleanup {
+                journal,
+                keeper: None,
+            };
+            Err(StartError::UnknownServices(vec!["nope".into()]).into())
+        };
+        assert!(matches!(failed_launch(), Err(LaunchError::Start(_))));
+        assert!(!path.exists(), "{} is still there", path.display());
+        Ok(())
+    }
+
+    #[test]
+    fn launch_errors_read_as_before() {
+        let setup = LaunchError::Setup {
+            what: "cannot write .fleet/",
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(setup.to_string(), "cannot write .fleet/: permission denied");
+        let listen = LaunchError::Listen {
+            socket: PathBuf::from("/run/fleet/abc.sock"),
+            source: io::Error::from(io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(
+            listen.to_string(),
+            "fleet: cannot listen on /run/fleet/abc.sock: address in use"
+        );
     }
 }
