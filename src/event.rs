@@ -109,6 +109,142 @@ impl fmt::Display for ServiceKindName {
     }
 }
 
+/// What a service's health probe says, in `fleet ps`'s `health` column (null for a
+/// service without a probe). The names are part of the JSON output and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// The instance has not passed its probe yet.
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The last build's outcome, in snapshots (null when no build ran or the last one
+/// succeeded). The names are part of the JSON output and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildStatus {
+    Running,
+    Failed,
+}
+
+impl fmt::Display for BuildStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BuildStatus::Running => "running",
+            BuildStatus::Failed => "failed",
+        })
+    }
+}
+
+/// The condition a dependent waits for, as the manifest's `depends_on` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WaitCondition {
+    Started,
+    Healthy,
+    Completed,
+}
+
+impl WaitCondition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitCondition::Started => "started",
+            WaitCondition::Healthy => "healthy",
+            WaitCondition::Completed => "completed",
+        }
+    }
+}
+
+impl fmt::Display for WaitCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The dependency a `waiting` service waits for. On the wire it is the text `fleet ps`
+/// has always shown, `db (healthy)` or `db (healthy), which failed`, so the JSON
+/// output does not change; clients read the fields, never the text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct WaitingFor {
+    pub service: String,
+    pub condition: WaitCondition,
+    /// The dependency failed for good: the dependent will not start unless it is
+    /// started again.
+    pub failed: bool,
+}
+
+/// The suffix of a [`WaitingFor`] whose dependency failed.
+const WHICH_FAILED: &str = ", which failed";
+
+impl fmt::Display for WaitingFor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.service, self.condition)?;
+        if self.failed {
+            f.write_str(WHICH_FAILED)?;
+        }
+        Ok(())
+    }
+}
+
+impl From<WaitingFor> for String {
+    fn from(waiting: WaitingFor) -> String {
+        waiting.to_string()
+    }
+}
+
+impl std::str::FromStr for WaitingFor {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<WaitingFor, String> {
+        let (rest, failed) = match text.strip_suffix(WHICH_FAILED) {
+            Some(rest) => (rest, true),
+            None => (text, false),
+        };
+        let parsed = rest.strip_suffix(')').and_then(|rest| {
+            let (service, condition) = rest.rsplit_once(" (")?;
+            let condition = [
+                WaitCondition::Started,
+                WaitCondition::Healthy,
+                WaitCondition::Completed,
+            ]
+            .into_iter()
+            .find(|known| known.as_str() == condition)?;
+            Some(WaitingFor {
+                service: service.to_string(),
+                condition,
+                failed,
+            })
+        });
+        parsed.ok_or_else(|| format!("`{text}` is not like `db (healthy)`"))
+    }
+}
+
+impl TryFrom<String> for WaitingFor {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<WaitingFor, String> {
+        text.parse()
+    }
+}
+
 /// One action, whoever asks for it. An empty `services` list means every service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -402,17 +538,17 @@ pub struct ServiceSnapshot {
     pub started_at_ms: Option<u64>,
     pub ports: Vec<u16>,
     /// `healthy`, `unhealthy`, `starting`, or null without a probe.
-    pub health: Option<String>,
+    pub health: Option<HealthStatus>,
     /// While the instance has not passed its probe yet: the last probe's error.
     #[serde(default)]
     pub probe_error: Option<String>,
     /// `running`, `failed` or null: the last build's outcome.
-    pub build: Option<String>,
+    pub build: Option<BuildStatus>,
     pub last_redeploy_at_ms: Option<u64>,
     pub last_event: Option<String>,
     pub last_event_at_ms: Option<u64>,
     /// The dependency a `waiting` service waits for.
-    pub waiting_for: Option<String>,
+    pub waiting_for: Option<WaitingFor>,
 }
 
 /// "crashed 6 times within 1m", or, when some of them were stops for the probe,
@@ -538,6 +674,60 @@ mod tests {
             gave_up.to_string(),
             "failed: 6 failures within 1m (1 crash, 4 unhealthy, 1 not ready), not restarting"
         );
+    }
+
+    #[test]
+    fn snapshot_statuses_keep_their_json() -> Result<(), serde_json::Error> {
+        assert_eq!(
+            serde_json::to_string(&HealthStatus::Starting)?,
+            r#""starting""#
+        );
+        assert_eq!(
+            serde_json::to_string(&HealthStatus::Healthy)?,
+            r#""healthy""#
+        );
+        assert_eq!(
+            serde_json::to_string(&HealthStatus::Unhealthy)?,
+            r#""unhealthy""#
+        );
+        assert_eq!(
+            serde_json::to_string(&BuildStatus::Running)?,
+            r#""running""#
+        );
+        assert_eq!(serde_json::to_string(&BuildStatus::Failed)?, r#""failed""#);
+        for text in [r#""starting""#, r#""healthy""#, r#""unhealthy""#] {
+            let health: HealthStatus = serde_json::from_str(text)?;
+            assert_eq!(serde_json::to_string(&health)?, text);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn waiting_for_keeps_the_text_clients_used_to_parse() -> Result<(), serde_json::Error> {
+        let waiting = WaitingFor {
+            service: "db".into(),
+            condition: WaitCondition::Healthy,
+            failed: false,
+        };
+        assert_eq!(serde_json::to_string(&waiting)?, r#""db (healthy)""#);
+        let failed = WaitingFor {
+            service: "migrate.v2".into(),
+            condition: WaitCondition::Completed,
+            failed: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&failed)?,
+            r#""migrate.v2 (completed), which failed""#
+        );
+        for waiting in [waiting, failed] {
+            let json = serde_json::to_string(&waiting)?;
+            assert_eq!(serde_json::from_str::<WaitingFor>(&json)?, waiting);
+        }
+        let started: WaitingFor = serde_json::from_str(r#""api (started)""#)?;
+        assert_eq!(started.condition, WaitCondition::Started);
+        assert!(serde_json::from_str::<WaitingFor>(r#""db""#).is_err());
+        assert!(serde_json::from_str::<WaitingFor>(r#""db (ready)""#).is_err());
+        Ok(())
     }
 
     #[test]

@@ -9,6 +9,25 @@
 //! the service's pipes into its log file ([`logs`]) and from there to live viewers.
 //! The supervisor publishes a [`event::Snapshot`] and [`event::Event`]s; the CLI and
 //! the TUI only ever read those.
+//!
+//! # Dependencies point one way
+//! ```text
+//! main -> cli -> { supervisor, control::client, tui }
+//!   supervisor (launch, server, printer) -> { service, watch, control }
+//!   service -> { health, runtime }
+//!   health -> runtime
+//!   runtime -> { logs, manifest, event, project }
+//!   control -> { protocol, project }      tui -> { control::client, protocol, logs, event }
+//!   logs -> { event, project }            watch -> { manifest, event }
+//!   protocol -> event                     manifest -> project
+//!   event, project: leaves (std, serde)
+//! ```
+//! An arrow also means every module below the target may be used; no arrow points
+//! back up, so there is no cycle. `supervisor::launch` takes the TUI as a
+//! [`supervisor::launch::Front`] from `cli` rather than depending on `tui`, and the
+//! control socket's server lives in [`supervisor::server`] because it serves a
+//! [`supervisor::SupervisorHandle`]; `control` itself is only the client and the
+//! socket's files.
 /// Writes a line to stderr and ignores a stderr that is gone. `eprintln!` panics when
 /// the terminal or pipe behind stderr has closed, and a supervisor whose terminal went
 /// away must still stop its services cleanly.
@@ -26,6 +45,8 @@ pub mod event;
 pub mod health;
 pub mod logs;
 pub mod manifest;
+pub mod project;
+pub mod protocol;
 pub mod runtime;
 pub mod service;
 pub mod supervisor;

@@ -320,7 +320,7 @@ impl LineWriter {
 }
 
 pub fn log_path(dir: &Path, service: &str) -> PathBuf {
-    dir.join(format!("{service}.log"))
+    crate::project::log_file(dir, service)
 }
 
 /// `2026-11-26T06:25:08.123Z` for milliseconds since the Unix epoch.

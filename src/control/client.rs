@@ -7,7 +7,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use super::{Endpoint, ErrorBody, Reply, Request, RequestLine, SupervisorLock, PROTOCOL_VERSION};
+use super::{Endpoint, SupervisorLock};
+use crate::protocol::{encode_line, ErrorBody, Reply, Request, RequestLine, PROTOCOL_VERSION};
 
 #[derive(Debug)]
 pub enum ClientError {
@@ -80,9 +81,7 @@ impl Client {
             version: PROTOCOL_VERSION,
             request,
         };
-        let mut bytes =
-            serde_json::to_vec(&line).map_err(|err| ClientError::Protocol(err.to_string()))?;
-        bytes.push(b'\n');
+        let bytes = encode_line(&line).map_err(|err| ClientError::Protocol(err.to_string()))?;
         self.writer.write_all(&bytes).await?;
         Ok(())
     }

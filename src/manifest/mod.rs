@@ -350,11 +350,11 @@ impl Manifest {
 
     /// The folder for fleet's own files (`.fleet/` beside the manifest).
     pub fn state_dir(&self) -> PathBuf {
-        self.root.join(".fleet")
+        crate::project::state_dir(&self.root)
     }
 
     pub fn log_dir(&self) -> PathBuf {
-        self.state_dir().join("logs")
+        crate::project::log_dir(&self.root)
     }
 }
 

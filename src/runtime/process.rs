@@ -534,3 +534,25 @@ pub fn start_time(pid: i32) -> Option<u64> {
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().nth(19)?.parse().ok()
 }
+
+/// Makes `command`'s child leave our session (`setsid` between fork and exec), so a
+/// terminal that closes does not send it SIGHUP: for the detached supervisor.
+pub fn detach_from_session(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec; `setsid` is
+    // async-signal-safe and touches no memory shared with the parent.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
+    }
+}
+
+/// Whether our stdout is `/dev/null` (output there is not worth formatting).
+pub fn stdout_is_null() -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let (Ok(stdout), Ok(null)) = (
+        std::fs::metadata("/proc/self/fd/1"),
+        std::fs::metadata("/dev/null"),
+    ) else {
+        return false;
+    };
+    stdout.file_type().is_char_device() && stdout.rdev() == null.rdev()
+}

@@ -28,13 +28,10 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 use super::process::{all_with_marker, start_time};
+use crate::project::JOURNAL_PREFIX;
 
 /// The hidden first argument that makes `fleet` run as a keeper.
 pub const KEEPER_ARG: &str = "__fleet_keeper";
-
-/// Journal files are `.fleet/pids-<run>`: one per supervisor run, so the keeper of a
-/// run that just ended never touches the groups of the run that replaced it.
-const JOURNAL_PREFIX: &str = "pids-";
 
 /// Append-only record of the process groups fleet started.
 #[derive(Clone)]
@@ -46,7 +43,7 @@ pub struct Journal {
 impl Journal {
     pub fn open(state_dir: &Path, run: &str) -> io::Result<Journal> {
         std::fs::create_dir_all(state_dir)?;
-        let path = journal_path(state_dir, run);
+        let path = crate::project::journal_file(state_dir, run);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(Journal {
             path,
@@ -90,10 +87,6 @@ impl Journal {
             let _ = std::fs::remove_file(&self.path);
         }
     }
-}
-
-fn journal_path(state_dir: &Path, run: &str) -> PathBuf {
-    state_dir.join(format!("{JOURNAL_PREFIX}{run}"))
 }
 
 /// The groups a journal says are alive: pid -> start time.

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::event::{now_ms, EventKind, ExitStatus, Generation, ServiceState};
+use crate::event::{
+    now_ms, BuildStatus, EventKind, ExitStatus, Generation, HealthStatus, ServiceState,
+};
 use crate::health::{self, ExecContext, ProbeSetup, Verdict};
 use crate::logs::{LogHub, ServiceLog, Stream};
 use crate::manifest::{HealthSpec, ServiceKind, ServiceSpec};
@@ -41,7 +43,7 @@ const DRAIN_GRACE: Duration = Duration::from_millis(20);
 pub struct ProjectContext {
     pub name: String,
     pub root: PathBuf,
-    /// Prefix of every `FLEET_INSTANCE` marker of this project (`<token>/`).
+    /// Prefix of every `FLEET_INSTANCE` marker of this run ([`crate::project::run_marker`]).
     pub marker: String,
     pub log_dir: PathBuf,
     pub log_max_size: u64,
@@ -82,7 +84,7 @@ impl ProjectContext {
     }
 
     pub fn instance_marker(&self, service: &str, tag: &str) -> String {
-        format!("{}{service}/{tag}/", self.marker)
+        crate::project::instance_marker(&self.marker, service, tag)
     }
 }
 
@@ -95,9 +97,9 @@ pub struct ServiceStatus {
     pub generation: Generation,
     pub restarts: u32,
     pub started_at_ms: Option<u64>,
-    pub health: Option<String>,
+    pub health: Option<HealthStatus>,
     pub probe_error: Option<String>,
-    pub build: Option<String>,
+    pub build: Option<BuildStatus>,
     pub last_redeploy_at_ms: Option<u64>,
     /// Nothing runs and nothing is about to.
     pub idle: bool,
@@ -637,17 +639,17 @@ impl ServiceRunner {
             started_at_ms: (self.machine.pid().is_some() || self.machine.container().is_some())
                 .then(|| self.started_at_ms.get(&generation).copied())
                 .flatten(),
-            health: self.spec.health.as_ref().and_then(|_| match state {
-                ServiceState::Starting => Some("starting".to_string()),
-                ServiceState::Healthy => Some("healthy".to_string()),
-                ServiceState::Unhealthy => Some("unhealthy".to_string()),
+            health: self.spec.health.as_ref().and(match state {
+                ServiceState::Starting => Some(HealthStatus::Starting),
+                ServiceState::Healthy => Some(HealthStatus::Healthy),
+                ServiceState::Unhealthy => Some(HealthStatus::Unhealthy),
                 _ => None,
             }),
             probe_error: self.machine.probe_error().map(str::to_string),
             build: if self.machine.building() {
-                Some("running".into())
+                Some(BuildStatus::Running)
             } else if self.machine.last_build_failed() {
-                Some("failed".into())
+                Some(BuildStatus::Failed)
             } else {
                 None
             },

@@ -13,10 +13,9 @@
 //! the same rule also waits for a dependent that takes its time to stop.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
-use crate::event::{Generation, ServiceState};
+use crate::event::{Generation, ServiceState, WaitCondition, WaitingFor};
 use crate::manifest::{DependencyCondition, Manifest, ServiceSpec};
 use crate::service::runner::ServiceStatus;
 
@@ -61,29 +60,8 @@ pub enum Replacement {
     Spec(Box<ServiceSpec>),
 }
 
-/// A dependency condition that does not hold, as `waiting_for` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blocker {
-    pub service: String,
-    pub condition: DependencyCondition,
-    /// The dependency failed for good: the wait will not end by itself.
-    pub failed: bool,
-}
-
-impl fmt::Display for Blocker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let condition = match self.condition {
-            DependencyCondition::Started => "started",
-            DependencyCondition::Healthy => "healthy",
-            DependencyCondition::Completed => "completed",
-        };
-        write!(f, "{} ({condition})", self.service)?;
-        if self.failed {
-            f.write_str(", which failed")?;
-        }
-        Ok(())
-    }
-}
+/// A dependency condition that does not hold: what the snapshot's `waiting_for` says.
+pub type Blocker = WaitingFor;
 
 /// What the supervisor knows of one service, as far as its decisions go.
 #[derive(Debug, Clone)]
@@ -198,7 +176,11 @@ pub fn unmet_dependency(
         };
         (!holds).then(|| Blocker {
             service: dependency.service.clone(),
-            condition: dependency.condition,
+            condition: match dependency.condition {
+                DependencyCondition::Started => WaitCondition::Started,
+                DependencyCondition::Healthy => WaitCondition::Healthy,
+                DependencyCondition::Completed => WaitCondition::Completed,
+            },
             failed: state == ServiceState::Failed,
         })
     })

@@ -12,6 +12,9 @@
 
 pub mod decide;
 pub mod graph;
+pub mod launch;
+pub mod printer;
+pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -26,6 +29,7 @@ use crate::event::{
 };
 use crate::logs::ServiceLog;
 use crate::manifest::{Manifest, ServiceSpec};
+use crate::protocol::ErrorCode;
 use crate::runtime::ports;
 use crate::service::runner::{ProjectContext, Report, RunnerHandle, ServiceRunner, ServiceStatus};
 use crate::service::state::Input;
@@ -76,7 +80,7 @@ impl std::error::Error for StartError {}
 /// An error reply to a command, with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -100,7 +104,7 @@ impl SupervisorHandle {
     pub async fn send(&self, command: Command) -> CommandResult {
         let (reply, response) = oneshot::channel();
         let gone = || CommandError {
-            code: "shutting_down",
+            code: ErrorCode::ShuttingDown,
             message: "the supervisor is shutting down".into(),
         };
         self.requests
@@ -522,7 +526,7 @@ impl Supervisor {
         let Request { command, reply } = request;
         if self.shutdown.is_some() && !matches!(command, Command::Down | Command::Kill) {
             let _ = reply.send(Err(CommandError {
-                code: "shutting_down",
+                code: ErrorCode::ShuttingDown,
                 message: "the fleet is stopping".into(),
             }));
             return;
@@ -617,7 +621,7 @@ impl Supervisor {
         if !unknown.is_empty() {
             let list: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
             return Err(CommandError {
-                code: "unknown_service",
+                code: ErrorCode::UnknownService,
                 message: format!("unknown service: {}", list.join(", ")),
             });
         }
@@ -637,7 +641,7 @@ impl Supervisor {
     /// touched. An invalid manifest changes nothing.
     fn reload(&mut self) -> CommandResult {
         let manifest = crate::manifest::load(&self.manifest.path).map_err(|err| CommandError {
-            code: crate::control::codes::INVALID_MANIFEST,
+            code: ErrorCode::InvalidManifest,
             message: err.render(false),
         })?;
         let diff = ReloadDiff::new(&self.slots, &manifest);
@@ -651,7 +655,7 @@ impl Supervisor {
             let listener =
                 TcpListener::bind((socket.host.as_str(), socket.port)).map_err(|err| {
                     CommandError {
-                        code: crate::control::codes::INTERNAL,
+                        code: ErrorCode::Internal,
                         message: format!(
                             "service `{name}`: cannot bind {}:{}: {err}",
                             socket.host, socket.port
@@ -675,7 +679,7 @@ impl Supervisor {
         for name in &diff.added {
             if let Some(spec) = manifest.service(name) {
                 self.add_slot(spec.clone()).map_err(|err| CommandError {
-                    code: crate::control::codes::INTERNAL,
+                    code: ErrorCode::Internal,
                     message: format!("service `{name}`: {err}"),
                 })?;
                 self.set_phase(name, Phase::Waiting { blocked_on: None });
@@ -784,7 +788,7 @@ impl Supervisor {
                         if state == ServiceState::Stopped {
                             state = ServiceState::Waiting;
                         }
-                        blocked_on.as_ref().map(ToString::to_string)
+                        blocked_on.clone()
                     }
                     _ => None,
                 };
@@ -812,9 +816,9 @@ impl Supervisor {
                     restarts: slot.status.restarts,
                     started_at_ms: slot.status.started_at_ms,
                     ports,
-                    health: slot.status.health.clone(),
+                    health: slot.status.health,
                     probe_error: slot.status.probe_error.clone(),
-                    build: slot.status.build.clone(),
+                    build: slot.status.build,
                     last_redeploy_at_ms: slot.status.last_redeploy_at_ms,
                     last_event_at_ms: last_event.as_ref().map(|(at, _)| *at),
                     last_event: last_event.map(|(_, text)| text),

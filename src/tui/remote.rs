@@ -14,9 +14,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::TuiSource;
 use crate::control::client::{Client, ClientError};
-use crate::control::{Reply, Request};
 use crate::event::{Command, Event, Snapshot};
 use crate::logs::LogLine;
+use crate::protocol::{Reply, Request};
 
 /// Connects to the fleet of `manifest` and builds the TUI's source.
 pub async fn attach(

@@ -17,7 +17,10 @@ use unicode_width::UnicodeWidthStr;
 
 use super::state::{Action, TuiMode, TuiState};
 use super::{run_with, view, TuiExit, TuiSource};
-use crate::event::{Command, Generation, ServiceKindName, ServiceSnapshot, ServiceState, Snapshot};
+use crate::event::{
+    BuildStatus, Command, Generation, HealthStatus, ServiceKindName, ServiceSnapshot, ServiceState,
+    Snapshot, WaitCondition, WaitingFor,
+};
 use crate::logs::{format_timestamp, LogLine, Stream};
 
 /// 2026-11-26T06:25:08Z.
@@ -59,7 +62,7 @@ fn healthy_fleet() -> Snapshot {
     );
     gateway.ports = vec![8080];
     gateway.generation = Generation(3);
-    gateway.health = Some("healthy".into());
+    gateway.health = Some(HealthStatus::Healthy);
     let mut users = with_event(
         service("users", ServiceState::Healthy, 41_002),
         "redeployed (generation 6 replaced)",
@@ -69,7 +72,7 @@ fn healthy_fleet() -> Snapshot {
     users.generation = Generation(7);
     users.restarts = 1;
     users.started_at_ms = Some(NOW - 45 * SECOND);
-    users.health = Some("healthy".into());
+    users.health = Some(HealthStatus::Healthy);
     let mut orders = service("orders", ServiceState::Running, 41_003);
     orders.ports = vec![8082, 9082];
     let mut postgres = with_event(
@@ -81,7 +84,7 @@ fn healthy_fleet() -> Snapshot {
     postgres.pid = None;
     postgres.container = Some("3f2a9c8e1b7d5a604c2e".into());
     postgres.ports = vec![5432];
-    postgres.health = Some("healthy".into());
+    postgres.health = Some(HealthStatus::Healthy);
     postgres.started_at_ms = Some(NOW - 3_725 * SECOND);
     let notifications = with_event(
         service(
@@ -106,7 +109,7 @@ fn failing_fleet() -> Snapshot {
     let users = &mut snapshot.services[1];
     users.state = ServiceState::Failed;
     users.pid = None;
-    users.build = Some("failed".into());
+    users.build = Some(BuildStatus::Failed);
     users.health = None;
     users.last_event = Some("build failed: cargo exited with code 101".into());
     users.last_event_at_ms = Some(NOW - 12 * SECOND);
@@ -117,7 +120,11 @@ fn failing_fleet() -> Snapshot {
     orders.last_event = Some("killed by SIGKILL, restart 3 in 4s".into());
     orders.last_event_at_ms = Some(NOW - 2 * SECOND);
     let mut billing = service("billing", ServiceState::Waiting, 0);
-    billing.waiting_for = Some("users".into());
+    billing.waiting_for = Some(WaitingFor {
+        service: "users".into(),
+        condition: WaitCondition::Healthy,
+        failed: false,
+    });
     snapshot.services.insert(2, billing);
     snapshot
 }
@@ -235,7 +242,7 @@ fn a_starting_service_shows_how_long_and_what_its_probe_sees() -> io::Result<()>
     let mut snapshot = healthy_fleet();
     let users = &mut snapshot.services[1];
     users.state = ServiceState::Starting;
-    users.health = Some("starting".into());
+    users.health = Some(HealthStatus::Starting);
     users.started_at_ms = Some(NOW - 12 * SECOND);
     users.probe_error = Some("connection refused".into());
     let state = state_for(snapshot, true, 120, 24);

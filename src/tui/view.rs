@@ -19,7 +19,7 @@ use super::keys::HELP;
 use super::layout::{self, Areas};
 use super::state::{InputKind, LogGeometry, LogView, Pane, ResourceHistory, TuiMode, TuiState};
 use super::text::{self, fit, truncate, truncate_spans, width, wrap_spans};
-use crate::event::{short_id, ServiceSnapshot, ServiceState};
+use crate::event::{short_id, BuildStatus, HealthStatus, ServiceSnapshot, ServiceState};
 use crate::logs::{format_timestamp, Stream};
 
 /// Samples shown per sparkline.
@@ -447,9 +447,9 @@ fn cell(
             format!("{} {}", state_symbol(service.state), service.state),
             theme.state(service.state),
         ),
-        Column::Health => match service.health.as_deref() {
-            Some("unhealthy") => Span::styled("unhealthy", theme.error()),
-            Some(health) => Span::raw(health.to_owned()),
+        Column::Health => match service.health {
+            Some(HealthStatus::Unhealthy) => Span::styled("unhealthy", theme.error()),
+            Some(health) => Span::raw(health.as_str()),
             None => dash(),
         },
         Column::Pid => match (&service.container, service.pid) {
@@ -501,7 +501,7 @@ fn event_spans(
     let troubled = matches!(
         service.state,
         ServiceState::Failed | ServiceState::Unhealthy | ServiceState::Backoff
-    ) || service.build.as_deref() == Some("failed");
+    ) || service.build == Some(BuildStatus::Failed);
     let style = if troubled {
         theme.fg(Color::Red)
     } else {

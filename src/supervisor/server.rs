@@ -1,5 +1,7 @@
-//! The control socket's server side. It holds no state: it answers from the
-//! supervisor's snapshot and forwards commands to the supervisor's queue.
+//! The control socket's server side (the protocol is [`crate::protocol`]). It holds no
+//! state: it answers from the supervisor's snapshot and forwards commands to the
+//! supervisor's queue. It lives beside the supervisor because it serves a
+//! [`SupervisorHandle`]; clients need only `control` and `protocol`.
 //!
 //! Every connection is its own task, so a slow, silent or disconnected client costs
 //! nothing to the others or to the supervisor. A malformed, oversized or unknown
@@ -12,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast;
 
-use super::{codes, ErrorBody, Hello, Reply, Request, RequestLine, MAX_REQUEST, PROTOCOL_VERSION};
-use crate::supervisor::SupervisorHandle;
+use super::SupervisorHandle;
+use crate::protocol::{encode_line, parse_request, ErrorCode, Hello, Reply, Request, MAX_REQUEST};
 
 /// Binds the project's socket (replacing a stale one; the caller holds the lock) with
 /// mode 0600.
@@ -44,16 +46,8 @@ pub async fn serve(listener: UnixListener, handle: SupervisorHandle, hello: Hell
     }
 }
 
-fn error(code: &str, message: impl Into<String>) -> Reply {
-    Reply::Error(ErrorBody {
-        code: code.to_string(),
-        message: message.into(),
-    })
-}
-
 async fn send(stream: &mut UnixStream, reply: &Reply) -> io::Result<()> {
-    let mut line = serde_json::to_vec(reply).map_err(io::Error::other)?;
-    line.push(b'\n');
+    let line = encode_line(reply).map_err(io::Error::other)?;
     stream.write_all(&line).await
 }
 
@@ -69,7 +63,11 @@ async fn connection(
             .map(|uid| format!("uid {uid}"))
             .unwrap_or_else(|| "an unknown user".into());
         let message = format!("{who} may not control a fleet run by uid {own_uid}");
-        return send(&mut stream, &error(codes::PERMISSION_DENIED, message)).await;
+        return send(
+            &mut stream,
+            &Reply::error(ErrorCode::PermissionDenied, message),
+        )
+        .await;
     }
     let mut pending: Vec<u8> = Vec::new();
     let mut discarding = false;
@@ -92,7 +90,8 @@ async fn connection(
         if pending.len() > MAX_REQUEST {
             if !discarding {
                 let message = format!("a request may be at most {MAX_REQUEST} bytes");
-                send(&mut stream, &error(codes::REQUEST_TOO_LARGE, message)).await?;
+                let reply = Reply::error(ErrorCode::RequestTooLarge, message);
+                send(&mut stream, &reply).await?;
             }
             discarding = true;
             pending.clear();
@@ -111,52 +110,9 @@ async fn handle_line(
     handle: &SupervisorHandle,
     hello: &Hello,
 ) -> io::Result<()> {
-    let value: serde_json::Value = match serde_json::from_slice(line) {
-        Ok(value) => value,
-        Err(err) => {
-            return send(
-                stream,
-                &error(codes::BAD_REQUEST, format!("not a JSON object: {err}")),
-            )
-            .await
-        }
-    };
-    if !value.is_object() {
-        let message = "a request is a JSON object like {\"version\":1,\"op\":\"ps\"}";
-        return send(stream, &error(codes::BAD_REQUEST, message)).await;
-    }
-    let version = value.get("version").and_then(|v| v.as_u64());
-    if version != Some(u64::from(PROTOCOL_VERSION)) {
-        let message = format!(
-            "this supervisor speaks protocol version {PROTOCOL_VERSION}; the request has {}",
-            version
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "none".into())
-        );
-        return send(stream, &error(codes::UNSUPPORTED_VERSION, message)).await;
-    }
-    let request = match serde_json::from_value::<RequestLine>(value.clone()) {
-        Ok(line) => line.request,
-        Err(err) => {
-            let known = ["hello", "ps", "subscribe", "command"];
-            let op = value.get("op").and_then(|op| op.as_str());
-            return match op {
-                Some(op) if !known.contains(&op) => {
-                    send(
-                        stream,
-                        &error(codes::UNKNOWN_REQUEST, format!("unknown request `{op}`")),
-                    )
-                    .await
-                }
-                _ => {
-                    send(
-                        stream,
-                        &error(codes::BAD_REQUEST, format!("malformed request: {err}")),
-                    )
-                    .await
-                }
-            };
-        }
+    let request = match parse_request(line) {
+        Ok(request) => request,
+        Err(body) => return send(stream, &Reply::Error(body)).await,
     };
     match request {
         Request::Hello => {
@@ -177,7 +133,7 @@ async fn handle_line(
         Request::Command { command } => {
             let reply = match handle.send(command).await {
                 Ok(message) => Reply::Ok(serde_json::Value::String(message)),
-                Err(err) => error(err.code, err.message),
+                Err(err) => Reply::error(err.code, err.message),
             };
             send(stream, &reply).await
         }
@@ -197,16 +153,15 @@ async fn subscribe(stream: &mut UnixStream, handle: &SupervisorHandle) -> io::Re
         if send_snapshot {
             let snapshot = snapshots.borrow_and_update().clone();
             let value = serde_json::json!({ "snapshot": &*snapshot });
-            let mut line = serde_json::to_vec(&Reply::Stream(value)).map_err(io::Error::other)?;
-            line.push(b'\n');
+            let line = encode_line(&Reply::Stream(value)).map_err(io::Error::other)?;
             writer.write_all(&line).await?;
             send_snapshot = false;
         }
         tokio::select! {
             changed = snapshots.changed() => {
                 if changed.is_err() {
-                    let mut line = serde_json::to_vec(&Reply::Ok(serde_json::Value::String("supervisor ended".into()))).map_err(io::Error::other)?;
-                    line.push(b'\n');
+                    let ended = Reply::Ok(serde_json::Value::String("supervisor ended".into()));
+                    let line = encode_line(&ended).map_err(io::Error::other)?;
                     return writer.write_all(&line).await;
                 }
                 send_snapshot = true;
@@ -214,8 +169,7 @@ async fn subscribe(stream: &mut UnixStream, handle: &SupervisorHandle) -> io::Re
             event = events.recv() => match event {
                 Ok(event) => {
                     let value = serde_json::json!({ "event": event });
-                    let mut line = serde_json::to_vec(&Reply::Stream(value)).map_err(io::Error::other)?;
-                    line.push(b'\n');
+                    let line = encode_line(&Reply::Stream(value)).map_err(io::Error::other)?;
                     writer.write_all(&line).await?;
                 }
                 // A lagging subscriber resyncs from the snapshot.

@@ -1,0 +1,284 @@
+//! The command line: argument parsing, the documented exit codes, and dispatch to one
+//! file per command family. `up` launches the supervisor in this process
+//! ([`crate::supervisor::launch`]); every other command is a client of a running
+//! supervisor or reads the project's files. No command decides anything about
+//! services: they parse, ask and print.
+//!
+//! - `up.rs`: `up` (with `-d`, `--wait`) and waiting for readiness
+//! - `status.rs`: `ps` and `logs`
+//! - `control.rs`: `start`, `stop`, `restart`, `redeploy`, `reload`, `down`
+//! - `tui.rs`: `tui`, and the TUI beside a foreground `up`
+//! - `check.rs`: `check`
+
+mod check;
+mod control;
+mod status;
+mod tui;
+mod up;
+
+pub use status::render_ps;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::control::client::{Client, ClientError};
+use crate::event::{Command, Snapshot};
+use crate::manifest::{self, ManifestError};
+use crate::protocol::{ErrorCode, Request};
+use crate::supervisor::launch::LaunchError;
+use crate::supervisor::printer::use_color;
+use crate::supervisor::StartError;
+
+/// Documented, stable exit codes.
+pub mod exit {
+    /// Everything went as asked.
+    pub const SUCCESS: i32 = 0;
+    /// A runtime failure not covered below.
+    pub const FAILURE: i32 = 1;
+    /// The manifest or the command line is invalid; nothing was started.
+    pub const INVALID: i32 = 2;
+    /// The fleet could not start (a port is busy, a socket can't be bound); nothing was
+    /// started.
+    pub const START_FAILED: i32 = 3;
+    /// No fleet is running for this project.
+    pub const NOT_RUNNING: i32 = 4;
+    /// `--wait` gave up: a service did not become healthy in time, or failed.
+    pub const WAIT_FAILED: i32 = 5;
+    /// `fleet up` was interrupted twice and killed every service instead of stopping
+    /// them gracefully (128 + SIGINT, as shells report an interrupted command).
+    pub const KILLED: i32 = 130;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fleet",
+    version,
+    about = "Run, watch and redeploy many services on one machine."
+)]
+pub struct Cli {
+    /// The manifest to use (default: fleet.toml in this folder or the nearest parent).
+    /// Comes before the command: `fleet -f other.toml up`.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Commands {
+    /// Start the fleet (or only SERVICE... and their dependencies) and supervise it.
+    Up(UpArgs),
+    /// Validate the manifest without starting anything.
+    Check,
+    /// Show every service: state, pid, generation, restarts, uptime, ports, health.
+    Ps {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the last lines of the services' logs, merged by time.
+    Logs(LogsArgs),
+    /// Start stopped services (and their dependencies).
+    Start {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Stop services; everything else keeps running.
+    Stop {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Restart services; everything else keeps its pid.
+    Restart {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Rebuild and replace services (start-first where configured).
+    Redeploy {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Stop every service in reverse dependency order and end the supervisor.
+    Down {
+        /// Also remove the named Docker volumes fleet created for this project.
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Re-read the manifest: start added services, stop removed ones, restart changed ones.
+    Reload,
+    /// The terminal UI on a running fleet (started with `up -d`); quitting leaves it running.
+    Tui,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Services to start, with their dependencies (default: all).
+    pub services: Vec<String>,
+    /// Plain prefixed output instead of the terminal UI.
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Run the supervisor in the background; return once the services are started.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Run in the background and return once every selected service is healthy (or
+    /// completed); fail with their states and last log lines otherwise.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long `--wait` waits, e.g. "90s" (at most 87600h, 10 years).
+    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    pub wait_timeout: std::time::Duration,
+    /// Internal: this process is the detached supervisor.
+    #[arg(long, hide = true)]
+    pub detached_child: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Services to show (default: all).
+    pub services: Vec<String>,
+    /// Keep printing new lines as they arrive.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// How many lines to show first.
+    #[arg(short = 'n', long = "lines", default_value_t = 100)]
+    pub lines: usize,
+}
+
+/// A duration flag; clap reports the error as a usage error (exit 2).
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::manifest::parse_duration(text)
+}
+
+/// An error that ends the command, with the exit code it maps to.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl CliError {
+    fn new(code: i32, message: impl Into<String>) -> CliError {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ManifestError> for CliError {
+    fn from(err: ManifestError) -> CliError {
+        CliError::new(
+            exit::INVALID,
+            err.render(use_color(&std::io::stderr()))
+                .trim_end()
+                .to_string(),
+        )
+    }
+}
+
+impl From<LaunchError> for CliError {
+    fn from(err: LaunchError) -> CliError {
+        match err {
+            LaunchError::Start(err) => err.into(),
+            other => CliError::new(exit::FAILURE, other.to_string()),
+        }
+    }
+}
+
+impl From<StartError> for CliError {
+    fn from(err: StartError) -> CliError {
+        let code = match err {
+            StartError::UnknownServices(_) => exit::INVALID,
+            _ => exit::START_FAILED,
+        };
+        CliError::new(
+            code,
+            format!("error: cannot start the fleet, nothing was started:\n{err}"),
+        )
+    }
+}
+
+/// Runs the parsed command; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32, CliError> {
+    let cwd = std::env::current_dir().map_err(|err| {
+        CliError::new(
+            exit::FAILURE,
+            format!("cannot read the current folder: {err}"),
+        )
+    })?;
+    let path = manifest::find(cli.file.as_deref(), &cwd)?;
+    match cli.command {
+        Commands::Check => check::check(&path),
+        Commands::Up(args) => up::up(&path, args),
+        Commands::Ps { json } => status::ps(&path, json),
+        Commands::Logs(args) => status::logs(&path, args),
+        Commands::Tui => tui::attach(&path),
+        Commands::Start { services } => control::send(&path, Command::Start { services }, false),
+        Commands::Stop { services } => control::send(&path, Command::Stop { services }, false),
+        Commands::Restart { services } => {
+            control::send(&path, Command::Restart { services }, false)
+        }
+        Commands::Redeploy { services } => {
+            control::send(&path, Command::Redeploy { services }, false)
+        }
+        Commands::Reload => control::send(&path, Command::Reload, false),
+        Commands::Down { volumes } => control::send(&path, Command::Down, volumes),
+    }
+}
+
+/// The runtime of `up` and `tui`: two workers match the machines fleet is built
+/// for and keep its own footprint small; blocking work has its own threads.
+fn supervisor_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            CliError::new(
+                exit::FAILURE,
+                format!("cannot start the async runtime: {err}"),
+            )
+        })
+}
+
+fn small_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            CliError::new(
+                exit::FAILURE,
+                format!("cannot start the async runtime: {err}"),
+            )
+        })
+}
+
+impl From<ClientError> for CliError {
+    fn from(err: ClientError) -> CliError {
+        let code = match &err {
+            ClientError::NotRunning { .. } => exit::NOT_RUNNING,
+            ClientError::Remote(body)
+                if matches!(
+                    body.code,
+                    ErrorCode::UnknownService | ErrorCode::InvalidManifest
+                ) =>
+            {
+                exit::INVALID
+            }
+            _ => exit::FAILURE,
+        };
+        let message = match err {
+            ClientError::Remote(body) if body.code == ErrorCode::InvalidManifest => body.message,
+            other => format!("fleet: {other}"),
+        };
+        CliError::new(code, message)
+    }
+}
+
+/// The supervisor's current snapshot.
+async fn snapshot_of(client: &mut Client) -> Result<Snapshot, CliError> {
+    let value = client.call(Request::Ps).await?;
+    serde_json::from_value(value)
+        .map_err(|err| CliError::new(exit::FAILURE, format!("fleet: bad snapshot: {err}")))
+}

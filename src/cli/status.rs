@@ -1,0 +1,224 @@
+//! `ps` and `logs`: what the fleet is doing. `ps` asks the running supervisor; `logs`
+//! reads the log files, so it works with or without one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{exit, small_runtime, snapshot_of, CliError, LogsArgs};
+use crate::control::client::Client;
+use crate::event::{now_ms, Snapshot};
+use crate::manifest;
+use crate::supervisor::printer::{use_color, Labels};
+
+/// `fleet ps`: the running supervisor's snapshot as a table, or as JSON.
+pub(super) fn ps(path: &Path, json: bool) -> Result<i32, CliError> {
+    small_runtime()?.block_on(async {
+        let mut client = Client::connect(path).await?;
+        let snapshot = snapshot_of(&mut client).await?;
+        if json {
+            let text = serde_json::to_string_pretty(&snapshot.services)
+                .map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
+            println!("{text}");
+        } else {
+            print!("{}", render_ps(&snapshot, now_ms()));
+        }
+        Ok(exit::SUCCESS)
+    })
+}
+
+/// The `fleet ps` table.
+pub fn render_ps(snapshot: &Snapshot, now_ms: u64) -> String {
+    let header = [
+        "NAME",
+        "KIND",
+        "STATE",
+        "PID",
+        "GEN",
+        "RESTARTS",
+        "UPTIME",
+        "PORTS",
+        "HEALTH",
+        "LAST EVENT",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for service in &snapshot.services {
+        let pid = match (&service.pid, &service.container) {
+            (Some(pid), _) => pid.to_string(),
+            (None, Some(id)) => crate::event::short_id(id).to_string(),
+            _ => "-".into(),
+        };
+        let uptime = service
+            .started_at_ms
+            .filter(|_| service.state.is_up())
+            .map(|at| crate::event::format_duration_ms(now_ms.saturating_sub(at)))
+            .unwrap_or_else(|| "-".into());
+        let ports = if service.ports.is_empty() {
+            "-".to_string()
+        } else {
+            service
+                .ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut state = service.state.to_string();
+        if service.build == Some(crate::event::BuildStatus::Failed) {
+            state.push_str(" (build failed)");
+        }
+        let last = match (&service.waiting_for, &service.last_event) {
+            _ if service.state == crate::event::ServiceState::Starting
+                && service.started_at_ms.is_some() =>
+            {
+                service.starting_note(now_ms).unwrap_or_default()
+            }
+            (Some(waiting), _) if service.state == crate::event::ServiceState::Waiting => {
+                format!("waiting for {waiting}")
+            }
+            (_, Some(event)) => {
+                let ago = service
+                    .last_event_at_ms
+                    .map(|at| {
+                        format!(
+                            " ({} ago)",
+                            crate::event::format_duration_ms(now_ms.saturating_sub(at))
+                        )
+                    })
+                    .unwrap_or_default();
+                format!("{event}{ago}")
+            }
+            _ => String::new(),
+        };
+        rows.push(vec![
+            service.name.clone(),
+            service.kind.to_string(),
+            state,
+            pid,
+            service.generation.to_string(),
+            service.restarts.to_string(),
+            uptime,
+            ports,
+            service
+                .health
+                .map(|health| health.to_string())
+                .unwrap_or_else(|| "-".into()),
+            last,
+        ]);
+    }
+    let columns = header.len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == columns {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `fleet logs`: reads the files under `.fleet/logs`, so it works with or without a
+/// running fleet; `-f` follows the files as they grow (and rotate).
+pub(super) fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
+    let manifest = manifest::load(path)?;
+    let dir = manifest.log_dir();
+    let names: Vec<String> = if args.services.is_empty() {
+        manifest.services.iter().map(|s| s.name.clone()).collect()
+    } else {
+        let known: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
+        for name in &args.services {
+            if !known.contains(&name.as_str()) {
+                let hint = crate::manifest::diagnostic::suggest(name, known.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(CliError::new(
+                    exit::INVALID,
+                    format!("fleet: unknown service `{name}`{hint}"),
+                ));
+            }
+        }
+        args.services.clone()
+    };
+    let all_names: Vec<String> = manifest.services.iter().map(|s| s.name.clone()).collect();
+    let labels = Labels::new(&all_names, &names, use_color(&std::io::stdout()));
+    let mut merged: Vec<(String, String, crate::logs::LogLine)> = Vec::new();
+    for name in &names {
+        let lines = crate::logs::read_tail(&dir, name, args.lines).map_err(|err| {
+            CliError::new(
+                exit::FAILURE,
+                format!("fleet: cannot read the log of `{name}`: {err}"),
+            )
+        })?;
+        merged.extend(
+            lines
+                .into_iter()
+                .map(|line| (line.timestamp.clone(), name.clone(), line)),
+        );
+    }
+    // A stable sort keeps each service's own order among equal timestamps.
+    merged.sort_by(|a, b| a.0.cmp(&b.0));
+    let skip = merged.len().saturating_sub(args.lines);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (_, name, line) in merged.into_iter().skip(skip) {
+        let _ = writeln!(out, "{}{}", labels.prefix(&name), line.text);
+    }
+    let _ = out.flush();
+    if !args.follow {
+        return Ok(exit::SUCCESS);
+    }
+    let mut offsets: Vec<(String, PathBuf, u64)> = names
+        .iter()
+        .map(|name| {
+            let path = crate::logs::log_path(&dir, name);
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            (name.clone(), path, size)
+        })
+        .collect();
+    loop {
+        // Log files are appended by the supervisor; checking their sizes ten times a
+        // second costs nothing and also works when the fleet is restarted meanwhile.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut batch: Vec<(String, String, String)> = Vec::new();
+        for (name, path, offset) in offsets.iter_mut() {
+            let size = std::fs::metadata(&*path).map(|m| m.len()).unwrap_or(0);
+            if size < *offset {
+                *offset = 0; // rotated
+            }
+            if size == *offset {
+                continue;
+            }
+            if let Ok((lines, next)) = crate::logs::read_from(path, *offset) {
+                *offset = next;
+                batch.extend(
+                    lines
+                        .into_iter()
+                        .map(|l| (l.timestamp, name.clone(), l.text)),
+                );
+            }
+        }
+        batch.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        for (_, name, text) in batch {
+            if writeln!(out, "{}{}", labels.prefix(&name), text).is_err() {
+                return Ok(exit::SUCCESS);
+            }
+        }
+        if out.flush().is_err() {
+            return Ok(exit::SUCCESS);
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! `up`: launch the supervisor here (foreground), in the background (`-d`, `--wait`),
+//! or apply the manifest to the one already running; then, where asked, wait until the
+//! selected services are started or ready.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use super::{exit, small_runtime, supervisor_runtime, CliError, UpArgs};
+use crate::control::client::Client;
+use crate::control::{Endpoint, SupervisorLock};
+use crate::event::{Command, Snapshot};
+use crate::manifest::{self, Manifest};
+use crate::protocol::Request;
+use crate::supervisor::launch::{launch, Ended, Front, Launch};
+
+pub(super) fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
+    let manifest = manifest::load(path)?;
+    let endpoint = Endpoint::for_manifest(&manifest.path).map_err(|err| {
+        CliError::new(
+            exit::FAILURE,
+            format!("fleet: cannot create the runtime dir: {err}"),
+        )
+    })?;
+    let lock = SupervisorLock::try_acquire(&endpoint.lock).map_err(|err| {
+        CliError::new(
+            exit::FAILURE,
+            format!("fleet: cannot take {}: {err}", endpoint.lock.display()),
+        )
+    })?;
+    let Some(lock) = lock else {
+        // A supervisor already runs this project: apply the manifest as it is now.
+        return small_runtime()?.block_on(apply_to_running(&manifest, &args));
+    };
+    if (args.detach || args.wait) && !args.detached_child {
+        drop(lock);
+        return detach(&manifest, &args);
+    }
+    let runtime = supervisor_runtime()?;
+    let tui = !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    let front = if args.detached_child {
+        Front::Lines {
+            service_output: false,
+        }
+    } else if tui {
+        Front::Ui(super::tui::foreground())
+    } else {
+        Front::Lines {
+            service_output: true,
+        }
+    };
+    let ended = runtime.block_on(launch(Launch {
+        manifest,
+        services: args.services,
+        endpoint,
+        lock,
+        front,
+    }))?;
+    Ok(match ended {
+        Ended::Stopped => exit::SUCCESS,
+        Ended::Killed => exit::KILLED,
+    })
+}
+
+/// `fleet up` while a supervisor runs: reload the manifest, start what was asked.
+async fn apply_to_running(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
+    let mut client = Client::connect(&manifest.path).await?;
+    let reply = client
+        .call(Request::Command {
+            command: Command::Reload,
+        })
+        .await?;
+    println!(
+        "fleet is already running; manifest applied: {}",
+        reply.as_str().unwrap_or("done")
+    );
+    let reply = client
+        .call(Request::Command {
+            command: Command::Start {
+                services: args.services.clone(),
+            },
+        })
+        .await?;
+    if let Some(text) = reply.as_str() {
+        println!("{text}");
+    }
+    if args.wait {
+        return wait_until_ready(manifest, &args.services, args.wait_timeout, true).await;
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// Starts the supervisor as a background process and waits until it has started the
+/// services (with `--wait`: until they are healthy).
+fn detach(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
+    let state_dir = manifest.state_dir();
+    std::fs::create_dir_all(&state_dir).map_err(|err| {
+        CliError::new(
+            exit::FAILURE,
+            format!("fleet: cannot create {}: {err}", state_dir.display()),
+        )
+    })?;
+    let log_path = crate::project::supervisor_log(&state_dir);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|err| {
+            CliError::new(
+                exit::FAILURE,
+                format!("fleet: cannot open {}: {err}", log_path.display()),
+            )
+        })?;
+    let log_err = log
+        .try_clone()
+        .map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
+    let exe =
+        std::env::current_exe().map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("-f")
+        .arg(&manifest.path)
+        .args(["up", "--no-tui", "--detached-child"])
+        .args(&args.services)
+        .current_dir(&manifest.root)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    crate::runtime::process::detach_from_session(&mut command);
+    let mut child = command.spawn().map_err(|err| {
+        CliError::new(
+            exit::FAILURE,
+            format!("fleet: cannot start the supervisor: {err}"),
+        )
+    })?;
+    let runtime = small_runtime()?;
+    runtime.block_on(async {
+        // Wait for the supervisor to answer (or to fail before it does).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let last: Vec<&str> = tail
+                    .lines()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                return Err(CliError::new(
+                    status.code().unwrap_or(exit::FAILURE),
+                    format!(
+                        "fleet: the supervisor exited during startup:\n{}",
+                        last.join("\n")
+                    ),
+                ));
+            }
+            match Client::connect(&manifest.path).await {
+                Ok(_) => break,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        println!(
+            "fleet: supervisor running in the background (pid {}), output in {}",
+            child.id(),
+            log_path.display()
+        );
+        wait_until_ready(manifest, &args.services, args.wait_timeout, args.wait).await
+    })
+}
+
+/// Follows the supervisor's snapshots until every selected service is started (or,
+/// with `healthy`, ready: healthy, running without a probe, or completed).
+async fn wait_until_ready(
+    manifest: &Manifest,
+    services: &[String],
+    timeout: std::time::Duration,
+    healthy: bool,
+) -> Result<i32, CliError> {
+    let mut client = Client::connect(&manifest.path).await?;
+    client.start_stream(Request::Subscribe).await?;
+    let selected: Vec<String> = if services.is_empty() {
+        manifest.services.iter().map(|s| s.name.clone()).collect()
+    } else {
+        let graph = crate::supervisor::graph::Graph::new(manifest);
+        graph.with_dependencies(services).into_iter().collect()
+    };
+    // `--wait-timeout` is capped at parse time; checked anyway, as `Instant + Duration`
+    // panics where it overflows.
+    let deadline = tokio::time::Instant::now()
+        .checked_add(timeout)
+        .ok_or_else(|| CliError::new(exit::INVALID, "error: --wait-timeout is too long"))?;
+    let mut last: Option<Snapshot> = None;
+    loop {
+        let reply = match tokio::time::timeout_at(deadline, client.next_reply()).await {
+            Ok(reply) => reply?,
+            Err(_) => break,
+        };
+        let crate::protocol::Reply::Stream(value) = reply else {
+            break;
+        };
+        let Some(snapshot) = value.get("snapshot") else {
+            continue;
+        };
+        let Ok(snapshot) = serde_json::from_value::<Snapshot>(snapshot.clone()) else {
+            continue;
+        };
+        let states: Vec<crate::event::ServiceState> = selected
+            .iter()
+            .filter_map(|name| snapshot.service(name).map(|s| s.state))
+            .collect();
+        let failed = states.contains(&crate::event::ServiceState::Failed);
+        // A service waiting on a dependency that failed for good will not start: for
+        // `-d` that is settled (reported below), for `--wait` it is a failure.
+        let blocked = selected
+            .iter()
+            .filter_map(|name| snapshot.service(name))
+            .any(|service| {
+                service.state == crate::event::ServiceState::Waiting
+                    && service.waiting_for.as_ref().is_some_and(|w| w.failed)
+            });
+        let done = if healthy {
+            states.iter().all(|s| s.is_ready())
+        } else {
+            selected
+                .iter()
+                .filter_map(|name| snapshot.service(name))
+                .all(|service| {
+                    let s = service.state;
+                    s.is_up()
+                        || matches!(
+                            s,
+                            crate::event::ServiceState::Completed
+                                | crate::event::ServiceState::Failed
+                        )
+                        || (s == crate::event::ServiceState::Waiting
+                            && service.waiting_for.as_ref().is_some_and(|w| w.failed))
+                })
+        };
+        if !healthy && done {
+            for service in selected.iter().filter_map(|name| snapshot.service(name)) {
+                if service.state == crate::event::ServiceState::Failed {
+                    crate::note!(
+                        "fleet: {} failed: {}",
+                        service.name,
+                        service.last_event.as_deref().unwrap_or("see its log")
+                    );
+                } else if service.state == crate::event::ServiceState::Waiting {
+                    crate::note!(
+                        "fleet: {} will not start: waiting for {}",
+                        service.name,
+                        service
+                            .waiting_for
+                            .as_ref()
+                            .map_or_else(|| "?".to_string(), |w| w.to_string())
+                    );
+                }
+            }
+        }
+        let failed = failed || (healthy && blocked);
+        last = Some(snapshot);
+        if done && !(healthy && failed) {
+            println!(
+                "fleet: {} services {}",
+                selected.len(),
+                if healthy { "ready" } else { "started" }
+            );
+            return Ok(exit::SUCCESS);
+        }
+        if failed && healthy {
+            break;
+        }
+    }
+    let mut report = String::from(if healthy {
+        "fleet: not every service became healthy:\n"
+    } else {
+        "fleet: not every service started:\n"
+    });
+    if let Some(snapshot) = last {
+        for name in &selected {
+            let Some(service) = snapshot.service(name) else {
+                continue;
+            };
+            let fine = if healthy {
+                service.state.is_ready()
+            } else {
+                service.state.is_up()
+            };
+            if fine {
+                continue;
+            }
+            let detail = service
+                .waiting_for
+                .as_ref()
+                .map(|w| format!(" (waiting for {w})"))
+                .or_else(|| {
+                    // A never-ready service: how long it tried and what its probe saw.
+                    let since = service
+                        .started_at_ms
+                        .filter(|_| service.state == crate::event::ServiceState::Starting)?;
+                    let mut text = format!(
+                        " for {}",
+                        crate::event::format_duration_ms(
+                            crate::event::now_ms().saturating_sub(since)
+                        )
+                    );
+                    if let Some(error) = &service.probe_error {
+                        text.push_str(&format!(", last probe: {error}"));
+                    }
+                    Some(text)
+                })
+                .or_else(|| service.last_event.as_ref().map(|e| format!(" ({e})")))
+                .unwrap_or_default();
+            report.push_str(&format!("\n{}: {}{detail}\n", service.name, service.state));
+            if let Ok(lines) = crate::logs::read_tail(&manifest.log_dir(), name, 20) {
+                for line in lines {
+                    report.push_str(&format!("  {} | {}\n", service.name, line.text));
+                }
+            }
+        }
+    }
+    Err(CliError::new(
+        exit::WAIT_FAILED,
+        report.trim_end().to_string(),
+    ))
+}

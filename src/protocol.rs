@@ -1,0 +1,295 @@
+//! The control protocol on the wire: request and reply lines, their framing, and the
+//! stable error codes. Data and pure parsing only; the socket ends are
+//! `control::client` and `supervisor::server`.
+//!
+//! A leaf: it depends on [`crate::event`] (a request carries a [`Command`]) and on
+//! nothing else in the crate, so the client, the server and tests share one definition.
+//!
+//! # Protocol
+//! A Unix stream socket per project, newline-delimited JSON. Each request is one line:
+//! `{"version":1,"op":"ps"}`. The server answers with zero or more stream lines
+//! (`{"stream":...}`) and then exactly one final line, `{"ok":...}` or
+//! `{"error":{"code":"unknown_service","message":"..."}}`. Error codes are part of
+//! the interface: they are never renamed or reused (see [`ErrorCode`]).
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::event::Command;
+
+/// Version of the wire protocol; a client and a server of different versions refuse
+/// each other with `unsupported_version` instead of misreading each other.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Requests longer than this are refused: every legitimate request is a few hundred
+/// bytes, and a bound keeps a broken or hostile client from growing the supervisor.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Stable error codes. Never rename or reuse one; add new ones at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Not JSON, not an object, or an object that is no valid request.
+    BadRequest,
+    /// Longer than [`MAX_REQUEST`].
+    RequestTooLarge,
+    /// An `op` this server does not know.
+    UnknownRequest,
+    /// A `version` other than [`PROTOCOL_VERSION`].
+    UnsupportedVersion,
+    /// A command names a service the manifest does not have.
+    UnknownService,
+    /// The supervisor is stopping and takes no more commands.
+    ShuttingDown,
+    /// `reload` found an invalid manifest; nothing changed.
+    InvalidManifest,
+    /// The client runs as another user than the supervisor.
+    PermissionDenied,
+    /// Something failed inside the supervisor.
+    Internal,
+    /// A code this build does not know, from a newer supervisor: kept as sent, so a
+    /// client still shows it.
+    Other(String),
+}
+
+impl ErrorCode {
+    /// Every code this build knows, in the order they were added.
+    pub const KNOWN: [ErrorCode; 9] = [
+        ErrorCode::BadRequest,
+        ErrorCode::RequestTooLarge,
+        ErrorCode::UnknownRequest,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::UnknownService,
+        ErrorCode::ShuttingDown,
+        ErrorCode::InvalidManifest,
+        ErrorCode::PermissionDenied,
+        ErrorCode::Internal,
+    ];
+
+    /// The code on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::UnknownRequest => "unknown_request",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::UnknownService => "unknown_service",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::InvalidManifest => "invalid_manifest",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Other(code) => code,
+        }
+    }
+
+    /// The code a wire string names; an unknown one is kept as [`ErrorCode::Other`].
+    pub fn parse(code: &str) -> ErrorCode {
+        ErrorCode::KNOWN
+            .into_iter()
+            .find(|known| known.as_str() == code)
+            .unwrap_or_else(|| ErrorCode::Other(code.to_string()))
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        Ok(ErrorCode::parse(&code))
+    }
+}
+
+/// One request line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestLine {
+    pub version: u32,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Who are you: protocol version, project, supervisor pid.
+    Hello,
+    /// The current snapshot.
+    Ps,
+    /// Snapshots (on every change) and events, until the client goes away.
+    Subscribe,
+    /// Start, stop, restart, redeploy, down, kill, reload.
+    Command { command: Command },
+}
+
+/// The `op` of each [`Request`], to tell an unknown request from a malformed one.
+const KNOWN_OPS: [&str; 4] = ["hello", "ps", "subscribe", "command"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// A line from the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Ok(serde_json::Value),
+    Error(ErrorBody),
+    Stream(serde_json::Value),
+}
+
+impl Reply {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+        Reply::Error(ErrorBody {
+            code,
+            message: message.into(),
+        })
+    }
+}
+
+/// What `hello` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    pub project: String,
+    pub manifest: String,
+    pub pid: u32,
+}
+
+/// One line on the wire: the JSON of `message` and its `\n`.
+pub fn encode_line(message: &impl Serialize) -> serde_json::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(message)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Reads one request line (without its `\n`), or says with which error to answer it.
+/// The version is checked before the shape, so a client of another version learns
+/// that rather than that its request is malformed.
+pub fn parse_request(line: &[u8]) -> Result<Request, ErrorBody> {
+    let error = |code, message: String| ErrorBody { code, message };
+    let value: serde_json::Value = serde_json::from_slice(line)
+        .map_err(|err| error(ErrorCode::BadRequest, format!("not a JSON object: {err}")))?;
+    if !value.is_object() {
+        let message = "a request is a JSON object like {\"version\":1,\"op\":\"ps\"}";
+        return Err(error(ErrorCode::BadRequest, message.to_string()));
+    }
+    let version = value.get("version").and_then(|v| v.as_u64());
+    if version != Some(u64::from(PROTOCOL_VERSION)) {
+        let message = format!(
+            "this supervisor speaks protocol version {PROTOCOL_VERSION}; the request has {}",
+            version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "none".into())
+        );
+        return Err(error(ErrorCode::UnsupportedVersion, message));
+    }
+    match serde_json::from_value::<RequestLine>(value.clone()) {
+        Ok(line) => Ok(line.request),
+        Err(err) => match value.get("op").and_then(|op| op.as_str()) {
+            Some(op) if !KNOWN_OPS.contains(&op) => Err(error(
+                ErrorCode::UnknownRequest,
+                format!("unknown request `{op}`"),
+            )),
+            _ => Err(error(
+                ErrorCode::BadRequest,
+                format!("malformed request: {err}"),
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_serialize_to_their_stable_strings() -> serde_json::Result<()> {
+        let wire = [
+            "bad_request",
+            "request_too_large",
+            "unknown_request",
+            "unsupported_version",
+            "unknown_service",
+            "shutting_down",
+            "invalid_manifest",
+            "permission_denied",
+            "internal",
+        ];
+        for (code, text) in ErrorCode::KNOWN.iter().zip(wire) {
+            assert_eq!(serde_json::to_string(code)?, format!("\"{text}\""));
+            assert_eq!(
+                serde_json::from_str::<ErrorCode>(&format!("\"{text}\""))?,
+                *code
+            );
+            assert_eq!(code.to_string(), text);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_unknown_error_code_survives_the_round_trip() -> serde_json::Result<()> {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"code":"too_many_replicas","message":"m"}"#)?;
+        assert_eq!(body.code, ErrorCode::Other("too_many_replicas".into()));
+        assert_eq!(
+            serde_json::to_string(&body)?,
+            r#"{"code":"too_many_replicas","message":"m"}"#
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn replies_keep_their_wire_shape() -> serde_json::Result<()> {
+        let reply = Reply::error(ErrorCode::UnknownService, "unknown service: db");
+        assert_eq!(
+            String::from_utf8_lossy(&encode_line(&reply)?),
+            "{\"error\":{\"code\":\"unknown_service\",\"message\":\"unknown service: db\"}}\n"
+        );
+        let line = RequestLine {
+            version: PROTOCOL_VERSION,
+            request: Request::Command {
+                command: Command::Stop {
+                    services: vec!["db".into()],
+                },
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&line)?,
+            r#"{"version":1,"op":"command","command":{"command":"stop","services":["db"]}}"#
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn requests_parse_or_name_their_error() {
+        let code = |line: &str| parse_request(line.as_bytes()).map_err(|body| body.code);
+        assert_eq!(code(r#"{"version":1,"op":"ps"}"#), Ok(Request::Ps));
+        assert_eq!(code("nope"), Err(ErrorCode::BadRequest));
+        assert_eq!(code("[1]"), Err(ErrorCode::BadRequest));
+        assert_eq!(code(r#"{"op":"ps"}"#), Err(ErrorCode::UnsupportedVersion));
+        assert_eq!(
+            code(r#"{"version":2,"op":"ps"}"#),
+            Err(ErrorCode::UnsupportedVersion)
+        );
+        assert_eq!(
+            code(r#"{"version":1,"op":"fly"}"#),
+            Err(ErrorCode::UnknownRequest)
+        );
+        assert_eq!(
+            code(r#"{"version":1,"op":"command"}"#),
+            Err(ErrorCode::BadRequest)
+        );
+    }
+}
