@@ -1,8 +1,10 @@
 //! The manifest: `fleet.toml` turned into a validated [`Manifest`].
 //!
-//! Owns: finding the file, parsing it (`raw`), checking it (`validate`) and rendering
-//! what is wrong with it (`diagnostic`). It never starts anything and never touches
-//! the OS beyond reading files and checking that paths exist.
+//! Owns: finding the file, parsing it (`raw`), checking it (`validate` walks the
+//! tables, `values` reads single values, `health` the probe, `checks` compares
+//! services) and rendering what is wrong with it (`diagnostic`). It never starts
+//! anything and never touches the OS beyond reading files and checking that paths
+//! exist.
 //!
 //! Everything downstream (supervisor, runners, runtime) works on these resolved types
 //! only: paths are absolute, durations are [`Duration`], env files are already read.
@@ -14,9 +16,14 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod checks;
 pub mod diagnostic;
+mod health;
 mod raw;
+#[cfg(test)]
+mod test_support;
 mod validate;
+mod values;
 
 pub use diagnostic::{Diagnostic, ManifestError};
 
@@ -366,9 +373,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Parses a duration written like the manifest's (`"250ms"`, `"10s"`, `"1m30s"`), at
 /// most [`MAX_DURATION`]; the error says what is wrong, for a person.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    validate::parse_duration(text).map_err(|err| match err {
-        validate::DurationError::TooLong => validate::TOO_LONG_HELP.to_string(),
-        validate::DurationError::NoUnit | validate::DurationError::Invalid => {
+    values::parse_duration(text).map_err(|err| match err {
+        values::DurationError::TooLong => values::TOO_LONG_HELP.to_string(),
+        values::DurationError::NoUnit | values::DurationError::Invalid => {
             "expected a duration with a unit, like \"30s\" or \"2m\"".to_string()
         }
     })

@@ -7,27 +7,13 @@
 //! build that is still running when the next Redeploy arrives is cancelled by the
 //! service's state machine (the latest source wins).
 //!
+//! This file is the watcher thread and its glue to notify; `plan` decides which
+//! folders are watched and which paths belong to which service (matching, the walk),
+//! and `debounce` when a burst of changes becomes a Redeploy and when redeploys are a
+//! loop. Both are pure apart from `plan` reading folders.
+//!
 //! # Theory of operation
-//! **Matching.** Each service's `watch` globs are compiled into one [`GlobSet`] matched
-//! against paths relative to the manifest's folder (absolute paths outside it are
-//! matched as they are). A pattern without glob characters also matches everything
-//! under it, so `examples/cache` names the folder and `examples/ratings.rs` the file.
-//! `ignore` globs plus [`BUILTIN_IGNORES`] exclude; an ignore pattern without `/`
-//! matches at any depth (as in `.gitignore`), and every ignore pattern also covers
-//! what lies under the path it names.
-//!
-//! **What is watched.** Each watch pattern's literal prefix is its base folder
-//! (`examples/common/**` -> `examples/common`, `examples/*.rs` -> `examples`), walked
-//! recursively when the rest of the pattern can reach below it. The walk is done here
-//! rather than by notify's recursive mode because inotify costs one watch per folder
-//! and `target/` alone can hold thousands: the walk prunes ignored folders, so every
-//! inotify watch is on one folder, non-recursively. A base that does not exist yet is
-//! stood in for by its nearest existing parent. When a folder appears or disappears on
-//! the way to a base or inside a walked tree, the plan is resolved again
-//! (`WatchLoop::sync_watches`); what is inside a folder that just appeared counts as
-//! changed, because files written there before its watch existed raised no event.
-//!
-//! **The loop.** One thread owns all of that state: the notify watcher, the set of
+//! **The loop.** One thread owns all of the state: the notify watcher, the set of
 //! watched folders, the `Debouncer` and the `RedeployLoopDetector`. notify's
 //! callback (on notify's own thread) and the [`Watcher`] handle only send it messages.
 //! The thread blocks on its inbox until the earliest debounce deadline, drains what
@@ -36,20 +22,12 @@
 //! thread, and a blocking receive with a deadline needs no polling. It ends when the
 //! [`Watcher`] is dropped or nobody listens to its events any more.
 //!
-//! **Debounce.** Editors save in bursts (write a temporary file, rename it over the
-//! original, chmod), so a service's burst ends `debounce` after its last change and
-//! yields one Redeploy carrying every changed path. A burst is cut after at most
-//! [`MAX_BURST`] so that a process that never stops writing into watched files still
-//! produces redeploys the loop detector can see, instead of silently none.
-//!
-//! **Redeploy loops.** A service that writes into its own watched files redeploys
-//! itself for ever; nothing about a single change tells that apart from a save, only
-//! the rate does. More than [`REDEPLOY_LOOP_LIMIT`] watcher redeploys within
-//! [`REDEPLOY_LOOP_WINDOW`] pause the service's watching with
-//! [`WatchEvent::Paused`]; [`Watcher::resume`] (called on a user's `fleet redeploy`)
-//! or a `fleet reload` that changes the service's watch settings lifts the pause.
+//! **Keeping the watches current.** When a folder appears or disappears on the way to
+//! a base or inside a walked tree (see `plan`), the plan is resolved again
+//! (`WatchLoop::sync_watches`); what is inside a folder that just appeared counts as
+//! changed, because files written there before its watch existed raised no event.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::ops::Bound;
@@ -58,51 +36,23 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::Candidate;
 use notify::event::{CreateKind, EventKind, ModifyKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::event::format_duration_ms;
 use crate::manifest::ServiceSpec;
 
-/// Quiet time that ends a burst of changes. An editor's save (temporary file, rename,
-/// chmod) or a formatter rewriting a few files lands within a few milliseconds, and
-/// 100 ms is still short next to any build, so a redeploy starts without a noticeable
-/// wait and one save never becomes two redeploys.
-pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
+use debounce::{pause_reason, Debouncer, LoopVerdict, RedeployLoopDetector};
+use plan::{desired_dirs, relative_to, ServiceWatch};
 
-/// A burst is cut this long after its first change even if changes keep coming. A
-/// branch switch or a code generator rarely writes for longer; a process that never
-/// stops writing into watched files then redeploys every `MAX_BURST` and is caught by
-/// the loop detector instead of never redeploying at all.
-pub const MAX_BURST: Duration = Duration::from_secs(2);
+mod debounce;
+mod plan;
+#[cfg(test)]
+mod test_support;
 
-/// More than this many redeploys by file changes within [`REDEPLOY_LOOP_WINDOW`] is a
-/// loop. A loop redeploys as fast as the service builds and starts (a few seconds at
-/// most for a dev service), while a person editing rarely saves and waits for the
-/// result more than five times in half a minute.
-pub const REDEPLOY_LOOP_LIMIT: usize = 5;
-/// See [`REDEPLOY_LOOP_LIMIT`].
-pub const REDEPLOY_LOOP_WINDOW: Duration = Duration::from_secs(30);
-
-/// Always excluded, for every service, matched at any depth: version control, build
-/// output, fleet's own logs and state, and the scratch files editors write beside the
-/// file being saved (vim's swap files and its `4913` write test, backup files ending
-/// in `~`, emacs lock and autosave files, JetBrains' safe-write copies).
-pub const BUILTIN_IGNORES: &[&str] = &[
-    ".git",
-    "target",
-    ".fleet",
-    "*.swp",
-    "*.swx",
-    "*~",
-    "4913",
-    ".#*",
-    "#*#",
-    "*___jb_tmp___",
-    "*___jb_old___",
-];
+pub use debounce::{DEFAULT_DEBOUNCE, MAX_BURST, REDEPLOY_LOOP_LIMIT, REDEPLOY_LOOP_WINDOW};
+pub use plan::BUILTIN_IGNORES;
 
 /// How many messages are applied before due bursts are emitted, so a flood of file
 /// events cannot hold back redeploys that are already due.
@@ -292,364 +242,6 @@ enum Message {
     Update(Vec<WatchSpec>),
     Resume(String),
     Stop,
-}
-
-/// One service's compiled globs and the folders they need watched.
-#[derive(Debug)]
-struct ServiceWatch {
-    spec: WatchSpec,
-    watch: GlobSet,
-    ignore: GlobSet,
-    bases: Vec<WatchBase>,
-}
-
-/// A folder a watch pattern needs, and whether the pattern reaches below it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct WatchBase {
-    dir: PathBuf,
-    recursive: bool,
-}
-
-impl ServiceWatch {
-    fn compile(root: &Path, spec: &WatchSpec) -> Result<ServiceWatch, WatchError> {
-        let invalid = |pattern: &str, source| WatchError::InvalidGlob {
-            service: spec.service.clone(),
-            pattern: pattern.to_string(),
-            source,
-        };
-        let mut watch = GlobSetBuilder::new();
-        let mut bases = Vec::new();
-        for raw in &spec.watch {
-            let pattern = normalize_pattern(root, raw).unwrap_or_else(|| "**".to_string());
-            let components: Vec<&str> = pattern.split('/').collect();
-            let literal_len = components
-                .iter()
-                .take_while(|component| is_literal(component))
-                .count();
-            if literal_len == components.len() {
-                // Names a file or a folder; which one may change while fleet runs.
-                watch.add(glob(&pattern).map_err(|source| invalid(raw, source))?);
-                watch.add(glob(&format!("{pattern}/**")).map_err(|source| invalid(raw, source))?);
-                let path = Path::new(&pattern);
-                bases.push(WatchBase {
-                    dir: root.join(path),
-                    recursive: true,
-                });
-                bases.push(WatchBase {
-                    dir: join_under(root, path.parent()),
-                    recursive: false,
-                });
-            } else {
-                watch.add(glob(&pattern).map_err(|source| invalid(raw, source))?);
-                let rest = &components[literal_len..];
-                let reaches_below = rest.len() > 1 || rest.iter().any(|part| part.contains("**"));
-                let prefix = components[..literal_len].join("/");
-                bases.push(WatchBase {
-                    dir: join_under(root, Some(Path::new(&prefix))),
-                    recursive: reaches_below,
-                });
-            }
-        }
-        let mut ignore = GlobSetBuilder::new();
-        let user = spec.ignore.iter().map(String::as_str);
-        for raw in BUILTIN_IGNORES.iter().copied().chain(user) {
-            let Some(pattern) = normalize_pattern(root, raw) else {
-                continue;
-            };
-            let base = if pattern.contains('/') {
-                pattern
-            } else {
-                format!("**/{pattern}")
-            };
-            ignore.add(glob(&base).map_err(|source| invalid(raw, source))?);
-            if !base.ends_with("/**") {
-                ignore.add(glob(&format!("{base}/**")).map_err(|source| invalid(raw, source))?);
-            }
-        }
-        let build = |set: GlobSetBuilder| {
-            set.build()
-                .map_err(|source| invalid(&spec.watch.join(", "), source))
-        };
-        Ok(ServiceWatch {
-            spec: spec.clone(),
-            watch: build(watch)?,
-            ignore: build(ignore)?,
-            bases: dedup(bases),
-        })
-    }
-
-    fn name(&self) -> &str {
-        &self.spec.service
-    }
-
-    fn matches(&self, relative: &Candidate<'_>) -> bool {
-        self.watch.is_match_candidate(relative) && !self.ignore.is_match_candidate(relative)
-    }
-
-    fn ignores(&self, root: &Path, path: &Path) -> bool {
-        self.ignore.is_match(relative_to(root, path))
-    }
-}
-
-fn glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
-    // `*` stays within one folder, as in a shell and in .gitignore.
-    GlobBuilder::new(pattern).literal_separator(true).build()
-}
-
-/// `./a/b/` -> `a/b`; an absolute path under `root` becomes relative. `None` for a
-/// pattern that names the root itself.
-fn normalize_pattern(root: &Path, raw: &str) -> Option<String> {
-    let mut pattern = raw.trim();
-    if let Ok(inside) = Path::new(pattern).strip_prefix(root) {
-        pattern = inside.to_str().unwrap_or(pattern);
-    }
-    while let Some(rest) = pattern.strip_prefix("./") {
-        pattern = rest;
-    }
-    let pattern = pattern.trim_end_matches('/');
-    if pattern.is_empty() || pattern == "." {
-        None
-    } else {
-        Some(pattern.to_string())
-    }
-}
-
-fn is_literal(component: &str) -> bool {
-    !component.contains(['*', '?', '[', ']', '{', '}', '\\'])
-}
-
-/// `root/relative`, without the trailing `/` that joining an empty path would add.
-fn join_under(root: &Path, relative: Option<&Path>) -> PathBuf {
-    match relative {
-        Some(path) if !path.as_os_str().is_empty() => root.join(path),
-        _ => root.to_path_buf(),
-    }
-}
-
-fn relative_to<'a>(root: &Path, path: &'a Path) -> &'a Path {
-    path.strip_prefix(root).unwrap_or(path)
-}
-
-fn dedup(bases: Vec<WatchBase>) -> Vec<WatchBase> {
-    let mut unique: Vec<WatchBase> = Vec::with_capacity(bases.len());
-    for base in bases {
-        if !unique.contains(&base) {
-            unique.push(base);
-        }
-    }
-    unique
-}
-
-/// Every folder that must carry a watch for `services` as the disk is now.
-fn desired_dirs(root: &Path, services: &[ServiceWatch]) -> BTreeSet<PathBuf> {
-    let mut dirs = BTreeSet::new();
-    for service in services {
-        for base in &service.bases {
-            if base.dir.is_dir() {
-                if service.ignores(root, &base.dir) {
-                    continue;
-                }
-                if base.recursive {
-                    walk_dirs(root, service, &base.dir, &mut dirs);
-                } else {
-                    dirs.insert(base.dir.clone());
-                }
-            } else if let Some(stand_in) = nearest_existing_dir(&base.dir) {
-                dirs.insert(stand_in);
-            }
-        }
-    }
-    dirs
-}
-
-/// `base` and every folder below it that `service` does not ignore. Symlinked folders
-/// are not followed, so a link cycle cannot become a watch cycle.
-fn walk_dirs(root: &Path, service: &ServiceWatch, base: &Path, dirs: &mut BTreeSet<PathBuf>) {
-    let mut stack = vec![base.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        // A folder that vanished or cannot be read is skipped: it is normal during a
-        // branch switch, and adding its watch reports what is wrong with it.
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
-                let path = entry.path();
-                if is_dir && !service.ignores(root, &path) {
-                    stack.push(path);
-                }
-            }
-        }
-        dirs.insert(dir);
-    }
-}
-
-fn nearest_existing_dir(path: &Path) -> Option<PathBuf> {
-    path.ancestors()
-        .find(|ancestor| ancestor.is_dir())
-        .map(Path::to_path_buf)
-}
-
-/// Per-service trailing-edge debounce. Pure: the caller passes the time.
-#[derive(Debug)]
-struct Debouncer {
-    quiet: Duration,
-    bursts: BTreeMap<String, Burst>,
-}
-
-#[derive(Debug)]
-struct Burst {
-    paths: BTreeSet<PathBuf>,
-    first: Instant,
-    last: Instant,
-}
-
-impl Burst {
-    fn due(&self, quiet: Duration) -> Instant {
-        (self.last + quiet).min(self.first + MAX_BURST.max(quiet))
-    }
-}
-
-impl Debouncer {
-    fn new(quiet: Duration) -> Debouncer {
-        Debouncer {
-            quiet,
-            bursts: BTreeMap::new(),
-        }
-    }
-
-    /// A change of `service`; `None` when what changed is unknown.
-    fn note(&mut self, service: &str, path: Option<PathBuf>, now: Instant) {
-        let burst = self
-            .bursts
-            .entry(service.to_string())
-            .or_insert_with(|| Burst {
-                paths: BTreeSet::new(),
-                first: now,
-                last: now,
-            });
-        burst.last = now;
-        burst.paths.extend(path);
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.bursts
-            .values()
-            .map(|burst| burst.due(self.quiet))
-            .min()
-    }
-
-    /// The bursts that ended by `now`, in service-name order.
-    fn take_due(&mut self, now: Instant) -> Vec<(String, Vec<PathBuf>)> {
-        let quiet = self.quiet;
-        let due: Vec<String> = self
-            .bursts
-            .iter()
-            .filter(|(_, burst)| burst.due(quiet) <= now)
-            .map(|(service, _)| service.clone())
-            .collect();
-        due.into_iter()
-            .filter_map(|service| {
-                let burst = self.bursts.remove(&service)?;
-                Some((service, burst.paths.into_iter().collect()))
-            })
-            .collect()
-    }
-
-    fn discard(&mut self, service: &str) {
-        self.bursts.remove(service);
-    }
-}
-
-/// What to do with a debounced burst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LoopVerdict {
-    Redeploy,
-    /// This burst completes a loop: pause the service and say so.
-    Pause,
-    /// Already paused: drop the burst.
-    Suppress,
-}
-
-/// Notices a service that keeps redeploying itself through file changes: more than
-/// `limit` redeploys within `window`. Pure: the caller passes the time.
-#[derive(Debug)]
-struct RedeployLoopDetector {
-    limit: usize,
-    window: Duration,
-    history: HashMap<String, VecDeque<Instant>>,
-    paused: HashSet<String>,
-}
-
-impl RedeployLoopDetector {
-    fn new(limit: usize, window: Duration) -> RedeployLoopDetector {
-        RedeployLoopDetector {
-            limit,
-            window,
-            history: HashMap::new(),
-            paused: HashSet::new(),
-        }
-    }
-
-    /// A burst for `service` is ready at `now`; a `Redeploy` verdict is recorded.
-    fn record(&mut self, service: &str, now: Instant) -> LoopVerdict {
-        if self.paused.contains(service) {
-            return LoopVerdict::Suppress;
-        }
-        let history = self.history.entry(service.to_string()).or_default();
-        while history
-            .front()
-            .is_some_and(|&at| now.saturating_duration_since(at) >= self.window)
-        {
-            history.pop_front();
-        }
-        if history.len() >= self.limit {
-            self.history.remove(service);
-            self.paused.insert(service.to_string());
-            return LoopVerdict::Pause;
-        }
-        history.push_back(now);
-        LoopVerdict::Redeploy
-    }
-
-    fn is_paused(&self, service: &str) -> bool {
-        self.paused.contains(service)
-    }
-
-    /// Lifts a pause and forgets past redeploys.
-    fn resume(&mut self, service: &str) {
-        self.paused.remove(service);
-        self.history.remove(service);
-    }
-
-    fn limit(&self) -> usize {
-        self.limit
-    }
-
-    fn window(&self) -> Duration {
-        self.window
-    }
-}
-
-/// The text of [`WatchEvent::Paused`]; `paths` is the burst that completed the loop.
-fn pause_reason(service: &str, limit: usize, window: Duration, paths: &[PathBuf]) -> String {
-    const SHOWN: usize = 3;
-    let mut changed: Vec<String> = paths
-        .iter()
-        .take(SHOWN)
-        .map(|path| path.display().to_string())
-        .collect();
-    if paths.len() > SHOWN {
-        changed.push(format!("and {} more", paths.len() - SHOWN));
-    }
-    let changed = if changed.is_empty() {
-        String::new()
-    } else {
-        format!(" (last changed: {})", changed.join(", "))
-    };
-    format!(
-        "redeployed {limit} times in {} by file changes; paused. Check that the service does \
-         not write into its own watched files{changed}, then run `fleet redeploy {service}`",
-        format_duration_ms(window.as_millis() as u64)
-    )
 }
 
 /// What one turn of the loop learned about the folder structure.
@@ -962,24 +554,18 @@ mod tests {
     use std::fs;
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-    type TestResult = Result<(), Box<dyn Error>>;
+    use super::test_support::{paths, spec, TestResult};
 
     /// Long enough that a test thread descheduled on a loaded 2-core machine does not
     /// split a burst it writes in one go.
     const TEST_DEBOUNCE: Duration = Duration::from_millis(150);
+
     /// How long an expected event may take on a loaded machine.
     const EVENT_DEADLINE: Duration = Duration::from_secs(10);
+
     /// A negative wait: a wrong event would arrive one debounce after its change, so
     /// three debounces of silence mean none is coming.
     const QUIET: Duration = Duration::from_millis(3 * 150);
-
-    fn spec(service: &str, watch: &[&str], ignore: &[&str]) -> WatchSpec {
-        WatchSpec {
-            service: service.into(),
-            watch: watch.iter().map(|glob| glob.to_string()).collect(),
-            ignore: ignore.iter().map(|glob| glob.to_string()).collect(),
-        }
-    }
 
     fn write(root: &Path, relative: &str, contents: &str) -> io::Result<()> {
         let path = root.join(relative);
@@ -1021,204 +607,6 @@ mod tests {
             Err(_elapsed) => Ok(()),
             Ok(event) => Err(format!("expected nothing, got {event:?}").into()),
         }
-    }
-
-    fn paths(list: &[&str]) -> Vec<PathBuf> {
-        list.iter().map(PathBuf::from).collect()
-    }
-
-    fn compiled(watch: &[&str], ignore: &[&str]) -> Result<ServiceWatch, WatchError> {
-        ServiceWatch::compile(Path::new("/project"), &spec("svc", watch, ignore))
-    }
-
-    #[test]
-    fn literal_patterns_match_the_file_or_everything_in_the_folder() -> TestResult {
-        let service = compiled(&["examples/ratings.rs", "examples/cache"], &[])?;
-        let matches = |path: &str| service.matches(&Candidate::new(path));
-        assert!(matches("examples/ratings.rs"));
-        assert!(matches("examples/cache/a/b.bin"));
-        assert!(matches("examples/cache"));
-        assert!(!matches("examples/ratings.rs.tmp"));
-        assert!(!matches("examples/other.rs"));
-        Ok(())
-    }
-
-    #[test]
-    fn star_stays_within_one_folder() -> TestResult {
-        let service = compiled(&["examples/*.rs", "examples/common/**"], &[])?;
-        let matches = |path: &str| service.matches(&Candidate::new(path));
-        assert!(matches("examples/users.rs"));
-        assert!(!matches("examples/sub/users.rs"));
-        assert!(matches("examples/common/deep/er/x.rs"));
-        Ok(())
-    }
-
-    #[test]
-    fn builtin_and_user_ignores_exclude_at_any_depth() -> TestResult {
-        let service = compiled(&["**"], &["**/*.tmp", "generated", "docs/drafts"])?;
-        let matches = |path: &str| service.matches(&Candidate::new(path));
-        assert!(matches("src/main.rs"));
-        for ignored in [
-            "target/debug/fleet",
-            "crates/a/target/x",
-            ".git/index",
-            ".fleet/logs/api.log",
-            "src/.main.rs.swp",
-            "src/main.rs~",
-            "src/4913",
-            "src/.#main.rs",
-            "src/a.tmp",
-            "src/generated/x.rs",
-            "generated",
-            "docs/drafts/a.md",
-        ] {
-            assert!(!matches(ignored), "{ignored} should be ignored");
-        }
-        assert!(matches("docs/a.md"));
-        assert!(matches("src/targets.rs"));
-        Ok(())
-    }
-
-    #[test]
-    fn watched_folders_come_from_the_literal_prefix() -> TestResult {
-        let service = compiled(
-            &[
-                "examples/ratings.rs",
-                "examples/common/**",
-                "src/*.rs",
-                "**/*.toml",
-            ],
-            &[],
-        )?;
-        let bases: Vec<(String, bool)> = service
-            .bases
-            .iter()
-            .map(|base| (base.dir.display().to_string(), base.recursive))
-            .collect();
-        let expected = [
-            ("/project/examples/ratings.rs", true),
-            ("/project/examples", false),
-            ("/project/examples/common", true),
-            ("/project/src", false),
-            ("/project", true),
-        ];
-        let expected: Vec<(String, bool)> = expected
-            .iter()
-            .map(|(dir, recursive)| (dir.to_string(), *recursive))
-            .collect();
-        assert_eq!(bases, expected);
-        Ok(())
-    }
-
-    #[test]
-    fn patterns_are_normalized_relative_to_the_root() {
-        let root = Path::new("/project");
-        assert_eq!(normalize_pattern(root, "./src/"), Some("src".into()));
-        assert_eq!(
-            normalize_pattern(root, "/project/src/**"),
-            Some("src/**".into())
-        );
-        assert_eq!(normalize_pattern(root, "."), None);
-        assert_eq!(
-            normalize_pattern(root, "/elsewhere/x"),
-            Some("/elsewhere/x".into())
-        );
-    }
-
-    #[test]
-    fn the_walk_skips_ignored_folders() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let root = dir.path();
-        for folder in ["src/a/b", "target/debug/deps", ".git/objects", "src/gen/x"] {
-            fs::create_dir_all(root.join(folder))?;
-        }
-        let service = ServiceWatch::compile(root, &spec("svc", &["**/*.rs"], &["src/gen"]))?;
-        let dirs = desired_dirs(root, &[service]);
-        let relative: Vec<PathBuf> = dirs
-            .iter()
-            .map(|dir| relative_to(root, dir).to_path_buf())
-            .collect();
-        assert_eq!(relative, paths(&["", "src", "src/a", "src/a/b"]));
-        Ok(())
-    }
-
-    #[test]
-    fn a_missing_folder_is_stood_in_for_by_its_nearest_parent() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let root = dir.path();
-        fs::create_dir_all(root.join("examples"))?;
-        let service = ServiceWatch::compile(root, &spec("svc", &["examples/common/deep/**"], &[]))?;
-        let dirs: Vec<PathBuf> = desired_dirs(root, &[service]).into_iter().collect();
-        assert_eq!(dirs, vec![root.join("examples")]);
-        Ok(())
-    }
-
-    #[test]
-    fn a_burst_ends_when_quiet_or_at_the_cap() {
-        let quiet = Duration::from_millis(100);
-        let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
-        let mut debouncer = Debouncer::new(quiet);
-        debouncer.note("api", Some("a.rs".into()), at(0));
-        debouncer.note("api", Some("b.rs".into()), at(50));
-        debouncer.note("api", Some("a.rs".into()), at(90));
-        assert_eq!(debouncer.next_due(), Some(at(190)));
-        assert!(debouncer.take_due(at(189)).is_empty());
-        assert_eq!(
-            debouncer.take_due(at(190)),
-            vec![("api".to_string(), paths(&["a.rs", "b.rs"]))]
-        );
-        assert_eq!(debouncer.next_due(), None);
-
-        // A writer that never stops is cut at MAX_BURST.
-        let mut ms = 0;
-        while ms < 3000 {
-            debouncer.note("log", Some("out.log".into()), at(ms));
-            ms += 50;
-        }
-        assert_eq!(debouncer.next_due(), Some(at(0) + MAX_BURST));
-    }
-
-    #[test]
-    fn redeploy_loop_is_paused_after_the_limit_within_the_window() {
-        let start = Instant::now();
-        let at = |secs: u64| start + Duration::from_secs(secs);
-        let mut detector = RedeployLoopDetector::new(5, Duration::from_secs(30));
-        for second in 0..5 {
-            assert_eq!(detector.record("api", at(second)), LoopVerdict::Redeploy);
-        }
-        assert_eq!(detector.record("other", at(5)), LoopVerdict::Redeploy);
-        assert_eq!(detector.record("api", at(5)), LoopVerdict::Pause);
-        assert!(detector.is_paused("api"));
-        assert_eq!(detector.record("api", at(6)), LoopVerdict::Suppress);
-        detector.resume("api");
-        assert_eq!(detector.record("api", at(7)), LoopVerdict::Redeploy);
-    }
-
-    #[test]
-    fn redeploys_spread_wider_than_the_window_never_pause() {
-        let start = Instant::now();
-        let mut detector = RedeployLoopDetector::new(5, Duration::from_secs(30));
-        for round in 0..20 {
-            let now = start + Duration::from_secs(7 * round);
-            assert_eq!(detector.record("api", now), LoopVerdict::Redeploy);
-        }
-    }
-
-    #[test]
-    fn pause_reason_names_the_files_and_the_way_out() {
-        let reason = pause_reason(
-            "ratings",
-            5,
-            Duration::from_secs(30),
-            &paths(&["examples/common/a", "examples/common/b", "c", "d"]),
-        );
-        assert_eq!(
-            reason,
-            "redeployed 5 times in 30s by file changes; paused. Check that the service does \
-             not write into its own watched files (last changed: examples/common/a, \
-             examples/common/b, c, and 1 more), then run `fleet redeploy ratings`"
-        );
     }
 
     #[test]

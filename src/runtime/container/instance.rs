@@ -1,0 +1,562 @@
+//! One container's life: create it (labelled, named after its generation), start it,
+//! copy its output into the service's log, stop, signal or remove it, and read its
+//! image's health check.
+//!
+//! Owns the container's configuration as the engine sees it (labels, ports, network
+//! alias, restart policy). Must not decide when to stop or remove an instance, nor
+//! watch for its exit: the exit comes from `events`.
+//!
+//! # Output
+//! Each started container gets a task that follows its logs (`follow`, from the first
+//! line) into the service's log through two [`LineWriter`]s, stdout and stderr apart.
+//! The engine keeps a container's output from its start, so nothing printed before the
+//! request is lost. The task ends when the container stops; remove a container only
+//! after that task has finished (or a deadline passed), or its last lines may be gone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthStatusEnum, HostConfig, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, LogsOptions,
+    StartContainerOptions, StopContainerOptions,
+};
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use super::objects::remove_container;
+use super::{
+    api_error, container_name, engine_message, report_unless_gone, status_code, ContainerError,
+    ContainerRequest, Docker, StartedContainer, LABEL_GENERATION, LABEL_PROJECT, LABEL_RUN,
+    LABEL_SERVICE, STREAM_TIMEOUT,
+};
+use crate::logs::{LineWriter, ServiceLog, Stream};
+
+/// Added to a stop request's timeout: the engine answers only once the container is
+/// gone, which is the grace period plus the time SIGKILL and teardown take.
+const STOP_REQUEST_SLACK: Duration = Duration::from_secs(30);
+
+impl Docker {
+    /// Creates and starts one instance, and starts copying its output into `log`.
+    ///
+    /// The container is named `<project>-<service>-<generation>` (sanitised), labelled,
+    /// never restarted by the engine, published on the requested host ports, attached
+    /// to `request.network` with the service name as alias. A leftover container of the
+    /// same name from another run of the same project is removed first; one that is
+    /// not fleet's is an error.
+    pub async fn start(
+        &self,
+        request: &ContainerRequest,
+        log: Arc<ServiceLog>,
+    ) -> Result<StartedContainer, ContainerError> {
+        self.ensure_named_volumes(request).await?;
+        let name = container_name(&request.project, &request.service, request.generation);
+        let id = self.create(request, &name).await?;
+        let (waiter, exit) = oneshot::channel();
+        // Before start: an instance that dies at once must find its waiter.
+        self.exits.register(&id, waiter);
+        if let Err(err) = self
+            .client
+            .start_container(&id, None::<StartContainerOptions>)
+            .await
+        {
+            self.exits.forget(&id);
+            self.remove(&id).await;
+            return Err(api_error(&format!("cannot start container {name}"), &err));
+        }
+        let logs = tokio::spawn(follow_logs(
+            self.client.clone().with_timeout(STREAM_TIMEOUT),
+            id.clone(),
+            log,
+        ));
+        Ok(StartedContainer { id, exit, logs })
+    }
+
+    async fn create(
+        &self,
+        request: &ContainerRequest,
+        name: &str,
+    ) -> Result<String, ContainerError> {
+        let body = create_body(request);
+        let options = || CreateContainerOptions {
+            name: Some(name.to_string()),
+            platform: String::new(),
+        };
+        match self
+            .client
+            .create_container(Some(options()), body.clone())
+            .await
+        {
+            Ok(created) => return Ok(created.id),
+            Err(err) if status_code(&err) == Some(404) => {
+                return Err(if self.image_present(&request.image).await? {
+                    api_error(&format!("cannot create container {name}"), &err)
+                } else {
+                    ContainerError::ImageMissing {
+                        image: request.image.clone(),
+                    }
+                });
+            }
+            Err(err) if status_code(&err) == Some(409) => {
+                self.remove_stale_namesake(request, name).await?;
+            }
+            Err(err) => return Err(api_error(&format!("cannot create container {name}"), &err)),
+        }
+        self.client
+            .create_container(Some(options()), body)
+            .await
+            .map(|created| created.id)
+            .map_err(|err| api_error(&format!("cannot create container {name}"), &err))
+    }
+
+    /// Removes a container that holds `name` if it is an instance of this project from
+    /// another run (generations restart at 1 in every run); refuses anything else.
+    async fn remove_stale_namesake(
+        &self,
+        request: &ContainerRequest,
+        name: &str,
+    ) -> Result<(), ContainerError> {
+        let existing = self
+            .client
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|err| api_error(&format!("cannot inspect container {name}"), &err))?;
+        let labels = existing
+            .config
+            .and_then(|config| config.labels)
+            .unwrap_or_default();
+        let ours = labels.get(LABEL_PROJECT) == Some(&request.project)
+            && labels.get(LABEL_RUN) != Some(&request.run);
+        if !ours {
+            return Err(ContainerError::Api(format!(
+                "a container named {name} already exists and is not a leftover of this \
+                 project; fleet does not remove it (rename or remove it yourself)"
+            )));
+        }
+        if let Some(id) = existing.id {
+            self.remove(&id).await;
+        }
+        Ok(())
+    }
+
+    /// Asks the engine to stop the container: its stop signal, then SIGKILL after
+    /// `timeout` (rounded up to whole seconds, the engine's unit). Returns when the
+    /// container has stopped. A container that is already stopped or gone is fine.
+    pub async fn stop(&self, id: &str, timeout: Duration) {
+        let seconds = whole_seconds(timeout);
+        let options = StopContainerOptions {
+            t: Some(seconds),
+            signal: None,
+        };
+        let client = self
+            .client
+            .clone()
+            .with_timeout(timeout + Duration::from_secs(1) + STOP_REQUEST_SLACK);
+        if let Err(err) = client.stop_container(id, Some(options)).await {
+            report_unless_gone("stop", id, &err);
+        }
+    }
+
+    /// Sends `signal` (a name like `SIGHUP`, or a number) to the container's main
+    /// process. A container that is not running is fine.
+    pub async fn signal(&self, id: &str, signal: &str) {
+        let options = KillContainerOptions {
+            signal: signal.to_string(),
+        };
+        if let Err(err) = self.client.kill_container(id, Some(options)).await {
+            report_unless_gone("signal", id, &err);
+        }
+    }
+
+    /// SIGKILLs the container's main process (and so the container).
+    pub async fn kill(&self, id: &str) {
+        self.signal(id, "SIGKILL").await;
+    }
+
+    /// Removes the container, running or not, with its anonymous volumes. A container
+    /// that is already gone (or being removed) is fine.
+    pub async fn remove(&self, id: &str) {
+        remove_container(&self.client, id).await;
+    }
+
+    /// The container's address on `network`, where its own ports are reached without
+    /// Docker's proxy (which accepts on a published port even when nothing listens).
+    pub async fn address_on(&self, id: &str, network: &str) -> Option<std::net::IpAddr> {
+        let inspected = self
+            .client
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let networks = inspected.network_settings?.networks?;
+        networks.get(network)?.ip_address.as_deref()?.parse().ok()
+    }
+
+    /// The state of the image's `HEALTHCHECK`: `starting`, `healthy` or `unhealthy`;
+    /// `None` when the image has none or the container is gone.
+    pub async fn health_status(&self, id: &str) -> Option<String> {
+        let inspected = self
+            .client
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        match inspected.state?.health?.status? {
+            HealthStatusEnum::STARTING => Some("starting".into()),
+            HealthStatusEnum::HEALTHY => Some("healthy".into()),
+            HealthStatusEnum::UNHEALTHY => Some("unhealthy".into()),
+            HealthStatusEnum::NONE | HealthStatusEnum::EMPTY => None,
+        }
+    }
+}
+
+fn whole_seconds(duration: Duration) -> i32 {
+    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    i32::try_from(seconds).unwrap_or(i32::MAX)
+}
+
+fn create_body(request: &ContainerRequest) -> ContainerCreateBody {
+    let labels = HashMap::from([
+        (LABEL_PROJECT.to_string(), request.project.clone()),
+        (LABEL_SERVICE.to_string(), request.service.clone()),
+        (LABEL_GENERATION.to_string(), request.generation.to_string()),
+        (LABEL_RUN.to_string(), request.run.clone()),
+    ]);
+    let mut exposed_ports = HashMap::new();
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for port in &request.ports {
+        let key = format!("{}/tcp", port.container);
+        exposed_ports.insert(key.clone(), HashMap::new());
+        port_bindings
+            .entry(key)
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(port.host_ip.clone()),
+                host_port: Some(port.host.to_string()),
+            });
+    }
+    let host_config = HostConfig {
+        binds: (!request.volumes.is_empty()).then(|| request.volumes.clone()),
+        port_bindings: Some(port_bindings),
+        // fleet restarts instances itself (new generation, backoff); the engine must not.
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        }),
+        network_mode: Some(request.network.clone()),
+        ..Default::default()
+    };
+    let endpoint = EndpointSettings {
+        aliases: Some(vec![request.service.clone()]),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(request.image.clone()),
+        cmd: request.command.clone(),
+        env: Some(
+            request
+                .env
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect(),
+        ),
+        labels: Some(labels),
+        exposed_ports: Some(exposed_ports),
+        stop_signal: Some(request.stop_signal.clone()),
+        stop_timeout: Some(i64::from(whole_seconds(request.stop_timeout))),
+        host_config: Some(host_config),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(request.network.clone(), endpoint)])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Copies the container's output into its service log until the container stops.
+async fn follow_logs(client: bollard::Docker, id: String, log: Arc<ServiceLog>) {
+    let options = LogsOptions {
+        follow: true,
+        stdout: true,
+        stderr: true,
+        since: 0,
+        until: 0,
+        timestamps: false,
+        tail: "all".into(),
+    };
+    let mut stdout = LineWriter::new(log.clone(), Stream::Stdout);
+    let mut stderr = LineWriter::new(log.clone(), Stream::Stderr);
+    let mut frames = client.logs(&id, Some(options));
+    while let Some(frame) = frames.next().await {
+        match frame {
+            // `Console` is the output of a container with a TTY: one stream.
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                stdout.push(&message)
+            }
+            Ok(LogOutput::StdErr { message }) => stderr.push(&message),
+            Ok(LogOutput::StdIn { .. }) => {}
+            Err(err) => {
+                log.write_fleet_line(&format!(
+                    "the container's output stopped early: {}",
+                    engine_message(&err)
+                ));
+                break;
+            }
+        }
+    }
+    stdout.finish();
+    stderr.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::time::Instant;
+
+    use bollard::query_parameters::ListNetworksOptions;
+
+    use super::super::test_support::*;
+    use crate::event::ExitStatus;
+    use crate::logs::LogHub;
+    use crate::manifest::{ImageBuild, PortMapping};
+
+    #[test]
+    fn stop_timeouts_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::ZERO), 0);
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(2500)), 3);
+        assert_eq!(whole_seconds(Duration::from_secs(10)), 10);
+    }
+
+    #[tokio::test]
+    async fn published_port_answers_and_output_lands_in_the_log() -> TestResult {
+        let Some(docker) =
+            docker_or_skip("published_port_answers_and_output_lands_in_the_log").await?
+        else {
+            return Ok(());
+        };
+        test_image(&docker).await?;
+        let project = unique_project("port");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        assert_eq!(docker.ensure_network(&project).await?, network, "reused");
+        let logs_dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(logs_dir.path(), "web", 0, 1, LogHub::default())?;
+
+        let mut samples = Vec::new();
+        let mut start_calls = Vec::new();
+        for generation in 1..=3 {
+            let host_port = free_port()?;
+            let mut request = request(
+                &project,
+                "web",
+                generation,
+                &network,
+                &["--port", "9000", "--print-stderr", "2"],
+            );
+            request.ports = vec![PortMapping {
+                host_ip: "127.0.0.1".into(),
+                host: host_port,
+                container: PUBLISHED_PORT,
+            }];
+            let started_at = Instant::now();
+            let started = docker.start(&request, log.clone()).await?;
+            start_calls.push(started_at.elapsed());
+            let forwarder = start_forwarder(&docker, &project, &started.id).await?;
+            let answer = loop {
+                if let Some(answer) = http_get(host_port, "/health").await {
+                    if answer.starts_with("HTTP/1.1 200") {
+                        break answer;
+                    }
+                }
+                if started_at.elapsed() > DEADLINE {
+                    return Err(
+                        format!("port {host_port} did not answer within {DEADLINE:?}").into(),
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            samples.push(started_at.elapsed());
+            assert!(answer.contains("Connection: close"), "{answer}");
+
+            let inspected = docker
+                .client
+                .inspect_container(&started.id, None::<InspectContainerOptions>)
+                .await?;
+            assert_eq!(
+                inspected.name.as_deref(),
+                Some(&*format!("/{project}-web-{generation}"))
+            );
+            let labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+            assert_eq!(labels.get(LABEL_GENERATION), Some(&generation.to_string()));
+            assert_eq!(labels.get(LABEL_RUN).map(String::as_str), Some("test-run"));
+
+            docker.kill(&started.id).await;
+            assert_eq!(exit_within(started.exit).await?, ExitStatus::Signal(9));
+            tokio::time::timeout(DEADLINE, started.logs).await??;
+            docker.remove(&forwarder).await;
+            docker.remove(&started.id).await;
+        }
+        crate::note!(
+            "measure: start() returning: {start_calls:?}, median {:?}",
+            median(start_calls.clone())
+        );
+        crate::note!(
+            "measure: start() to the published port answering /health (includes starting \
+             the test's forwarder container): {samples:?}, median {:?}",
+            median(samples.clone())
+        );
+
+        let lines = log_lines(&log)?;
+        assert!(
+            lines.iter().any(|line| line.stream == Stream::Stdout
+                && line.text.starts_with("helper listening on 127.0.0.1:9000")),
+            "{lines:?}"
+        );
+        let stderr = lines
+            .iter()
+            .filter(|line| line.stream == Stream::Stderr)
+            .count();
+        assert_eq!(stderr, 3 * 2, "two stderr lines per instance: {lines:?}");
+
+        docker.remove_network(&project).await;
+        let networks = docker
+            .client
+            .list_networks(None::<ListNetworksOptions>)
+            .await?;
+        assert!(!networks
+            .iter()
+            .any(|n| n.name.as_deref() == Some(&*network)));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn stop_kills_a_container_that_ignores_its_stop_signal_after_the_timeout() -> TestResult {
+        let Some(docker) =
+            docker_or_skip("stop_kills_a_container_that_ignores_its_stop_signal_after_the_timeout")
+                .await?
+        else {
+            return Ok(());
+        };
+        test_image(&docker).await?;
+        let project = unique_project("stop");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "stubborn", 0, 1, LogHub::default())?;
+        let request = request(&project, "stubborn", 1, &network, &["--ignore-sigterm"]);
+        let started = docker.start(&request, log.clone()).await?;
+        // Wait until the helper runs (and so ignores SIGTERM) before stopping it.
+        let ready_by = Instant::now() + DEADLINE;
+        while !log_lines(&log)?
+            .iter()
+            .any(|line| line.text.starts_with("helper started"))
+        {
+            if Instant::now() > ready_by {
+                return Err("the helper never said it started".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stopping = Instant::now();
+        docker.stop(&started.id, Duration::from_secs(1)).await;
+        let took = stopping.elapsed();
+        assert_eq!(exit_within(started.exit).await?, ExitStatus::Signal(9));
+        assert!(took >= Duration::from_millis(900), "stopped after {took:?}");
+        crate::note!(
+            "measure: stop() of a SIGTERM-ignoring container with a 1 s timeout: {took:?}"
+        );
+        // Stopping, signalling and removing a stopped or removed container is quiet.
+        docker.stop(&started.id, Duration::from_secs(1)).await;
+        docker.signal(&started.id, "SIGTERM").await;
+        docker.remove(&started.id).await;
+        docker.remove(&started.id).await;
+        docker.kill(&started.id).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn health_status_follows_the_image_healthcheck() -> TestResult {
+        let Some(docker) = docker_or_skip("health_status_follows_the_image_healthcheck").await?
+        else {
+            return Ok(());
+        };
+        test_image(&docker).await?;
+        let context = tempfile::tempdir()?;
+        fs::write(
+            context.path().join("Dockerfile"),
+            format!(
+                "FROM {IMAGE_TAG}\nHEALTHCHECK --interval=1s --timeout=5s CMD [\"/helper\", \"--exit-code\", \"0\"]\n"
+            ),
+        )?;
+        let build = ImageBuild {
+            context: context.path().to_path_buf(),
+            dockerfile: "Dockerfile".into(),
+            args: BTreeMap::new(),
+        };
+        docker
+            .build_image(&build, HEALTH_IMAGE_TAG, test_labels(), |_| {})
+            .await?;
+        let project = unique_project("health");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "db", 0, 1, LogHub::default())?;
+
+        let plain = request(&project, "plain", 1, &network, &["--sleep-forever"]);
+        let plain = docker.start(&plain, log.clone()).await?;
+        let mut request = request(&project, "db", 1, &network, &["--sleep-forever"]);
+        request.image = HEALTH_IMAGE_TAG.into();
+        let started = docker.start(&request, log.clone()).await?;
+        let mut seen = Vec::new();
+        let healthy_by = Instant::now() + DEADLINE;
+        loop {
+            let status = docker.health_status(&started.id).await;
+            if seen.last() != Some(&status) {
+                seen.push(status.clone());
+            }
+            if status.as_deref() == Some("healthy") {
+                break;
+            }
+            if Instant::now() > healthy_by {
+                return Err(format!("never healthy: {seen:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            seen.first(),
+            Some(&Some("starting".to_string())),
+            "{seen:?}"
+        );
+        assert_eq!(docker.health_status(&plain.id).await, None);
+        docker.remove(&started.id).await;
+        docker.remove(&plain.id).await;
+        assert_eq!(docker.health_status(&started.id).await, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn missing_image_without_build_is_image_missing() -> TestResult {
+        let Some(docker) = docker_or_skip("missing_image_without_build_is_image_missing").await?
+        else {
+            return Ok(());
+        };
+        let project = unique_project("missing");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "ghost", 0, 1, LogHub::default())?;
+        let mut request = request(&project, "ghost", 1, &network, &[]);
+        request.image = "fleet-test/absent:never-built".into();
+        assert!(!docker.image_present(&request.image).await?);
+        match docker.start(&request, log).await {
+            Err(ContainerError::ImageMissing { image }) => assert_eq!(image, request.image),
+            other => return Err(format!("expected ImageMissing, got {other:?}").into()),
+        }
+        Ok(())
+    }
+}
