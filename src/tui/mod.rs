@@ -7,6 +7,7 @@
 //! touches service state, and nothing else in fleet depends on it.
 //!
 //! - [`state`]: everything shown, with pure updates; returns [`Request`]s for the loop.
+//! - [`log_view`]: one window of log lines: scroll, follow, search hits, merge.
 //! - [`view`]: the pure draw of a [`TuiState`].
 //! - [`keys`]: key and mouse events to [`Action`]s.
 //! - [`scrollback`]: reads older log lines back from the files, on a reader thread.
@@ -29,6 +30,7 @@
 
 pub mod keys;
 pub mod layout;
+pub mod log_view;
 pub mod remote;
 pub mod resources;
 pub mod scrollback;
