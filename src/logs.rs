@@ -543,10 +543,11 @@ struct Followed {
 ///
 /// # Theory of operation
 /// An inotify watch on the log folder wakes the follower when a file in it changes;
-/// it waits [`READ_PERIOD`] for more, then reads what was appended to the changed files.
-/// Every [`RESCAN_PERIOD`] it checks all files anyway. If the watch cannot be set, it
-/// checks every [`POLL_PERIOD`] instead and tries again. All of this is blocking: a
-/// caller runs it on its own thread (`fleet logs -f` on the main one).
+/// it waits `READ_PERIOD` (33 ms) for more, then reads what was appended to the
+/// changed files. Every `RESCAN_PERIOD` (1 s) it checks all files anyway. If the watch
+/// cannot be set, it checks every `POLL_PERIOD` (250 ms) instead and tries again. All
+/// of this is blocking: a caller runs it on its own thread (`fleet logs -f` on the
+/// main one).
 pub struct LogFollower {
     dir: PathBuf,
     files: Vec<Followed>,
@@ -644,7 +645,7 @@ impl LogFollower {
     }
 
     /// Waits until lines were appended to some followed files, and returns them per
-    /// service, in file order. Returns empty-handed after at most [`RESCAN_PERIOD`]
+    /// service, in file order. Returns empty-handed after at most `RESCAN_PERIOD`
     /// when nothing was, so a caller can check whether it should go on.
     pub fn next_lines(&mut self) -> Vec<(String, Vec<LogLine>)> {
         let period = if self.watch.is_some() {
