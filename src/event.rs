@@ -601,24 +601,37 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// `1.5s`, `400ms`, `2m10s`: short and exact enough for status lines.
+/// `400ms`, `1.5s`, `45s`, `2m10s`, `3m05s`, `1h05m`, `3d04h`: short and exact enough
+/// for status lines, and the one way fleet writes a duration (`fleet ps`, events, the
+/// TUI's uptimes). Below a minute it keeps tenths of a second; above, two units, the
+/// smaller zero-padded so a column of uptimes lines up, and left out when it is zero
+/// (`1m`, `2h`).
 pub fn format_duration_ms(ms: u64) -> String {
+    const MINUTE: u64 = 60_000;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    let two_units = |large: u64, large_unit: &str, small: u64, small_unit: &str| {
+        if small == 0 {
+            format!("{large}{large_unit}")
+        } else {
+            format!("{large}{large_unit}{small:02}{small_unit}")
+        }
+    };
     if ms < 1000 {
         format!("{ms}ms")
-    } else if ms < 60_000 {
+    } else if ms < MINUTE {
         let tenths = ms / 100;
         if tenths.is_multiple_of(10) {
             format!("{}s", tenths / 10)
         } else {
             format!("{}.{}s", tenths / 10, tenths % 10)
         }
-    } else if ms < 3_600_000 {
-        match (ms % 60_000) / 1000 {
-            0 => format!("{}m", ms / 60_000),
-            secs => format!("{}m{secs}s", ms / 60_000),
-        }
+    } else if ms < HOUR {
+        two_units(ms / MINUTE, "m", (ms % MINUTE) / 1000, "s")
+    } else if ms < DAY {
+        two_units(ms / HOUR, "h", (ms % HOUR) / MINUTE, "m")
     } else {
-        format!("{}h{}m", ms / 3_600_000, (ms % 3_600_000) / 60_000)
+        two_units(ms / DAY, "d", (ms % DAY) / HOUR, "h")
     }
 }
 
@@ -638,6 +651,13 @@ mod tests {
         assert_eq!(format_duration_ms(1500), "1.5s");
         assert_eq!(format_duration_ms(130_000), "2m10s");
         assert_eq!(format_duration_ms(60_000), "1m");
+        assert_eq!(format_duration_ms(45_000), "45s");
+        assert_eq!(format_duration_ms(192_000), "3m12s");
+        assert_eq!(format_duration_ms(185_000), "3m05s");
+        assert_eq!(format_duration_ms(3_900_000), "1h05m");
+        assert_eq!(format_duration_ms(7_500_000), "2h05m");
+        assert_eq!(format_duration_ms(7_200_000), "2h");
+        assert_eq!(format_duration_ms(273_600_000), "3d04h");
     }
 
     #[test]

@@ -15,11 +15,17 @@
 //! # Rotation
 //! When a file grows past `log_max_size` it is renamed to `<service>.log.1` (older ones
 //! shift up, the oldest beyond `log_keep` is removed) and a new file is started.
+//!
+//! # Following
+//! Readers that are not the supervisor (`fleet logs -f`, `fleet tui`) follow the files
+//! with one [`LogFollower`]: inotify on the folder, reads of what was appended, rotation
+//! and a folder made again handled; see its documentation.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
@@ -493,6 +499,240 @@ pub fn read_from(path: &Path, offset: u64) -> io::Result<(Vec<LogLine>, u64)> {
     Ok((lines, position))
 }
 
+/// How long a follower lets appends gather after it is woken before it reads them: a
+/// flooding service then costs a follower a bounded share of the CPU, one read per
+/// file per period, and lines of different services close in time arrive together.
+const READ_PERIOD: Duration = Duration::from_millis(33);
+/// With a watch on the log folder: how often every file is checked anyway, and the
+/// watch re-armed if the folder was replaced (a removed `.fleet` made again by the
+/// next `fleet up`). Catches what inotify cannot report, such as a dropped queue.
+const RESCAN_PERIOD: Duration = Duration::from_secs(1);
+/// Without a watch (no log folder yet, or no inotify instance left): how often the
+/// files are checked, and the watch tried again.
+const POLL_PERIOD: Duration = Duration::from_millis(250);
+
+/// What woke a follower.
+enum Wake {
+    /// These files changed.
+    Paths(Vec<PathBuf>),
+    /// The watch lost events or its folder went away: check everything.
+    Rescan,
+}
+
+/// The watch on the log folder, and which folder (device, inode) it is on: a watch
+/// follows an inode, so a folder removed and made again needs a new one.
+struct FolderWatch {
+    _watcher: notify::RecommendedWatcher,
+    identity: (u64, u64),
+}
+
+/// One followed log file: where the reader is, and which file (inode) that offset is
+/// in, so a rotated-in file is read from its start even if it is already longer, and
+/// the end of the rotated-out one is not lost.
+struct Followed {
+    service: String,
+    path: PathBuf,
+    offset: u64,
+    inode: Option<u64>,
+}
+
+/// Follows the log files of some services from their current ends, as `fleet logs -f`
+/// and `fleet tui` do: whole lines, in file order per service, across rotation (the
+/// file replaced or shrunk starts over) and across restarts of the fleet (files are
+/// appended to, and a folder made again is watched again).
+///
+/// # Theory of operation
+/// An inotify watch on the log folder wakes the follower when a file in it changes;
+/// it waits `READ_PERIOD` (33 ms) for more, then reads what was appended to the
+/// changed files. Every `RESCAN_PERIOD` (1 s) it checks all files anyway. If the watch
+/// cannot be set, it checks every `POLL_PERIOD` (250 ms) instead and tries again. All
+/// of this is blocking: a caller runs it on its own thread (`fleet logs -f` on the
+/// main one).
+pub struct LogFollower {
+    dir: PathBuf,
+    files: Vec<Followed>,
+    /// Bytes a file may be ahead of the reader before the reader skips close to its
+    /// end; `None` reads everything.
+    max_behind: Option<u64>,
+    watch: Option<FolderWatch>,
+    wakes: std::sync::mpsc::Receiver<Wake>,
+    wake_sender: std::sync::mpsc::Sender<Wake>,
+}
+
+fn inode_of(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+impl LogFollower {
+    /// Follows `<dir>/<service>.log` for each service, from the current end of each.
+    pub fn new(dir: PathBuf, services: Vec<String>) -> LogFollower {
+        let files = services
+            .into_iter()
+            .map(|service| {
+                let path = log_path(&dir, &service);
+                let metadata = std::fs::metadata(&path).ok();
+                Followed {
+                    offset: metadata.as_ref().map_or(0, |m| m.len()),
+                    inode: inode_of(&path).map(|(_, inode)| inode),
+                    service,
+                    path,
+                }
+            })
+            .collect();
+        let (wake_sender, wakes) = std::sync::mpsc::channel();
+        let mut follower = LogFollower {
+            dir,
+            files,
+            max_behind: None,
+            watch: None,
+            wakes,
+            wake_sender,
+        };
+        follower.arm_watch();
+        follower
+    }
+
+    /// Far behind a flood (more than `bytes`), jump close to the end instead of reading
+    /// everything: for a live view that shows only the newest lines.
+    pub fn skip_when_behind(mut self, bytes: u64) -> LogFollower {
+        self.max_behind = Some(bytes);
+        self
+    }
+
+    /// Whether an inotify watch is set (otherwise the follower polls).
+    pub fn watching(&self) -> bool {
+        self.watch.is_some()
+    }
+
+    /// Sets the watch if there is none or its folder was replaced.
+    fn arm_watch(&mut self) {
+        let identity = inode_of(&self.dir);
+        if let (Some(watch), Some(identity)) = (&self.watch, identity) {
+            if watch.identity == identity {
+                return;
+            }
+        }
+        self.watch = None;
+        let Some(identity) = identity else {
+            return;
+        };
+        let sender = self.wake_sender.clone();
+        let dir = self.dir.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let wake = match event {
+                // Opening a file (this follower's own reads among them) changes nothing.
+                Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => return,
+                Ok(event) if event.need_rescan() || event.paths.contains(&dir) => Wake::Rescan,
+                Ok(event) => Wake::Paths(event.paths),
+                Err(_) => Wake::Rescan,
+            };
+            let _ = sender.send(wake);
+        });
+        let Ok(mut watcher) = watcher else {
+            return;
+        };
+        use notify::Watcher as _;
+        if watcher
+            .watch(&self.dir, notify::RecursiveMode::NonRecursive)
+            .is_ok()
+        {
+            self.watch = Some(FolderWatch {
+                _watcher: watcher,
+                identity,
+            });
+        }
+    }
+
+    /// Waits until lines were appended to some followed files, and returns them per
+    /// service, in file order. Returns empty-handed after at most `RESCAN_PERIOD`
+    /// when nothing was, so a caller can check whether it should go on.
+    pub fn next_lines(&mut self) -> Vec<(String, Vec<LogLine>)> {
+        let period = if self.watch.is_some() {
+            RESCAN_PERIOD
+        } else {
+            POLL_PERIOD
+        };
+        let mut touched: Option<Vec<PathBuf>> = match self.wakes.recv_timeout(period) {
+            Ok(Wake::Paths(paths)) => {
+                std::thread::sleep(READ_PERIOD);
+                Some(paths)
+            }
+            Ok(Wake::Rescan) | Err(_) => None,
+        };
+        while let Ok(wake) = self.wakes.try_recv() {
+            match (wake, touched.as_mut()) {
+                (Wake::Paths(paths), Some(touched)) => touched.extend(paths),
+                _ => touched = None,
+            }
+        }
+        if touched.is_none() {
+            self.arm_watch();
+        }
+        let max_behind = self.max_behind;
+        let mut appended = Vec::new();
+        for file in &mut self.files {
+            if touched
+                .as_ref()
+                .is_some_and(|touched| !touched.contains(&file.path))
+            {
+                continue;
+            }
+            let lines = file.read_appended(max_behind);
+            if !lines.is_empty() {
+                appended.push((file.service.clone(), lines));
+            }
+        }
+        appended
+    }
+}
+
+impl Followed {
+    /// Whole lines appended since the last read. A rotation (another file at the path)
+    /// starts over at the new file's beginning, after the lines the old file got since
+    /// the last read, which it holds under its rotated name.
+    fn read_appended(&mut self, max_behind: Option<u64>) -> Vec<LogLine> {
+        let inode = inode_of(&self.path).map(|(_, inode)| inode);
+        let mut lines = Vec::new();
+        if inode != self.inode {
+            if let Some(old) = self.inode {
+                let rotated = PathBuf::from(format!("{}.1", self.path.display()));
+                if inode_of(&rotated).map(|(_, inode)| inode) == Some(old) {
+                    lines = self.read(&rotated, max_behind);
+                }
+            }
+            self.inode = inode;
+            self.offset = 0;
+        }
+        let path = self.path.clone();
+        lines.extend(self.read(&path, max_behind));
+        lines
+    }
+
+    fn read(&mut self, path: &Path, max_behind: Option<u64>) -> Vec<LogLine> {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        // Truncated in place: start over.
+        if size < self.offset {
+            self.offset = 0;
+        }
+        if size == self.offset {
+            return Vec::new();
+        }
+        if let Some(max_behind) = max_behind {
+            if size - self.offset > max_behind {
+                self.offset = size - max_behind / 4;
+            }
+        }
+        match read_from(path, self.offset) {
+            Ok((lines, next)) => {
+                self.offset = next;
+                lines
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,6 +801,109 @@ mod tests {
         assert!(!dir.path().join("svc.log.3").exists());
         let size = std::fs::metadata(dir.path().join("svc.log"))?.len();
         assert!(size <= 2_000, "live file is {size} bytes");
+        Ok(())
+    }
+
+    /// Appends `texts` to `path` as stdout lines, the way the supervisor writes them.
+    fn append(path: &Path, texts: &[&str]) -> io::Result<()> {
+        let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+        for text in texts {
+            writeln!(file, "{} out {text}", format_timestamp(now_ms()))?;
+        }
+        Ok(())
+    }
+
+    /// What the follower returns until `expected` lines of `service` came, or 10 s.
+    fn collect(follower: &mut LogFollower, service: &str, expected: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut texts = Vec::new();
+        while texts.len() < expected && std::time::Instant::now() < deadline {
+            for (from, lines) in follower.next_lines() {
+                assert_eq!(from, service, "lines of an unfollowed service");
+                texts.extend(lines.into_iter().map(|line| line.text));
+            }
+        }
+        texts
+    }
+
+    #[test]
+    fn a_follower_reads_appends_from_the_end_and_a_rotated_file_from_its_start() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = log_path(dir.path(), "svc");
+        append(&path, &["before"])?;
+        append(&log_path(dir.path(), "other"), &["not followed"])?;
+        let mut follower = LogFollower::new(dir.path().to_path_buf(), vec!["svc".into()]);
+        assert!(follower.watching());
+        append(&path, &["one", "two"])?;
+        assert_eq!(collect(&mut follower, "svc", 2), ["one", "two"]);
+        // A partial line waits for its newline.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)?
+            .write_all(format!("{} out thr", format_timestamp(now_ms())).as_bytes())?;
+        append(&log_path(dir.path(), "other"), &["still not followed"])?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)?
+            .write_all(b"ee\n")?;
+        assert_eq!(collect(&mut follower, "svc", 1), ["three"]);
+        // Rotation: the file gets a last line, moves aside, and a new one, already
+        // longer than the old offset, takes its place, all between two reads.
+        append(&path, &["last before rotation"])?;
+        std::fs::rename(&path, dir.path().join("svc.log.1"))?;
+        let long: Vec<String> = (0..20).map(|n| format!("after rotation {n}")).collect();
+        let long: Vec<&str> = long.iter().map(String::as_str).collect();
+        append(&path, &long)?;
+        let mut expected = vec!["last before rotation"];
+        expected.extend(long);
+        assert_eq!(collect(&mut follower, "svc", 21), expected);
+        Ok(())
+    }
+
+    #[test]
+    fn a_follower_without_its_folder_polls_and_watches_once_the_folder_exists() -> io::Result<()> {
+        let root = tempfile::tempdir()?;
+        let dir = root.path().join("logs");
+        let mut follower = LogFollower::new(dir.clone(), vec!["svc".into()]);
+        assert!(!follower.watching());
+        std::fs::create_dir(&dir)?;
+        append(&log_path(&dir, "svc"), &["first"])?;
+        assert_eq!(collect(&mut follower, "svc", 1), ["first"]);
+        assert!(follower.watching());
+        // The folder removed (the watch notices at once) and made again (a fresh
+        // `.fleet`): watched again.
+        std::fs::remove_dir_all(&dir)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while follower.watching() && std::time::Instant::now() < deadline {
+            assert!(follower.next_lines().is_empty());
+        }
+        assert!(!follower.watching(), "the removed folder is not watched");
+        std::fs::create_dir(&dir)?;
+        append(&log_path(&dir, "svc"), &["second"])?;
+        assert_eq!(collect(&mut follower, "svc", 1), ["second"]);
+        append(&log_path(&dir, "svc"), &["third"])?;
+        assert_eq!(collect(&mut follower, "svc", 1), ["third"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_follower_far_behind_a_flood_skips_to_near_the_end_only_when_asked() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = log_path(dir.path(), "svc");
+        let flood: Vec<String> = (0..2_000).map(|n| format!("flood {n:04}")).collect();
+        let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
+        let mut everything = LogFollower::new(dir.path().to_path_buf(), vec!["svc".into()]);
+        let mut live =
+            LogFollower::new(dir.path().to_path_buf(), vec!["svc".into()]).skip_when_behind(4_096);
+        append(&path, &flood)?;
+        assert_eq!(collect(&mut everything, "svc", 2_000), flood);
+        let skipped = collect(&mut live, "svc", 1);
+        assert!(
+            !skipped.is_empty() && skipped.len() < 100,
+            "{} lines",
+            skipped.len()
+        );
+        assert_eq!(skipped.last().map(String::as_str), Some("flood 1999"));
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! reads the log files, so it works with or without one.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{exit, small_runtime, snapshot_of, CliError, LogsArgs};
 use crate::control::client::Client;
@@ -180,35 +180,15 @@ pub(super) fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
     if !args.follow {
         return Ok(exit::SUCCESS);
     }
-    let mut offsets: Vec<(String, PathBuf, u64)> = names
-        .iter()
-        .map(|name| {
-            let path = crate::logs::log_path(&dir, name);
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            (name.clone(), path, size)
-        })
-        .collect();
+    let mut follower = crate::logs::LogFollower::new(dir, names);
     loop {
-        // Log files are appended by the supervisor; checking their sizes ten times a
-        // second costs nothing and also works when the fleet is restarted meanwhile.
-        std::thread::sleep(std::time::Duration::from_millis(100));
         let mut batch: Vec<(String, String, String)> = Vec::new();
-        for (name, path, offset) in offsets.iter_mut() {
-            let size = std::fs::metadata(&*path).map(|m| m.len()).unwrap_or(0);
-            if size < *offset {
-                *offset = 0; // rotated
-            }
-            if size == *offset {
-                continue;
-            }
-            if let Ok((lines, next)) = crate::logs::read_from(path, *offset) {
-                *offset = next;
-                batch.extend(
-                    lines
-                        .into_iter()
-                        .map(|l| (l.timestamp, name.clone(), l.text)),
-                );
-            }
+        for (name, lines) in follower.next_lines() {
+            batch.extend(
+                lines
+                    .into_iter()
+                    .map(|l| (l.timestamp, name.clone(), l.text)),
+            );
         }
         batch.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = std::io::BufWriter::new(stdout.lock());

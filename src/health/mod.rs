@@ -24,6 +24,7 @@
 //! the connection, and only counts it if that process belongs to the probed instance;
 //! a connection another instance took is dropped and the probe connects again.
 
+pub mod docker;
 pub mod http;
 
 use std::io;

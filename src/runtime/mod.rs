@@ -4,3 +4,4 @@ pub mod container;
 pub mod ports;
 pub mod process;
 pub mod reaper;
+pub mod resources;

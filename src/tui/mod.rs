@@ -7,10 +7,13 @@
 //! touches service state, and nothing else in fleet depends on it.
 //!
 //! - [`state`]: everything shown, with pure updates; returns [`Request`]s for the loop.
+//! - [`log_view`]: one window of log lines: scroll, follow, search hits, merge.
 //! - [`view`]: the pure draw of a [`TuiState`].
 //! - [`keys`]: key and mouse events to [`Action`]s.
 //! - [`scrollback`]: reads older log lines back from the files, on a reader thread.
-//! - [`resources`]: CPU and memory per process group from `/proc`, off the render path.
+//!
+//! CPU and memory come from [`crate::runtime::resources`], sampled on a blocking task
+//! off the render path; the TUI only keeps their history and draws it.
 //!
 //! # Theory of operation
 //! One loop owns the state. It waits (never polls) on everything at once: terminal
@@ -29,8 +32,8 @@
 
 pub mod keys;
 pub mod layout;
+pub mod log_view;
 pub mod remote;
-pub mod resources;
 pub mod scrollback;
 pub mod state;
 pub mod text;
@@ -61,7 +64,7 @@ use tokio::task::JoinHandle;
 
 use crate::event::{now_ms, Command, Event, Snapshot};
 use crate::logs::{format_timestamp, LogBatch, LogLine};
-use resources::{ResourceSampler, Usage};
+use crate::runtime::resources::{ResourceSampler, Target, Usage};
 use scrollback::Loaded;
 
 pub use scrollback::ReadTail;
@@ -272,6 +275,24 @@ pub async fn run(source: TuiSource, mode: TuiMode) -> io::Result<TuiExit> {
     result
 }
 
+/// What to sample for each service that is up: its container, or else its process
+/// group (a process instance's pid is its group's id).
+fn sample_targets(snapshot: &Snapshot) -> Vec<(String, Target)> {
+    snapshot
+        .services
+        .iter()
+        .filter(|service| service.state.is_up())
+        .filter_map(|service| {
+            let target = match (&service.container, service.pid) {
+                (Some(id), _) => Target::Container(id.clone()),
+                (None, Some(pid)) => Target::Group(pid),
+                (None, None) => return None,
+            };
+            Some((service.name.clone(), target))
+        })
+        .collect()
+}
+
 /// The sampler goes to a blocking task and comes back with its sample.
 type Sampled = (ResourceSampler, Vec<(String, Usage)>);
 
@@ -462,25 +483,11 @@ where
                 }
             },
             _ = resource_tick.tick() => {
-                let groups: Vec<(String, u32)> = state
-                    .snapshot()
-                    .services
-                    .iter()
-                    .filter(|service| service.container.is_none() && service.state.is_up())
-                    .filter_map(|service| Some((service.name.clone(), service.pid?)))
-                    .collect();
-                let containers: Vec<(String, String)> = state
-                    .snapshot()
-                    .services
-                    .iter()
-                    .filter(|service| service.state.is_up())
-                    .filter_map(|service| Some((service.name.clone(), service.container.clone()?)))
-                    .collect();
-                if (!groups.is_empty() || !containers.is_empty()) && sample_task.is_none() {
+                let targets = sample_targets(state.snapshot());
+                if !targets.is_empty() && sample_task.is_none() {
                     if let Some(mut taken) = sampler.take() {
                         sample_task = Some(tokio::task::spawn_blocking(move || {
-                            let mut usage = taken.sample(&groups);
-                            usage.extend(taken.sample_containers(&containers));
+                            let usage = taken.sample(&targets);
                             (taken, usage)
                         }));
                     }

@@ -2,20 +2,18 @@
 //!
 //! Snapshots and events come from one `subscribe` stream; commands go over their own
 //! short connections, so a slow stop never blocks the stream; live output comes from
-//! the log files themselves, followed through inotify (no polling), which also gives the
-//! TUI the same bytes `fleet logs` shows.
+//! the log files themselves, followed by the same [`LogFollower`] as `fleet logs -f`
+//! (inotify, not polling), which also gives the TUI the same bytes `fleet logs` shows.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use super::TuiSource;
 use crate::control::client::{Client, ClientError};
 use crate::event::{Command, Event, Snapshot};
-use crate::logs::LogLine;
+use crate::logs::{LogFollower, LogLine};
 use crate::protocol::{Reply, Request};
 
 /// Connects to the fleet of `manifest` and builds the TUI's source.
@@ -77,72 +75,34 @@ pub async fn attach(
 
 /// Bytes a followed log may be ahead of the TUI before it skips to the end.
 const MAX_BEHIND: u64 = 256 * 1024;
-/// Appends are read at most this often: a service flooding its log then costs the TUI
-/// a bounded share of the CPU, and keys keep their turn.
-const READ_PERIOD: std::time::Duration = std::time::Duration::from_millis(33);
 
-/// Sends every line appended to `<dir>/<service>.log` from now on, per service.
-/// Rotation (the file shrinking or being replaced) starts that file over.
+/// Sends every line appended to `<dir>/<service>.log` from now on, per service, from
+/// a [`LogFollower`] on its own thread (the same follower as `fleet logs -f`).
+/// Rotation (the file shrinking or being replaced) starts that file over; far behind
+/// a flood, the follower skips to near the end, since the files keep everything for
+/// scrollback.
 pub fn follow_log_files(
     dir: PathBuf,
     services: Vec<String>,
 ) -> mpsc::Receiver<(String, Vec<LogLine>)> {
     let (sender, receiver) = mpsc::channel(256);
-    let (changed_sender, mut changed) = mpsc::unbounded_channel::<PathBuf>();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            for path in event.paths {
-                let _ = changed_sender.send(path);
-            }
-        }
-    });
-    let mut offsets: HashMap<PathBuf, (String, u64)> = services
-        .into_iter()
-        .map(|service| {
-            let path = crate::logs::log_path(&dir, &service);
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            (path, (service, size))
-        })
-        .collect();
-    tokio::spawn(async move {
-        let Ok(mut watcher) = watcher else { return };
-        if std::fs::create_dir_all(&dir).is_err()
-            || watcher.watch(&dir, RecursiveMode::NonRecursive).is_err()
-        {
-            return;
-        }
-        while let Some(path) = changed.recv().await {
-            tokio::time::sleep(READ_PERIOD).await;
-            let mut touched = vec![path];
-            while let Ok(path) = changed.try_recv() {
-                if !touched.contains(&path) {
-                    touched.push(path);
-                }
-            }
-            for path in touched {
-                let Some((service, offset)) = offsets.get_mut(&path) else {
-                    continue;
-                };
-                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                if size < *offset {
-                    *offset = 0;
-                }
-                if size == *offset {
-                    continue;
-                }
-                // Far behind a flood, jump close to the end: the live view shows the
-                // newest lines; everything stays in the file for scrollback.
-                if size - *offset > MAX_BEHIND {
-                    *offset = size - MAX_BEHIND / 4;
-                }
-                if let Ok((lines, next)) = crate::logs::read_from(&path, *offset) {
-                    *offset = next;
-                    if !lines.is_empty() && sender.send((service.clone(), lines)).await.is_err() {
+    // Made here so the watch can be set at once, before the fleet writes a first line.
+    let _ = std::fs::create_dir_all(&dir);
+    let mut follower = LogFollower::new(dir, services).skip_when_behind(MAX_BEHIND);
+    let spawned = std::thread::Builder::new()
+        .name("fleet-tui-follow".into())
+        .spawn(move || {
+            // The follower returns at least every second, so a closed TUI ends this.
+            while !sender.is_closed() {
+                for appended in follower.next_lines() {
+                    if sender.blocking_send(appended).is_err() {
                         return;
                     }
                 }
             }
-        }
-    });
+        });
+    if let Err(err) = spawned {
+        crate::note!("fleet: cannot follow the log files: {err}");
+    }
     receiver
 }

@@ -505,3 +505,25 @@ async fn the_tui_ends_when_the_fleet_does() -> io::Result<()> {
     assert_eq!(exit, TuiExit::FleetEnded);
     Ok(())
 }
+
+#[test]
+fn resources_are_sampled_by_process_group_or_container_for_services_that_are_up() {
+    use crate::runtime::resources::Target;
+    let mut snapshot = healthy_fleet();
+    snapshot.services.truncate(4);
+    snapshot
+        .services
+        .push(service("stopped", ServiceState::Stopped, 41_006));
+    assert_eq!(
+        super::sample_targets(&snapshot),
+        vec![
+            ("gateway".to_string(), Target::Group(41_001)),
+            ("users".to_string(), Target::Group(41_002)),
+            ("orders".to_string(), Target::Group(41_003)),
+            (
+                "postgres".to_string(),
+                Target::Container("3f2a9c8e1b7d5a604c2e".into())
+            ),
+        ]
+    );
+}

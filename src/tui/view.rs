@@ -19,7 +19,9 @@ use super::keys::HELP;
 use super::layout::{self, Areas};
 use super::state::{InputKind, LogGeometry, LogView, Pane, ResourceHistory, TuiMode, TuiState};
 use super::text::{self, fit, truncate, truncate_spans, width, wrap_spans};
-use crate::event::{short_id, BuildStatus, HealthStatus, ServiceSnapshot, ServiceState};
+use crate::event::{
+    format_duration_ms, short_id, BuildStatus, HealthStatus, ServiceSnapshot, ServiceState,
+};
 use crate::logs::{format_timestamp, Stream};
 
 /// Samples shown per sparkline.
@@ -127,17 +129,6 @@ pub fn state_symbol(state: ServiceState) -> &'static str {
         ServiceState::Completed => "✓",
         ServiceState::Waiting => "…",
         ServiceState::Building => "▲",
-    }
-}
-
-/// `45s`, `3m12s`, `2h05m`, `3d04h`.
-pub fn format_uptime(ms: u64) -> String {
-    let secs = ms / 1000;
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3_600 => format!("{}m{:02}s", secs / 60, secs % 60),
-        3_600..86_400 => format!("{}h{:02}m", secs / 3_600, (secs % 3_600) / 60),
-        _ => format!("{}d{:02}h", secs / 86_400, (secs % 86_400) / 3_600),
     }
 }
 
@@ -464,7 +455,7 @@ fn cell(
         Column::Restarts => Span::raw("0"),
         Column::Uptime => match service.started_at_ms {
             Some(started) if service.state.is_up() => {
-                Span::raw(format_uptime(now_ms.saturating_sub(started)))
+                Span::raw(format_duration_ms(now_ms.saturating_sub(started)))
             }
             _ => dash(),
         },
@@ -993,10 +984,8 @@ mod unit_tests {
     use super::*;
 
     #[test]
-    fn uptimes_read_like_the_issue_says() {
-        assert_eq!(format_uptime(192_000), "3m12s");
-        assert_eq!(format_uptime(45_000), "45s");
-        assert_eq!(format_uptime(7_500_000), "2h05m");
+    fn ages_sizes_and_cpu_read_like_the_issue_says() {
+        // Uptimes are `event::format_duration_ms`, tested there.
         assert_eq!(format_ago(12_400), "12s ago");
         assert_eq!(format_bytes(35 * 1024 * 1024), "35M");
         assert_eq!(format_cpu(1.234), "1.2%");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::event::{ExitStatus, Generation};
 
+use crate::health::{self, Verdict};
 use crate::logs::{LineWriter, Stream};
 use crate::manifest::{Probe, ServiceKind};
 use crate::runtime::container::ContainerRequest;
@@ -140,42 +141,27 @@ impl ServiceRunner {
         let spec = self.spec.health.as_ref()?;
         let inbox = self.inbox.clone();
         if spec.probe == Probe::Docker {
-            let docker = docker.clone();
-            let id = id.to_string();
-            let interval = spec.interval;
-            return Some(tokio::spawn(async move {
-                let mut last: Option<bool> = None;
-                loop {
-                    let healthy = match docker.health_status(&id).await.as_deref() {
-                        Some("healthy") => Some(true),
-                        Some("unhealthy") => Some(false),
-                        _ => None,
+            return Some(health::docker::start_docker(
+                docker.clone(),
+                id.to_string(),
+                spec.interval,
+                move |verdict, reason| {
+                    let input = match verdict {
+                        Verdict::Healthy => Input::Health {
+                            generation,
+                            healthy: true,
+                            reason,
+                        },
+                        Verdict::Unhealthy => Input::Health {
+                            generation,
+                            healthy: false,
+                            reason,
+                        },
+                        Verdict::Failing => Input::ProbeFailing { generation, reason },
                     };
-                    if let Some(healthy) = healthy {
-                        if last != Some(healthy) {
-                            last = Some(healthy);
-                            let reason = if healthy {
-                                String::new()
-                            } else {
-                                "the image's HEALTHCHECK fails".into()
-                            };
-                            let _ = inbox.send(Input::Health {
-                                generation,
-                                healthy,
-                                reason,
-                            });
-                        }
-                    }
-                    // The engine runs the HEALTHCHECK on its own schedule; asking at
-                    // the probe interval (fast at first) notices its verdict soon after.
-                    let wait = if last.is_none() {
-                        Duration::from_millis(100).min(interval)
-                    } else {
-                        interval
-                    };
-                    tokio::time::sleep(wait).await;
-                }
-            }));
+                    let _ = inbox.send(input);
+                },
+            ));
         }
         // Probes run on the host, so an `exec` probe runs like a process service would.
         let setup = match self.prepare_probe(

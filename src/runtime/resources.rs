@@ -1,12 +1,14 @@
-//! CPU and memory of each service's whole process group, read from `/proc`.
+//! CPU and memory of each instance, as the kernel accounts them: a process instance's
+//! whole process group from `/proc`, a container from its cgroup.
 //!
 //! Owns only the previous sample (to turn CPU time into a percentage). It reads, never
 //! signals: a service's pid is the id of its process group (the runtime starts every
 //! instance as a group leader), so every process whose `pgrp` is that pid belongs to
 //! the service, grandchildren included. One sample scans `/proc` once, whatever the
-//! number of services, and runs off the render path at most every couple of seconds.
-//! Containers are sampled from their cgroup (CPU time and memory the kernel accounts to
-//! the container as a whole), under either cgroup layout Docker uses.
+//! number of services; callers run it off any latency-sensitive path (the TUI on a
+//! blocking task, every couple of seconds). Containers are sampled from their cgroup
+//! (CPU time and memory the kernel accounts to the container as a whole), under either
+//! cgroup layout Docker uses.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -21,6 +23,14 @@ pub struct Usage {
     /// 100 is one core busy for the whole interval.
     pub cpu_percent: f32,
     pub rss_bytes: u64,
+}
+
+/// What to measure for one service: the instance's process group (by its leader's
+/// pid) or its container (by id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Group(u32),
+    Container(String),
 }
 
 /// Remembers CPU ticks per process between samples.
@@ -102,6 +112,22 @@ impl ResourceSampler {
         ResourceSampler::default()
     }
 
+    /// Usage of each target, by service; see [`ResourceSampler::sample_groups`] and
+    /// [`ResourceSampler::sample_containers`] for what a first sample reports.
+    pub fn sample(&mut self, targets: &[(String, Target)]) -> Vec<(String, Usage)> {
+        let mut groups = Vec::new();
+        let mut containers = Vec::new();
+        for (service, target) in targets {
+            match target {
+                Target::Group(pgid) => groups.push((service.clone(), *pgid)),
+                Target::Container(id) => containers.push((service.clone(), id.clone())),
+            }
+        }
+        let mut usage = self.sample_groups(&groups);
+        usage.extend(self.sample_containers(&containers));
+        usage
+    }
+
     /// Usage of each container, by id, from its cgroup. A container seen for the first
     /// time reports 0% CPU; one whose cgroup can't be found is left out.
     pub fn sample_containers(&mut self, containers: &[(String, String)]) -> Vec<(String, Usage)> {
@@ -150,7 +176,7 @@ impl ResourceSampler {
 
     /// Usage of each group whose leader's pid is in `groups`. A group seen for the
     /// first time reports 0% CPU: a rate needs two samples.
-    pub fn sample(&mut self, groups: &[(String, u32)]) -> Vec<(String, Usage)> {
+    pub fn sample_groups(&mut self, groups: &[(String, u32)]) -> Vec<(String, Usage)> {
         let wanted: HashSet<u32> = groups.iter().map(|(_, pgid)| *pgid).collect();
         let now = Instant::now();
         let elapsed = self
@@ -257,7 +283,7 @@ mod tests {
     fn this_test_process_group_is_found() {
         let pgid = nix::unistd::getpgrp().as_raw() as u32;
         let mut sampler = ResourceSampler::new();
-        let usage = sampler.sample(&[("self".into(), pgid)]);
+        let usage = sampler.sample(&[("self".into(), Target::Group(pgid))]);
         assert_eq!(usage.len(), 1);
         assert!(usage[0].1.rss_bytes > 0, "{usage:?}");
     }
