@@ -157,7 +157,7 @@ const DOCKERFILE: &str = "FROM scratch\nCOPY ORIGIN /ORIGIN\nCOPY box /box\n\
 // Docker, through its CLI
 
 /// Runs `docker ARGS` within `within`; its stdout, or why it failed.
-fn try_docker(args: &[&str], within: Duration) -> Result<String, String> {
+pub fn try_docker(args: &[&str], within: Duration) -> Result<String, String> {
     let shown = format!("docker {}", args.join(" "));
     let child = Command::new("docker")
         .args(args)
@@ -220,12 +220,11 @@ fn engine_reachable() -> &'static Result<(), String> {
 
 /// Whether the container tests can run. With `FLEET_REQUIRE_DOCKER` set (to anything but
 /// `0`) an unreachable engine fails the test; without it the test is skipped, saying so.
-fn docker_ready() -> bool {
+pub fn docker_ready() -> bool {
     let Err(reason) = engine_reachable() else {
         return true;
     };
-    let required = std::env::var("FLEET_REQUIRE_DOCKER").is_ok_and(|v| !v.is_empty() && v != "0");
-    if required {
+    if fleet::runtime::container::docker_required() {
         panic!("FLEET_REQUIRE_DOCKER is set, but the Docker engine is unreachable: {reason}");
     }
     eprintln!(

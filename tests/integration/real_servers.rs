@@ -55,7 +55,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1253,68 +1253,7 @@ start_timeout = "2s"
 // ---------------------------------------------------------------------------------------
 // 6. A container that starts slowly
 
-/// Runs `docker ARGS` within `within`; its stdout, or why it failed.
-fn try_docker(args: &[&str], within: Duration) -> Result<String, String> {
-    let shown = format!("docker {}", args.join(" "));
-    let child = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| format!("cannot run `{shown}`: {err}"))?;
-    let pid = child.id();
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    match receiver.recv_timeout(within) {
-        Ok(Ok(output)) if output.status.success() => {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        }
-        Ok(Ok(output)) => Err(format!(
-            "`{shown}` failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
-        Ok(Err(err)) => Err(format!("`{shown}`: {err}")),
-        Err(_) => {
-            // Our own child, killed by its pid (the waiting thread then reaps it).
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            Err(format!("`{shown}` did not finish within {within:?}"))
-        }
-    }
-}
-
-/// Whether the container test can run: as in `containers.rs`, an unreachable engine
-/// skips it (with a note) unless `FLEET_REQUIRE_DOCKER` is set, which CI does.
-fn docker_ready() -> bool {
-    static REACHABLE: OnceLock<Result<(), String>> = OnceLock::new();
-    let reachable = REACHABLE.get_or_init(|| {
-        let version = try_docker(
-            &["version", "--format", "{{.Server.APIVersion}}"],
-            Duration::from_secs(20),
-        )?;
-        if version.trim().is_empty() {
-            return Err("`docker version` names no server API version".into());
-        }
-        Ok(())
-    });
-    let Err(reason) = reachable else {
-        return true;
-    };
-    if std::env::var("FLEET_REQUIRE_DOCKER").is_ok_and(|v| !v.is_empty() && v != "0") {
-        panic!("FLEET_REQUIRE_DOCKER is set, but the Docker engine is unreachable: {reason}");
-    }
-    eprintln!(
-        "note: container test skipped, the Docker engine is unreachable ({reason}); \
-         set FLEET_REQUIRE_DOCKER=1 to make this a failure"
-    );
-    false
-}
+use crate::containers::{docker_ready, try_docker};
 
 /// Removes every Docker object of one test project when dropped (containers labelled
 /// with it, its network, its images), even when the test fails.

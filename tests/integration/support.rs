@@ -103,21 +103,15 @@ fn build_helper() -> PathBuf {
         ),
         Err(err) => (false, format!("cannot run cargo: {err}")),
     };
+    // A failed build fails the tests: a helper left from an older build would test
+    // code that is not the code under test.
     match (built, helper.is_file()) {
         (true, true) => helper,
-        (false, true) => {
-            // The build can fail for reasons that have nothing to do with the helper (a
-            // half-edited src/); the helper built before still plays its part.
-            eprintln!(
-                "warning: `cargo build --example helper` failed; using the existing {}\n{log}",
-                helper.display()
-            );
-            helper
-        }
-        (_, false) => panic!(
-            "the helper example is missing at {} and `cargo build --example helper` did not make it:\n{log}",
+        (true, false) => panic!(
+            "`cargo build --example helper` succeeded but made no {}:\n{log}",
             helper.display()
         ),
+        (false, _) => panic!("`cargo build --example helper` failed:\n{log}"),
     }
 }
 

@@ -342,6 +342,13 @@ fn sanitise_name(raw: &str) -> String {
     name
 }
 
+/// Whether a missing engine must fail the container tests instead of skipping them:
+/// `FLEET_REQUIRE_DOCKER` set to anything but empty or `0` (CI sets it). The one place
+/// that reads it, for the unit and the integration tests alike.
+pub fn docker_required() -> bool {
+    std::env::var("FLEET_REQUIRE_DOCKER").is_ok_and(|value| !value.is_empty() && value != "0")
+}
+
 pub fn container_name(project: &str, service: &str, generation: u64) -> String {
     sanitise_name(&format!("{project}-{service}-{generation}"))
 }

@@ -39,15 +39,11 @@ const HELPER_PORT: u16 = 9000;
 /// The container port published to the host, served by the test's forwarder.
 pub(super) const PUBLISHED_PORT: u16 = 8080;
 
-fn docker_required() -> bool {
-    std::env::var("FLEET_REQUIRE_DOCKER").is_ok_and(|value| value == "1")
-}
-
 /// The engine, or `None` (with a note) when it is unreachable and not required.
 pub(super) async fn docker_or_skip(test: &str) -> Result<Option<Docker>, ContainerError> {
     match Docker::connect().await {
         Ok(docker) => Ok(Some(docker)),
-        Err(err) if docker_required() => Err(err),
+        Err(err) if super::docker_required() => Err(err),
         Err(err) => {
             crate::note!("skipping {test}: {err} (FLEET_REQUIRE_DOCKER=1 makes this a failure)");
             Ok(None)
