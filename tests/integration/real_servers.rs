@@ -300,27 +300,8 @@ impl Traffic {
 /// busy CI machine, short enough to catch a request nobody accepts), `Connection:
 /// close`; the answer `hello from <server> pid N version V`, or how the request failed.
 fn get_root(port: u16) -> Result<Answer, String> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))
-        .map_err(|err| format!("connect: {err}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|err| format!("set_read_timeout: {err}"))?;
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|err| format!("write: {err}"))?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(|err| format!("read: {err} after {} bytes", response.len()))?;
-    let text = String::from_utf8_lossy(&response);
-    let body = match text.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => body.trim(),
-        _ if response.is_empty() => return Err("closed without an answer".to_string()),
-        _ => return Err(format!("answer {text:?}")),
-    };
+    let body = crate::support::get_on_new_connection(port, "/", Duration::from_secs(5))?;
+    let body = body.as_str();
     let found = regex(r"^hello from \S+ pid (\d+) version (\S+)$")
         .captures(body)
         .ok_or_else(|| format!("unexpected body {body:?}"))?;

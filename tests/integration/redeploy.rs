@@ -456,28 +456,7 @@ struct Traffic {
 /// `GET /` on a new connection (connect within 1 s, answer within 2 s): the body of a
 /// 200, or how the request failed.
 fn get_root(port: u16) -> Result<String, String> {
-    use std::io::{Read, Write};
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1))
-        .map_err(|err| format!("connect: {err}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|err| format!("set_read_timeout: {err}"))?;
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|err| format!("write: {err}"))?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(|err| format!("read: {err} after {} bytes", response.len()))?;
-    let text = String::from_utf8_lossy(&response);
-    match text.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.trim().to_string()),
-        _ if response.is_empty() => Err("closed without an answer".to_string()),
-        _ => Err(format!("answer {text:?}")),
-    }
+    crate::support::get_on_new_connection(port, "/", Duration::from_secs(2))
 }
 
 /// A client sending `GET /` on a new connection each, one after another, until

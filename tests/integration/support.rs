@@ -860,6 +860,37 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// A port that was free a moment ago (bound to 127.0.0.1:0, then released). Tests use
 /// these, never fixed ports, so they can run in parallel.
+/// `GET PATH` on a new connection with `Connection: close` (connect within 1 s, the
+/// whole answer within `answer_within`): the body of a 200, trimmed, or how the
+/// request failed. For clients that count failed requests through a redeploy.
+pub fn get_on_new_connection(
+    port: u16,
+    path: &str,
+    answer_within: Duration,
+) -> Result<String, String> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))
+        .map_err(|err| format!("connect: {err}"))?;
+    stream
+        .set_read_timeout(Some(answer_within))
+        .map_err(|err| format!("set_read_timeout: {err}"))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|err| format!("write: {err}"))?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|err| format!("read: {err} after {} bytes", response.len()))?;
+    let text = String::from_utf8_lossy(&response);
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.trim().to_string()),
+        _ if response.is_empty() => Err("closed without an answer".to_string()),
+        _ => Err(format!("answer {text:?}")),
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
