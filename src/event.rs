@@ -722,6 +722,85 @@ mod tests {
         Ok(())
     }
 
+    /// `fleet ps --json` and the control protocol print rows as they serialize: the
+    /// keys, their order and their values are part of the interface.
+    #[test]
+    fn snapshot_rows_keep_their_json_byte_for_byte() -> Result<(), serde_json::Error> {
+        let row = ServiceSnapshot {
+            name: "api".into(),
+            kind: ServiceKindName::Container,
+            state: ServiceState::Starting,
+            pid: Some(4242),
+            container: Some("0123456789abcdef".into()),
+            generation: Generation(3),
+            restarts: 2,
+            started_at_ms: Some(1_700_000_000_000),
+            ports: vec![7000, 7001],
+            health: Some(HealthStatus::Starting),
+            probe_error: Some("connection refused".into()),
+            build: Some(BuildStatus::Failed),
+            last_redeploy_at_ms: Some(1_700_000_000_500),
+            last_event: Some("build failed: exit 1".into()),
+            last_event_at_ms: Some(1_700_000_001_000),
+            waiting_for: Some(WaitingFor {
+                service: "db".into(),
+                condition: WaitCondition::Healthy,
+                failed: false,
+            }),
+        };
+        let json = serde_json::to_string(&row)?;
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"name":"api","kind":"container","state":"starting","pid":4242,"#,
+                r#""container":"0123456789abcdef","generation":3,"restarts":2,"#,
+                r#""started_at_ms":1700000000000,"ports":[7000,7001],"health":"starting","#,
+                r#""probe_error":"connection refused","build":"failed","#,
+                r#""last_redeploy_at_ms":1700000000500,"last_event":"build failed: exit 1","#,
+                r#""last_event_at_ms":1700000001000,"waiting_for":"db (healthy)"}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<ServiceSnapshot>(&json)?, row);
+
+        let stopped = ServiceSnapshot {
+            name: "worker".into(),
+            kind: ServiceKindName::Process,
+            state: ServiceState::Stopped,
+            pid: None,
+            container: None,
+            generation: Generation(0),
+            restarts: 0,
+            started_at_ms: None,
+            ports: Vec::new(),
+            health: None,
+            probe_error: None,
+            build: None,
+            last_redeploy_at_ms: None,
+            last_event: None,
+            last_event_at_ms: None,
+            waiting_for: None,
+        };
+        let json = serde_json::to_string(&stopped)?;
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"name":"worker","kind":"process","state":"stopped","pid":null,"#,
+                r#""container":null,"generation":0,"restarts":0,"started_at_ms":null,"#,
+                r#""ports":[],"health":null,"probe_error":null,"build":null,"#,
+                r#""last_redeploy_at_ms":null,"last_event":null,"last_event_at_ms":null,"#,
+                r#""waiting_for":null}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<ServiceSnapshot>(&json)?, stopped);
+        // Older supervisors sent no `probe_error`.
+        let without_probe_error = json.replace(r#""probe_error":null,"#, "");
+        assert_eq!(
+            serde_json::from_str::<ServiceSnapshot>(&without_probe_error)?,
+            stopped
+        );
+        Ok(())
+    }
+
     #[test]
     fn waiting_for_keeps_the_text_clients_used_to_parse() -> Result<(), serde_json::Error> {
         let waiting = WaitingFor {
