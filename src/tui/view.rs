@@ -225,7 +225,7 @@ fn draw_header(frame: &mut Frame, state: &TuiState, area: Rect, theme: Theme) {
     let count = |states: &[ServiceState]| {
         services
             .iter()
-            .filter(|service| states.contains(&service.state))
+            .filter(|service| states.contains(&service.status.state))
             .count()
     };
     use ServiceState::*;
@@ -351,12 +351,15 @@ fn choose_columns(state: &TuiState, total: usize) -> Vec<(Column, usize)> {
         .min(available / 4)
         .max(4);
     let min_event = MIN_EVENT_WIDTH.min(available / 3);
-    let pid_width = if services.iter().any(|service| service.container.is_some()) {
+    let pid_width = if services
+        .iter()
+        .any(|service| service.status.container.is_some())
+    {
         12
     } else {
         services
             .iter()
-            .filter_map(|service| service.pid)
+            .filter_map(|service| service.status.pid)
             .map(|pid| pid.to_string().len())
             .max()
             .unwrap_or(3)
@@ -415,6 +418,7 @@ fn choose_columns(state: &TuiState, total: usize) -> Vec<(Column, usize)> {
 
 fn ports_text(service: &ServiceSnapshot) -> String {
     service
+        .status
         .ports
         .iter()
         .map(u16::to_string)
@@ -435,34 +439,38 @@ fn cell(
         Column::Name => Span::raw(service.name.clone()),
         Column::Kind => Span::raw(service.kind.to_string()),
         Column::State => Span::styled(
-            format!("{} {}", state_symbol(service.state), service.state),
-            theme.state(service.state),
+            format!(
+                "{} {}",
+                state_symbol(service.status.state),
+                service.status.state
+            ),
+            theme.state(service.status.state),
         ),
-        Column::Health => match service.health {
+        Column::Health => match service.status.health {
             Some(HealthStatus::Unhealthy) => Span::styled("unhealthy", theme.error()),
             Some(health) => Span::raw(health.as_str()),
             None => dash(),
         },
-        Column::Pid => match (&service.container, service.pid) {
+        Column::Pid => match (&service.status.container, service.status.pid) {
             (Some(id), _) => Span::raw(short_id(id).to_owned()),
             (None, Some(pid)) => Span::raw(pid.to_string()),
             (None, None) => dash(),
         },
-        Column::Generation => Span::raw(service.generation.to_string()),
-        Column::Restarts if service.restarts > 0 => {
-            Span::styled(service.restarts.to_string(), theme.fg(Color::Yellow))
+        Column::Generation => Span::raw(service.status.generation.to_string()),
+        Column::Restarts if service.status.restarts > 0 => {
+            Span::styled(service.status.restarts.to_string(), theme.fg(Color::Yellow))
         }
         Column::Restarts => Span::raw("0"),
-        Column::Uptime => match service.started_at_ms {
-            Some(started) if service.state.is_up() => {
+        Column::Uptime => match service.status.started_at_ms {
+            Some(started) if service.status.state.is_up() => {
                 Span::raw(format_duration_ms(now_ms.saturating_sub(started)))
             }
             _ => dash(),
         },
-        Column::Ports if service.ports.is_empty() => dash(),
+        Column::Ports if service.status.ports.is_empty() => dash(),
         Column::Ports => Span::raw(ports_text(service)),
         // Figures of a stopped instance would only mislead.
-        Column::Cpu | Column::Memory | Column::Trend if !service.state.is_up() => dash(),
+        Column::Cpu | Column::Memory | Column::Trend if !service.status.state.is_up() => dash(),
         Column::Cpu => match resources.and_then(|r| r.cpu_percent.back()) {
             Some(cpu) => Span::raw(format_cpu(*cpu)),
             None => dash(),
@@ -490,15 +498,15 @@ fn event_spans(
     theme: Theme,
 ) -> Vec<Span<'static>> {
     let troubled = matches!(
-        service.state,
+        service.status.state,
         ServiceState::Failed | ServiceState::Unhealthy | ServiceState::Backoff
-    ) || service.build == Some(BuildStatus::Failed);
+    ) || service.status.build == Some(BuildStatus::Failed);
     let style = if troubled {
         theme.fg(Color::Red)
     } else {
         theme.dim()
     };
-    if service.state == ServiceState::Waiting {
+    if service.status.state == ServiceState::Waiting {
         if let Some(dependency) = &service.waiting_for {
             let text = format!("waiting for {dependency}");
             return vec![Span::styled(fit(&text, cells), theme.fg(Color::Blue))];
