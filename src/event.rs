@@ -524,11 +524,27 @@ impl Snapshot {
     }
 }
 
-/// One row of `fleet ps`. The JSON keys are stable.
+/// One row of `fleet ps`. The JSON keys are stable: the instance's fields are
+/// flattened into the row, so the row stays one flat object, keys in the same order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSnapshot {
     pub name: String,
     pub kind: ServiceKindName,
+    /// The runner's last report, except that the supervisor shows a stopped service
+    /// it holds back for a dependency as `waiting`.
+    #[serde(flatten)]
+    pub status: InstanceStatus,
+    pub last_event: Option<String>,
+    pub last_event_at_ms: Option<u64>,
+    /// The dependency a `waiting` service waits for.
+    pub waiting_for: Option<WaitingFor>,
+}
+
+/// A service's instance as its runner reports it after every change, as the
+/// supervisor keeps it, and as clients read it inside a [`ServiceSnapshot`]: one type
+/// the whole way, so a field added here reaches every client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
     pub state: ServiceState,
     pub pid: Option<u32>,
     pub container: Option<String>,
@@ -536,6 +552,9 @@ pub struct ServiceSnapshot {
     pub restarts: u32,
     /// When the serving instance started, ms since the Unix epoch.
     pub started_at_ms: Option<u64>,
+    /// The host ports the service listens on: its `ports`, then its handed socket's.
+    /// Here rather than beside the status in the row, so that the row's keys keep
+    /// their order.
     pub ports: Vec<u16>,
     /// `healthy`, `unhealthy`, `starting`, or null without a probe.
     pub health: Option<HealthStatus>,
@@ -545,10 +564,26 @@ pub struct ServiceSnapshot {
     /// `running`, `failed` or null: the last build's outcome.
     pub build: Option<BuildStatus>,
     pub last_redeploy_at_ms: Option<u64>,
-    pub last_event: Option<String>,
-    pub last_event_at_ms: Option<u64>,
-    /// The dependency a `waiting` service waits for.
-    pub waiting_for: Option<WaitingFor>,
+}
+
+impl InstanceStatus {
+    /// A service that has not run yet: what the supervisor shows until its runner
+    /// first reports.
+    pub fn stopped(ports: Vec<u16>) -> InstanceStatus {
+        InstanceStatus {
+            state: ServiceState::Stopped,
+            pid: None,
+            container: None,
+            generation: Generation(0),
+            restarts: 0,
+            started_at_ms: None,
+            ports,
+            health: None,
+            probe_error: None,
+            build: None,
+            last_redeploy_at_ms: None,
+        }
+    }
 }
 
 /// "crashed 6 times within 1m", or, when some of them were stops for the probe,
@@ -578,15 +613,15 @@ impl ServiceSnapshot {
     /// "starting 12s · connection refused": how long a service that has not passed its
     /// probe yet has been at it, and what its probe last saw.
     pub fn starting_note(&self, now_ms: u64) -> Option<String> {
-        if self.state != ServiceState::Starting {
+        if self.status.state != ServiceState::Starting {
             return None;
         }
-        let since = self.started_at_ms?;
+        let since = self.status.started_at_ms?;
         let mut note = format!(
             "starting {}",
             format_duration_ms(now_ms.saturating_sub(since))
         );
-        if let Some(error) = &self.probe_error {
+        if let Some(error) = &self.status.probe_error {
             note.push_str(" · ");
             note.push_str(error);
         }
@@ -719,6 +754,77 @@ mod tests {
             let health: HealthStatus = serde_json::from_str(text)?;
             assert_eq!(serde_json::to_string(&health)?, text);
         }
+        Ok(())
+    }
+
+    /// `fleet ps --json` and the control protocol print rows as they serialize: the
+    /// keys, their order and their values are part of the interface.
+    #[test]
+    fn snapshot_rows_keep_their_json_byte_for_byte() -> Result<(), serde_json::Error> {
+        let row = ServiceSnapshot {
+            name: "api".into(),
+            kind: ServiceKindName::Container,
+            status: InstanceStatus {
+                state: ServiceState::Starting,
+                pid: Some(4242),
+                container: Some("0123456789abcdef".into()),
+                generation: Generation(3),
+                restarts: 2,
+                started_at_ms: Some(1_700_000_000_000),
+                ports: vec![7000, 7001],
+                health: Some(HealthStatus::Starting),
+                probe_error: Some("connection refused".into()),
+                build: Some(BuildStatus::Failed),
+                last_redeploy_at_ms: Some(1_700_000_000_500),
+            },
+            last_event: Some("build failed: exit 1".into()),
+            last_event_at_ms: Some(1_700_000_001_000),
+            waiting_for: Some(WaitingFor {
+                service: "db".into(),
+                condition: WaitCondition::Healthy,
+                failed: false,
+            }),
+        };
+        let json = serde_json::to_string(&row)?;
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"name":"api","kind":"container","state":"starting","pid":4242,"#,
+                r#""container":"0123456789abcdef","generation":3,"restarts":2,"#,
+                r#""started_at_ms":1700000000000,"ports":[7000,7001],"health":"starting","#,
+                r#""probe_error":"connection refused","build":"failed","#,
+                r#""last_redeploy_at_ms":1700000000500,"last_event":"build failed: exit 1","#,
+                r#""last_event_at_ms":1700000001000,"waiting_for":"db (healthy)"}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<ServiceSnapshot>(&json)?, row);
+
+        let stopped = ServiceSnapshot {
+            name: "worker".into(),
+            kind: ServiceKindName::Process,
+            status: InstanceStatus::stopped(Vec::new()),
+            last_event: None,
+            last_event_at_ms: None,
+            waiting_for: None,
+        };
+        let json = serde_json::to_string(&stopped)?;
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"name":"worker","kind":"process","state":"stopped","pid":null,"#,
+                r#""container":null,"generation":0,"restarts":0,"started_at_ms":null,"#,
+                r#""ports":[],"health":null,"probe_error":null,"build":null,"#,
+                r#""last_redeploy_at_ms":null,"last_event":null,"last_event_at_ms":null,"#,
+                r#""waiting_for":null}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<ServiceSnapshot>(&json)?, stopped);
+        // Older supervisors sent no `probe_error`.
+        let without_probe_error = json.replace(r#""probe_error":null,"#, "");
+        assert_eq!(
+            serde_json::from_str::<ServiceSnapshot>(&without_probe_error)?,
+            stopped
+        );
         Ok(())
     }
 

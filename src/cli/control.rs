@@ -75,15 +75,18 @@ async fn wait_for_new_instances(
                     return false;
                 };
                 let old = before.service(name);
-                let settled = service.state.is_up()
+                let settled = service.status.state.is_up()
                     || matches!(
-                        service.state,
+                        service.status.state,
                         crate::event::ServiceState::Failed | crate::event::ServiceState::Completed
                     );
-                let newer = service.generation > old.map(|s| s.generation).unwrap_or_default();
+                let newer = service.status.generation
+                    > old.map(|s| s.status.generation).unwrap_or_default();
                 // `start` of a service that already ran leaves it as it was.
                 let untouched = !require_new
-                    && old.is_some_and(|old| old.state.is_up() && old.pid == service.pid);
+                    && old.is_some_and(|old| {
+                        old.status.state.is_up() && old.status.pid == service.status.pid
+                    });
                 !(settled && (newer || untouched))
             })
             .collect();
@@ -91,10 +94,11 @@ async fn wait_for_new_instances(
             for name in services {
                 if let Some(service) = now.service(name) {
                     let pid = service
+                        .status
                         .pid
                         .map(|p| format!(" (pid {p})"))
                         .unwrap_or_default();
-                    println!("{name}: {}{pid}", service.state);
+                    println!("{name}: {}{pid}", service.status.state);
                 }
             }
             return Ok(());

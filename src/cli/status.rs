@@ -42,37 +42,39 @@ pub fn render_ps(snapshot: &Snapshot, now_ms: u64) -> String {
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for service in &snapshot.services {
-        let pid = match (&service.pid, &service.container) {
+        let pid = match (&service.status.pid, &service.status.container) {
             (Some(pid), _) => pid.to_string(),
             (None, Some(id)) => crate::event::short_id(id).to_string(),
             _ => "-".into(),
         };
         let uptime = service
+            .status
             .started_at_ms
-            .filter(|_| service.state.is_up())
+            .filter(|_| service.status.state.is_up())
             .map(|at| crate::event::format_duration_ms(now_ms.saturating_sub(at)))
             .unwrap_or_else(|| "-".into());
-        let ports = if service.ports.is_empty() {
+        let ports = if service.status.ports.is_empty() {
             "-".to_string()
         } else {
             service
+                .status
                 .ports
                 .iter()
                 .map(|p| p.to_string())
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let mut state = service.state.to_string();
-        if service.build == Some(crate::event::BuildStatus::Failed) {
+        let mut state = service.status.state.to_string();
+        if service.status.build == Some(crate::event::BuildStatus::Failed) {
             state.push_str(" (build failed)");
         }
         let last = match (&service.waiting_for, &service.last_event) {
-            _ if service.state == crate::event::ServiceState::Starting
-                && service.started_at_ms.is_some() =>
+            _ if service.status.state == crate::event::ServiceState::Starting
+                && service.status.started_at_ms.is_some() =>
             {
                 service.starting_note(now_ms).unwrap_or_default()
             }
-            (Some(waiting), _) if service.state == crate::event::ServiceState::Waiting => {
+            (Some(waiting), _) if service.status.state == crate::event::ServiceState::Waiting => {
                 format!("waiting for {waiting}")
             }
             (_, Some(event)) => {
@@ -94,11 +96,12 @@ pub fn render_ps(snapshot: &Snapshot, now_ms: u64) -> String {
             service.kind.to_string(),
             state,
             pid,
-            service.generation.to_string(),
-            service.restarts.to_string(),
+            service.status.generation.to_string(),
+            service.status.restarts.to_string(),
             uptime,
             ports,
             service
+                .status
                 .health
                 .map(|health| health.to_string())
                 .unwrap_or_else(|| "-".into()),

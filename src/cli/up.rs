@@ -210,7 +210,7 @@ async fn wait_until_ready(
         };
         let states: Vec<crate::event::ServiceState> = selected
             .iter()
-            .filter_map(|name| snapshot.service(name).map(|s| s.state))
+            .filter_map(|name| snapshot.service(name).map(|s| s.status.state))
             .collect();
         let failed = states.contains(&crate::event::ServiceState::Failed);
         // A service waiting on a dependency that failed for good will not start: for
@@ -219,7 +219,7 @@ async fn wait_until_ready(
             .iter()
             .filter_map(|name| snapshot.service(name))
             .any(|service| {
-                service.state == crate::event::ServiceState::Waiting
+                service.status.state == crate::event::ServiceState::Waiting
                     && service.waiting_for.as_ref().is_some_and(|w| w.failed)
             });
         let done = if healthy {
@@ -229,7 +229,7 @@ async fn wait_until_ready(
                 .iter()
                 .filter_map(|name| snapshot.service(name))
                 .all(|service| {
-                    let s = service.state;
+                    let s = service.status.state;
                     s.is_up()
                         || matches!(
                             s,
@@ -242,13 +242,13 @@ async fn wait_until_ready(
         };
         if !healthy && done {
             for service in selected.iter().filter_map(|name| snapshot.service(name)) {
-                if service.state == crate::event::ServiceState::Failed {
+                if service.status.state == crate::event::ServiceState::Failed {
                     crate::note!(
                         "fleet: {} failed: {}",
                         service.name,
                         service.last_event.as_deref().unwrap_or("see its log")
                     );
-                } else if service.state == crate::event::ServiceState::Waiting {
+                } else if service.status.state == crate::event::ServiceState::Waiting {
                     crate::note!(
                         "fleet: {} will not start: waiting for {}",
                         service.name,
@@ -285,9 +285,9 @@ async fn wait_until_ready(
                 continue;
             };
             let fine = if healthy {
-                service.state.is_ready()
+                service.status.state.is_ready()
             } else {
-                service.state.is_up()
+                service.status.state.is_up()
             };
             if fine {
                 continue;
@@ -299,22 +299,26 @@ async fn wait_until_ready(
                 .or_else(|| {
                     // A never-ready service: how long it tried and what its probe saw.
                     let since = service
+                        .status
                         .started_at_ms
-                        .filter(|_| service.state == crate::event::ServiceState::Starting)?;
+                        .filter(|_| service.status.state == crate::event::ServiceState::Starting)?;
                     let mut text = format!(
                         " for {}",
                         crate::event::format_duration_ms(
                             crate::event::now_ms().saturating_sub(since)
                         )
                     );
-                    if let Some(error) = &service.probe_error {
+                    if let Some(error) = &service.status.probe_error {
                         text.push_str(&format!(", last probe: {error}"));
                     }
                     Some(text)
                 })
                 .or_else(|| service.last_event.as_ref().map(|e| format!(" ({e})")))
                 .unwrap_or_default();
-            report.push_str(&format!("\n{}: {}{detail}\n", service.name, service.state));
+            report.push_str(&format!(
+                "\n{}: {}{detail}\n",
+                service.name, service.status.state
+            ));
             if let Ok(lines) = crate::logs::read_tail(&manifest.log_dir(), name, 20) {
                 for line in lines {
                     report.push_str(&format!("  {} | {}\n", service.name, line.text));

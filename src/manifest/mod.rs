@@ -103,6 +103,18 @@ impl ServiceSpec {
         matches!(self.kind, ServiceKind::Container(_))
     }
 
+    /// The host ports the service listens on, as `fleet ps` shows them: its `ports`,
+    /// then its handed socket's port unless it is among them.
+    pub fn listening_ports(&self) -> Vec<u16> {
+        let mut ports = self.ports.clone();
+        if let Some(socket) = &self.socket {
+            if !ports.contains(&socket.port) {
+                ports.push(socket.port);
+            }
+        }
+        ports
+    }
+
     /// Whether the service has a build step that runs before each (re)start.
     pub fn has_build(&self) -> bool {
         match &self.kind {

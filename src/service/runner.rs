@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::event::{
-    now_ms, BuildStatus, EventKind, ExitStatus, Generation, HealthStatus, ServiceState,
+    now_ms, BuildStatus, EventKind, ExitStatus, Generation, HealthStatus, InstanceStatus,
+    ServiceState,
 };
 use crate::health::{self, ExecContext, ProbeSetup, Verdict};
 use crate::logs::{LogHub, ServiceLog, Stream};
@@ -88,29 +89,15 @@ impl ProjectContext {
     }
 }
 
-/// The runner's view of a service, sent to the supervisor after every change.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceStatus {
-    pub state: ServiceState,
-    pub pid: Option<u32>,
-    pub container: Option<String>,
-    pub generation: Generation,
-    pub restarts: u32,
-    pub started_at_ms: Option<u64>,
-    pub health: Option<HealthStatus>,
-    pub probe_error: Option<String>,
-    pub build: Option<BuildStatus>,
-    pub last_redeploy_at_ms: Option<u64>,
-    /// Nothing runs and nothing is about to.
-    pub idle: bool,
-    pub failure: Option<String>,
-}
-
 #[derive(Debug, Clone)]
 pub enum Report {
+    /// The runner's view of its service, sent after every change.
     Status {
         service: String,
-        status: ServiceStatus,
+        status: InstanceStatus,
+        /// Nothing runs and nothing is about to: the supervisor's shutdown and reload
+        /// wait for it. Not part of [`InstanceStatus`], as no client needs it.
+        idle: bool,
     },
     Event {
         service: String,
@@ -161,7 +148,7 @@ pub struct ServiceRunner {
     builds: HashMap<BuildId, LiveBuild>,
     started_at_ms: HashMap<Generation, u64>,
     last_redeploy_at_ms: Option<u64>,
-    last_status: Option<ServiceStatus>,
+    last_status: Option<(InstanceStatus, bool)>,
 }
 
 impl ServiceRunner {
@@ -630,7 +617,7 @@ impl ServiceRunner {
     fn report_status(&mut self) {
         let generation = self.machine.generation();
         let state = self.machine.state();
-        let status = ServiceStatus {
+        let status = InstanceStatus {
             state,
             pid: self.machine.pid(),
             container: self.machine.container().map(str::to_string),
@@ -639,6 +626,7 @@ impl ServiceRunner {
             started_at_ms: (self.machine.pid().is_some() || self.machine.container().is_some())
                 .then(|| self.started_at_ms.get(&generation).copied())
                 .flatten(),
+            ports: self.spec.listening_ports(),
             health: self.spec.health.as_ref().and(match state {
                 ServiceState::Starting => Some(HealthStatus::Starting),
                 ServiceState::Healthy => Some(HealthStatus::Healthy),
@@ -654,14 +642,15 @@ impl ServiceRunner {
                 None
             },
             last_redeploy_at_ms: self.last_redeploy_at_ms,
-            idle: self.machine.is_idle(),
-            failure: self.machine.failure().map(str::to_string),
         };
-        if self.last_status.as_ref() != Some(&status) {
-            self.last_status = Some(status.clone());
+        let report = (status, self.machine.is_idle());
+        if self.last_status.as_ref() != Some(&report) {
+            self.last_status = Some(report.clone());
+            let (status, idle) = report;
             let _ = self.reports.send(Report::Status {
                 service: self.spec.name.clone(),
                 status,
+                idle,
             });
         }
     }

@@ -15,9 +15,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::event::{Generation, ServiceState, WaitCondition, WaitingFor};
+use crate::event::{Generation, InstanceStatus, ServiceState, WaitCondition, WaitingFor};
 use crate::manifest::{DependencyCondition, Manifest, ServiceSpec};
-use crate::service::runner::ServiceStatus;
 
 use super::graph::Graph;
 
@@ -69,7 +68,10 @@ pub struct SlotState {
     pub spec: Arc<ServiceSpec>,
     pub phase: Phase,
     /// The runner's last report.
-    pub status: ServiceStatus,
+    pub status: InstanceStatus,
+    /// Nothing of the service runs and nothing is about to, by the runner's last
+    /// report.
+    pub idle: bool,
 }
 
 /// One thing to do. The supervisor applies them in order.
@@ -104,7 +106,7 @@ pub fn reconcile(
     }
     let mut decisions: Vec<Decision> = slots
         .iter()
-        .filter(|(_, slot)| matches!(slot.phase, Phase::Replacing(_)) && slot.status.idle)
+        .filter(|(_, slot)| matches!(slot.phase, Phase::Replacing(_)) && slot.idle)
         .map(|(name, _)| Decision::Replace {
             service: name.clone(),
         })
@@ -151,7 +153,7 @@ fn shutdown(slots: &BTreeMap<String, SlotState>, graph: &Graph) -> Vec<Decision>
             graph
                 .dependents(name)
                 .iter()
-                .all(|dependent| slots.get(dependent).is_none_or(|slot| slot.status.idle))
+                .all(|dependent| slots.get(dependent).is_none_or(|slot| slot.idle))
         })
         .map(|(name, _)| Decision::Stop {
             service: name.clone(),

@@ -24,14 +24,14 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::event::{
-    now_ms, Command, Event, EventKind, Generation, ServiceKindName, ServiceSnapshot, ServiceState,
-    Snapshot,
+    now_ms, Command, Event, EventKind, InstanceStatus, ServiceKindName, ServiceSnapshot,
+    ServiceState, Snapshot,
 };
 use crate::logs::ServiceLog;
 use crate::manifest::{Manifest, ServiceSpec};
 use crate::protocol::ErrorCode;
 use crate::runtime::ports;
-use crate::service::runner::{ProjectContext, Report, RunnerHandle, ServiceRunner, ServiceStatus};
+use crate::service::runner::{ProjectContext, Report, RunnerHandle, ServiceRunner};
 use crate::service::state::Input;
 
 use crate::watch::{WatchEvent, WatchSpec, Watcher, DEFAULT_DEBOUNCE};
@@ -287,26 +287,13 @@ impl Supervisor {
             listener,
             self.reports_tx.clone(),
         );
-        let status = ServiceStatus {
-            state: ServiceState::Stopped,
-            pid: None,
-            container: None,
-            generation: Generation(0),
-            restarts: 0,
-            started_at_ms: None,
-            health: None,
-            probe_error: None,
-            build: None,
-            last_redeploy_at_ms: None,
-            idle: true,
-            failure: None,
-        };
         self.slots.insert(
             spec.name.clone(),
             SlotState {
                 spec: spec.clone(),
                 phase: Phase::Unwanted,
-                status,
+                status: InstanceStatus::stopped(spec.listening_ports()),
+                idle: true,
             },
         );
         self.runners.insert(
@@ -410,7 +397,7 @@ impl Supervisor {
             } else if publish_due.is_none() {
                 publish_due = Some(last_publish + PUBLISH_INTERVAL);
             }
-            if self.shutdown.is_some() && self.slots.values().all(|slot| slot.status.idle) {
+            if self.shutdown.is_some() && self.slots.values().all(|slot| slot.idle) {
                 self.publish();
                 break;
             }
@@ -489,9 +476,14 @@ impl Supervisor {
 
     fn handle_report(&mut self, report: Report) {
         match report {
-            Report::Status { service, status } => {
+            Report::Status {
+                service,
+                status,
+                idle,
+            } => {
                 if let Some(slot) = self.slots.get_mut(&service) {
                     slot.status = status;
+                    slot.idle = idle;
                 }
             }
             Report::Event {
@@ -782,11 +774,11 @@ impl Supervisor {
             .iter()
             .filter_map(|spec| self.slots.get(&spec.name))
             .map(|slot| {
-                let mut state = slot.status.state;
+                let mut status = slot.status.clone();
                 let waiting_for = match &slot.phase {
                     Phase::Waiting { blocked_on } => {
-                        if state == ServiceState::Stopped {
-                            state = ServiceState::Waiting;
+                        if status.state == ServiceState::Stopped {
+                            status.state = ServiceState::Waiting;
                         }
                         blocked_on.clone()
                     }
@@ -796,12 +788,6 @@ impl Supervisor {
                     .runners
                     .get(&slot.spec.name)
                     .and_then(|runner| runner.last_event.clone());
-                let mut ports = slot.spec.ports.clone();
-                if let Some(socket) = &slot.spec.socket {
-                    if !ports.contains(&socket.port) {
-                        ports.push(socket.port);
-                    }
-                }
                 ServiceSnapshot {
                     name: slot.spec.name.clone(),
                     kind: if slot.spec.is_container() {
@@ -809,17 +795,7 @@ impl Supervisor {
                     } else {
                         ServiceKindName::Process
                     },
-                    state,
-                    pid: slot.status.pid,
-                    container: slot.status.container.clone(),
-                    generation: slot.status.generation,
-                    restarts: slot.status.restarts,
-                    started_at_ms: slot.status.started_at_ms,
-                    ports,
-                    health: slot.status.health,
-                    probe_error: slot.status.probe_error.clone(),
-                    build: slot.status.build,
-                    last_redeploy_at_ms: slot.status.last_redeploy_at_ms,
+                    status,
                     last_event_at_ms: last_event.as_ref().map(|(at, _)| *at),
                     last_event: last_event.map(|(_, text)| text),
                     waiting_for,

@@ -281,9 +281,9 @@ fn sample_targets(snapshot: &Snapshot) -> Vec<(String, Target)> {
     snapshot
         .services
         .iter()
-        .filter(|service| service.state.is_up())
+        .filter(|service| service.status.state.is_up())
         .filter_map(|service| {
-            let target = match (&service.container, service.pid) {
+            let target = match (&service.status.container, service.status.pid) {
                 (Some(id), _) => Target::Container(id.clone()),
                 (None, Some(pid)) => Target::Group(pid),
                 (None, None) => return None,

@@ -364,7 +364,7 @@ impl TuiState {
         let current = self
             .snapshot
             .service(&event.service)
-            .map(|service| service.generation);
+            .map(|service| service.status.generation);
         if current.is_some_and(|current| event.kind.is_routine_for(event.generation, current)) {
             return;
         }
@@ -572,7 +572,7 @@ impl TuiState {
             return;
         };
         let stopped = matches!(
-            service.state,
+            service.status.state,
             ServiceState::Stopped
                 | ServiceState::Stopping
                 | ServiceState::Failed

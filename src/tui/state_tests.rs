@@ -2,7 +2,7 @@
 //! mouse. The helpers here build states for the log pane's tests too.
 
 use super::*;
-use crate::event::{Generation, ServiceKindName, ServiceSnapshot};
+use crate::event::{Generation, InstanceStatus, ServiceKindName, ServiceSnapshot};
 use crate::logs::{format_timestamp, LogLine, Stream};
 
 pub(super) const NOW: u64 = 1_795_674_308_000;
@@ -11,17 +11,19 @@ pub(super) fn service(name: &str, state: ServiceState) -> ServiceSnapshot {
     ServiceSnapshot {
         name: name.into(),
         kind: ServiceKindName::Process,
-        state,
-        pid: state.is_up().then_some(4242),
-        container: None,
-        generation: Generation(1),
-        restarts: 0,
-        started_at_ms: Some(NOW - 60_000),
-        ports: Vec::new(),
-        health: None,
-        probe_error: None,
-        build: None,
-        last_redeploy_at_ms: None,
+        status: InstanceStatus {
+            state,
+            pid: state.is_up().then_some(4242),
+            container: None,
+            generation: Generation(1),
+            restarts: 0,
+            started_at_ms: Some(NOW - 60_000),
+            ports: Vec::new(),
+            health: None,
+            probe_error: None,
+            build: None,
+            last_redeploy_at_ms: None,
+        },
         last_event: None,
         last_event_at_ms: None,
         waiting_for: None,

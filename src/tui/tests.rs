@@ -18,8 +18,8 @@ use unicode_width::UnicodeWidthStr;
 use super::state::{Action, TuiMode, TuiState};
 use super::{run_with, view, TuiExit, TuiSource};
 use crate::event::{
-    BuildStatus, Command, Generation, HealthStatus, ServiceKindName, ServiceSnapshot, ServiceState,
-    Snapshot, WaitCondition, WaitingFor,
+    BuildStatus, Command, Generation, HealthStatus, InstanceStatus, ServiceKindName,
+    ServiceSnapshot, ServiceState, Snapshot, WaitCondition, WaitingFor,
 };
 use crate::logs::{format_timestamp, LogLine, Stream};
 
@@ -31,17 +31,19 @@ fn service(name: &str, state: ServiceState, pid: u32) -> ServiceSnapshot {
     ServiceSnapshot {
         name: name.into(),
         kind: ServiceKindName::Process,
-        state,
-        pid: state.is_up().then_some(pid),
-        container: None,
-        generation: Generation(1),
-        restarts: 0,
-        started_at_ms: Some(NOW - 192 * SECOND),
-        ports: Vec::new(),
-        health: None,
-        probe_error: None,
-        build: None,
-        last_redeploy_at_ms: None,
+        status: InstanceStatus {
+            state,
+            pid: state.is_up().then_some(pid),
+            container: None,
+            generation: Generation(1),
+            restarts: 0,
+            started_at_ms: Some(NOW - 192 * SECOND),
+            ports: Vec::new(),
+            health: None,
+            probe_error: None,
+            build: None,
+            last_redeploy_at_ms: None,
+        },
         last_event: None,
         last_event_at_ms: None,
         waiting_for: None,
@@ -60,32 +62,32 @@ fn healthy_fleet() -> Snapshot {
         "healthy",
         190 * SECOND,
     );
-    gateway.ports = vec![8080];
-    gateway.generation = Generation(3);
-    gateway.health = Some(HealthStatus::Healthy);
+    gateway.status.ports = vec![8080];
+    gateway.status.generation = Generation(3);
+    gateway.status.health = Some(HealthStatus::Healthy);
     let mut users = with_event(
         service("users", ServiceState::Healthy, 41_002),
         "redeployed (generation 6 replaced)",
         45 * SECOND,
     );
-    users.ports = vec![8081];
-    users.generation = Generation(7);
-    users.restarts = 1;
-    users.started_at_ms = Some(NOW - 45 * SECOND);
-    users.health = Some(HealthStatus::Healthy);
+    users.status.ports = vec![8081];
+    users.status.generation = Generation(7);
+    users.status.restarts = 1;
+    users.status.started_at_ms = Some(NOW - 45 * SECOND);
+    users.status.health = Some(HealthStatus::Healthy);
     let mut orders = service("orders", ServiceState::Running, 41_003);
-    orders.ports = vec![8082, 9082];
+    orders.status.ports = vec![8082, 9082];
     let mut postgres = with_event(
         service("postgres", ServiceState::Healthy, 0),
         "healthy",
         200 * SECOND,
     );
     postgres.kind = ServiceKindName::Container;
-    postgres.pid = None;
-    postgres.container = Some("3f2a9c8e1b7d5a604c2e".into());
-    postgres.ports = vec![5432];
-    postgres.health = Some(HealthStatus::Healthy);
-    postgres.started_at_ms = Some(NOW - 3_725 * SECOND);
+    postgres.status.pid = None;
+    postgres.status.container = Some("3f2a9c8e1b7d5a604c2e".into());
+    postgres.status.ports = vec![5432];
+    postgres.status.health = Some(HealthStatus::Healthy);
+    postgres.status.started_at_ms = Some(NOW - 3_725 * SECOND);
     let notifications = with_event(
         service(
             "notification-dispatcher-worker-eu-west",
@@ -107,16 +109,16 @@ fn healthy_fleet() -> Snapshot {
 fn failing_fleet() -> Snapshot {
     let mut snapshot = healthy_fleet();
     let users = &mut snapshot.services[1];
-    users.state = ServiceState::Failed;
-    users.pid = None;
-    users.build = Some(BuildStatus::Failed);
-    users.health = None;
+    users.status.state = ServiceState::Failed;
+    users.status.pid = None;
+    users.status.build = Some(BuildStatus::Failed);
+    users.status.health = None;
     users.last_event = Some("build failed: cargo exited with code 101".into());
     users.last_event_at_ms = Some(NOW - 12 * SECOND);
     let orders = &mut snapshot.services[2];
-    orders.state = ServiceState::Backoff;
-    orders.pid = None;
-    orders.restarts = 3;
+    orders.status.state = ServiceState::Backoff;
+    orders.status.pid = None;
+    orders.status.restarts = 3;
     orders.last_event = Some("killed by SIGKILL, restart 3 in 4s".into());
     orders.last_event_at_ms = Some(NOW - 2 * SECOND);
     let mut billing = service("billing", ServiceState::Waiting, 0);
@@ -241,10 +243,10 @@ fn healthy_fleet_screen() -> io::Result<()> {
 fn a_starting_service_shows_how_long_and_what_its_probe_sees() -> io::Result<()> {
     let mut snapshot = healthy_fleet();
     let users = &mut snapshot.services[1];
-    users.state = ServiceState::Starting;
-    users.health = Some(HealthStatus::Starting);
-    users.started_at_ms = Some(NOW - 12 * SECOND);
-    users.probe_error = Some("connection refused".into());
+    users.status.state = ServiceState::Starting;
+    users.status.health = Some(HealthStatus::Starting);
+    users.status.started_at_ms = Some(NOW - 12 * SECOND);
+    users.status.probe_error = Some("connection refused".into());
     let state = state_for(snapshot, true, 120, 24);
     let (text, _) = screen(&state, 120, 24)?;
     assert!(

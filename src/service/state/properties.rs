@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::*;
+use crate::manifest::BackoffSpec;
 
 /// What the harness knows of the instances the machine asked for: the processes it
 /// "runs" for the machine.

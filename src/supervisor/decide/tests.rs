@@ -39,21 +39,18 @@ fn manifest(text: &str) -> Manifest {
     }
 }
 
-fn status(state: ServiceState, generation: u64) -> ServiceStatus {
-    ServiceStatus {
+fn status(state: ServiceState, generation: u64) -> InstanceStatus {
+    InstanceStatus {
         state,
         pid: state.is_up().then_some(1000 + generation as u32),
-        container: None,
         generation: Generation(generation),
-        restarts: 0,
-        started_at_ms: None,
-        health: None,
-        probe_error: None,
-        build: None,
-        last_redeploy_at_ms: None,
-        idle: !state.is_up() && state != ServiceState::Stopping,
-        failure: None,
+        ..InstanceStatus::stopped(Vec::new())
     }
+}
+
+/// Whether a runner in this state reports itself idle.
+fn idle(state: ServiceState) -> bool {
+    !state.is_up() && state != ServiceState::Stopping
 }
 
 struct Fleet {
@@ -73,6 +70,7 @@ impl Fleet {
                     spec: Arc::new(spec.clone()),
                     phase: Phase::Waiting { blocked_on: None },
                     status: status(ServiceState::Stopped, 0),
+                    idle: true,
                 };
                 (spec.name.clone(), slot)
             })
@@ -86,6 +84,7 @@ impl Fleet {
     fn set(&mut self, service: &str, state: ServiceState, generation: u64) -> &mut Fleet {
         if let Some(slot) = self.slots.get_mut(service) {
             slot.status = status(state, generation);
+            slot.idle = idle(state);
         }
         self
     }
@@ -351,6 +350,7 @@ fn a_replaced_service_is_swapped_once_idle() {
     if let Some(slot) = fleet.slots.get_mut("cache") {
         slot.phase = Phase::Replacing(Replacement::Remove);
         slot.status = status(ServiceState::Stopping, 1);
+        slot.idle = idle(ServiceState::Stopping);
     }
     assert!(!fleet.decide().contains(&Decision::Replace {
         service: "cache".into()
@@ -432,7 +432,7 @@ mod properties {
                     Decision::Stop { .. } => {
                         prop_assert!(shutting_down);
                         for dependent in fleet.graph.dependents(service) {
-                            prop_assert!(fleet.slots[dependent].status.idle);
+                            prop_assert!(fleet.slots[dependent].idle);
                         }
                     }
                     Decision::Wait { .. } | Decision::Replace { .. } => {
