@@ -281,6 +281,11 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::logs::LogHub;
+    use crate::runtime::container::test_support::{
+        container_exists, docker_or_skip, log_lines, request, test_image, unique_project, Cleanup,
+        TestResult, DEADLINE,
+    };
 
     fn service(source: &str, name: &str) -> ServiceSpec {
         let manifest = match crate::manifest::parse(Path::new("fleet.toml"), source) {
@@ -358,6 +363,53 @@ mod tests {
         let env = environment(&spec, "shop", &[], "m", Some(Generation(1)));
         let ports: Vec<_> = env.iter().filter(|(key, _)| key == "PORT").collect();
         assert_eq!(ports, [&("PORT".to_string(), "9".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn a_container_instance_logs_its_start_is_signalled_by_number_and_removed_by_cleanup(
+    ) -> TestResult {
+        let Some(docker) = docker_or_skip(
+            "a_container_instance_logs_its_start_is_signalled_by_number_and_removed_by_cleanup",
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        test_image(&docker).await?;
+        let project = unique_project("instance");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "web", 0, 1, LogHub::default())?;
+        let request = request(&project, "web", 4, &network, &["--sleep-forever"]);
+        let Started { instance, exit } =
+            Instance::start_container(&docker, &request, log.clone()).await?;
+        assert_eq!(instance.pid(), None);
+        let id = instance
+            .container_id()
+            .ok_or("a started container has no id")?
+            .to_string();
+        assert!(container_exists(&docker, &id).await);
+        let first = log_lines(&log)?
+            .into_iter()
+            .next()
+            .ok_or("the log is empty")?;
+        assert_eq!(first.stream, Stream::Fleet);
+        assert_eq!(
+            first.text,
+            format!("--- generation 4 starting (image {}) ---", request.image)
+        );
+        // The helper is the container's pid 1, which ignores SIGTERM unless it handles
+        // it; SIGKILL ends it whatever it does, and proves the number became a name.
+        instance.signal(nix::sys::signal::Signal::SIGKILL as i32)?;
+        let status = tokio::time::timeout(DEADLINE, exit.wait()).await?;
+        assert_eq!(status, ExitStatus::Signal(9));
+        // Killing and signalling an instance that already ended is quiet.
+        instance.kill();
+        instance.signal(nix::sys::signal::Signal::SIGTERM as i32)?;
+        instance.cleanup().await;
+        assert!(!container_exists(&docker, &id).await, "not removed");
+        Ok(())
     }
 
     #[test]
