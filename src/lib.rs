@@ -5,7 +5,9 @@
 //! which owns one runner task per service ([`service::runner`]). A runner feeds every
 //! input (commands, exits, probe verdicts, build results, timers) to its service's pure
 //! state machine ([`service::state`]) and carries out the effects it returns through
-//! [`runtime`], the only module that makes process syscalls. Output goes straight from
+//! [`runtime`], the only module that makes process syscalls and Docker calls; each
+//! instance is a [`runtime::Instance`], a process group or a container, and the runner
+//! drives both the same way. Output goes straight from
 //! the service's pipes into its log file ([`logs`]) and from there to live viewers.
 //! The supervisor publishes a [`event::Snapshot`] and [`event::Event`]s; the CLI and
 //! the TUI only ever read those.

@@ -37,6 +37,24 @@ pub fn describe_busy(port: u16, owner: &Option<PortOwner>) -> String {
     }
 }
 
+/// Describes each busy port among `ports`, in order, for an error message. The
+/// socket's port (`socket_port`) is skipped: fleet binds that one itself and hands it
+/// to every instance. Ports are checked as the descriptions are read, so a caller that
+/// wants only the first busy one checks no further.
+pub fn busy(
+    ports: impl IntoIterator<Item = u16>,
+    socket_port: Option<u16>,
+) -> impl Iterator<Item = String> {
+    ports
+        .into_iter()
+        .filter(move |port| Some(*port) != socket_port)
+        .filter_map(|port| {
+            check_free(port)
+                .err()
+                .map(|owner| describe_busy(port, &owner))
+        })
+}
+
 /// A command line fit for one line of an error message.
 fn one_line(text: &str, max_chars: usize) -> String {
     let flat: String = text
@@ -235,6 +253,34 @@ mod tests {
         assert_eq!(owner.map(|o| o.pid), Some(std::process::id() as i32));
         drop(listener);
         assert_eq!(check_free(port), Ok(()));
+        Ok(())
+    }
+
+    #[test]
+    fn busy_describes_taken_ports_in_order_and_skips_the_sockets_port() -> std::io::Result<()> {
+        let first = TcpListener::bind("0.0.0.0:0")?;
+        let second = TcpListener::bind("0.0.0.0:0")?;
+        let free = TcpListener::bind("0.0.0.0:0")?;
+        let (first_port, second_port) = (first.local_addr()?.port(), second.local_addr()?.port());
+        let free_port = free.local_addr()?.port();
+        drop(free);
+        let pid = std::process::id();
+        let described: Vec<String> = busy([free_port, second_port, first_port], None).collect();
+        assert_eq!(described.len(), 2, "{described:?}");
+        assert!(
+            described[0].starts_with(&format!(
+                "port {second_port} is already in use by pid {pid} ("
+            )),
+            "{described:?}"
+        );
+        assert!(
+            described[1].starts_with(&format!(
+                "port {first_port} is already in use by pid {pid} ("
+            )),
+            "{described:?}"
+        );
+        let skipped: Vec<String> = busy([first_port], Some(first_port)).collect();
+        assert!(skipped.is_empty(), "{skipped:?}");
         Ok(())
     }
 

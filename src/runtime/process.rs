@@ -427,15 +427,22 @@ pub fn group_alive(pgid: u32) -> bool {
 }
 
 /// SIGKILLs the instance's group and everything re-parented to fleet that carries its
+/// marker, once, without waiting; returns the escaped pids it found.
+pub fn kill_group_and_escaped(pgid: u32, marker: &str) -> Vec<i32> {
+    let _ = signal_group(pgid, Signal::SIGKILL as i32);
+    let escaped = escaped_with_marker(marker);
+    for pid in &escaped {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    escaped
+}
+
+/// SIGKILLs the instance's group and everything re-parented to fleet that carries its
 /// marker, and waits until all of it is gone (reaped by the reaper task).
 pub async fn kill_instance(pgid: u32, marker: &str) {
     let deadline = Instant::now() + GROUP_EXIT_DEADLINE;
     loop {
-        let _ = signal_group(pgid, Signal::SIGKILL as i32);
-        let escaped = escaped_with_marker(marker);
-        for pid in &escaped {
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-        }
+        let escaped = kill_group_and_escaped(pgid, marker);
         if !group_alive(pgid) && escaped.is_empty() {
             return;
         }

@@ -8,13 +8,20 @@
 //! calls into `runtime`), and reports the resulting status to the supervisor. Because
 //! one task does all of this, no lock guards a service's state, and an effect such as
 //! [`Effect::Cleanup`] finishes before the next one (a replacement spawn) begins.
+//!
+//! Each live generation is a [`runtime::Instance`](crate::runtime::Instance): the
+//! runner signals, kills and cleans it up without knowing whether it is a process
+//! group or a container. Only starting one differs by kind (a process needs its
+//! command, socket and probe setup; a container its engine, image and published
+//! ports), and both starts share one environment ([`instance::environment`]) and
+//! one port check ([`ports::busy`]).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -25,20 +32,16 @@ use crate::event::{
 };
 use crate::health::{self, ExecContext, ProbeSetup, Verdict};
 use crate::logs::{LogHub, ServiceLog, Stream};
-use crate::manifest::{HealthSpec, ServiceKind, ServiceSpec};
+use crate::manifest::{HealthSpec, ProcessSpec, ServiceKind, ServiceSpec};
 use crate::runtime::container::Docker;
+use crate::runtime::instance::{self, Instance, Started};
 use crate::runtime::ports;
-use crate::runtime::process::{self, ProcessRuntime, SpawnRequest, MARKER_VAR};
+use crate::runtime::process::{self, ProcessRuntime, SpawnRequest};
 use crate::runtime::reaper::Journal;
 
 use super::state::{BuildId, Effect, Input, Policy, ServiceMachine};
 
 mod containers;
-
-/// How long the exit of an instance waits for its output pipes to drain, so the last
-/// lines it printed land in the log before the "exited" line. A grandchild that keeps
-/// the pipe open must not delay crash handling by more than this.
-const DRAIN_GRACE: Duration = Duration::from_millis(20);
 
 /// What the runners share: the project's identity, where logs go, the OS runtime.
 pub struct ProjectContext {
@@ -122,13 +125,30 @@ impl RunnerHandle {
 }
 
 struct LiveInstance {
-    kind: LiveKind,
+    instance: Instance,
     probe: Option<JoinHandle<()>>,
 }
 
-enum LiveKind {
-    Process { pid: u32, marker: String },
-    Container { id: String, logs: JoinHandle<()> },
+/// Why an instance did not start, and whether trying again could help.
+struct SpawnFailure {
+    reason: String,
+    retry: bool,
+}
+
+impl SpawnFailure {
+    fn retry(reason: String) -> SpawnFailure {
+        SpawnFailure {
+            reason,
+            retry: true,
+        }
+    }
+
+    fn fatal(reason: String) -> SpawnFailure {
+        SpawnFailure {
+            reason,
+            retry: false,
+        }
+    }
 }
 
 enum LiveBuild {
@@ -227,13 +247,7 @@ impl ServiceRunner {
 
     async fn apply(&mut self, effect: Effect) {
         match effect {
-            Effect::Spawn { generation } => {
-                if self.spec.is_container() {
-                    self.spawn_container(generation).await;
-                } else {
-                    self.spawn_instance(generation);
-                }
-            }
+            Effect::Spawn { generation } => self.spawn_instance(generation).await,
             Effect::Signal { generation, signal } => self.signal(generation, signal),
             Effect::Kill { generation } => self.kill(generation),
             Effect::Cleanup { generation } => {
@@ -314,53 +328,30 @@ impl ServiceRunner {
     }
 
     fn signal(&self, generation: Generation, signal: i32) {
-        let Some(instance) = self.instances.get(&generation) else {
+        let Some(live) = self.instances.get(&generation) else {
             return;
         };
-        match &instance.kind {
-            LiveKind::Process { pid, .. } => {
-                if let Err(err) = process::signal_group(*pid, signal) {
-                    self.log
-                        .write_fleet_line(&format!("cannot signal generation {generation}: {err}"));
-                }
-            }
-            LiveKind::Container { id, .. } => self.signal_container(id, signal),
+        if let Err(err) = live.instance.signal(signal) {
+            self.log
+                .write_fleet_line(&format!("cannot signal generation {generation}: {err}"));
         }
     }
 
     fn kill(&self, generation: Generation) {
-        let Some(instance) = self.instances.get(&generation) else {
-            return;
-        };
-        match &instance.kind {
-            LiveKind::Process { pid, marker } => {
-                let _ = process::signal_group(*pid, nix::sys::signal::Signal::SIGKILL as i32);
-                for pid in process::escaped_with_marker(marker) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-            LiveKind::Container { id, .. } => self.kill_container(id),
+        if let Some(live) = self.instances.get(&generation) {
+            live.instance.kill();
         }
     }
 
     /// The instance's main process is gone: take everything it left with it.
     async fn cleanup(&mut self, generation: Generation) {
-        let Some(instance) = self.instances.remove(&generation) else {
+        let Some(live) = self.instances.remove(&generation) else {
             return;
         };
-        if let Some(probe) = instance.probe {
+        if let Some(probe) = live.probe {
             probe.abort();
         }
-        match instance.kind {
-            LiveKind::Process { pid, marker } => {
-                process::kill_instance(pid, &marker).await;
-                self.project.journal.remove(pid);
-            }
-            LiveKind::Container { id, logs } => self.remove_container(id, logs).await,
-        }
+        live.instance.cleanup().await;
     }
 
     async fn cancel_build(&mut self, build: BuildId) {
@@ -395,66 +386,74 @@ impl ServiceRunner {
         });
     }
 
-    fn spawn_instance(&mut self, generation: Generation) {
-        match self.try_spawn(generation) {
-            Ok((pid, probe_setup)) => {
-                let marker = self
-                    .project
-                    .instance_marker(self.name(), &generation.to_string());
-                let probe = probe_setup.map(|setup| self.start_probe(setup, generation));
-                self.instances.insert(
-                    generation,
-                    LiveInstance {
-                        kind: LiveKind::Process { pid, marker },
-                        probe,
-                    },
-                );
-                self.started_at_ms.insert(generation, now_ms());
-                let _ = self.inbox.send(Input::Spawned {
-                    generation,
-                    pid: Some(pid),
-                    container: None,
-                });
-            }
-            Err(reason) => {
-                let _ = self.inbox.send(Input::SpawnFailed {
-                    generation,
-                    reason,
-                    retry: true,
-                });
-            }
-        }
-    }
-
-    fn try_spawn(&mut self, generation: Generation) -> Result<(u32, Option<ProbeSetup>), String> {
-        let ServiceKind::Process(process_spec) = &self.spec.kind else {
-            return Err(
-                "container services need the Docker runtime, which this build does not have yet"
-                    .into(),
-            );
-        };
-        // A port is checked only when no other instance of this service runs: during a
-        // start-first overlap the old instance legitimately holds it.
-        if self.instances.is_empty() {
-            for port in &self.spec.ports {
-                if self
-                    .spec
-                    .socket
-                    .as_ref()
-                    .is_some_and(|socket| socket.port == *port)
-                {
-                    continue;
-                }
-                if let Err(owner) = ports::check_free(*port) {
-                    return Err(ports::describe_busy(*port, &owner));
-                }
-            }
-        }
+    /// Starts generation `generation` in the service's runtime; the machine then hears
+    /// `Spawned`, or `SpawnFailed`, and later `Exited`.
+    async fn spawn_instance(&mut self, generation: Generation) {
+        let spec = self.spec.clone();
         let marker = self
             .project
             .instance_marker(self.name(), &generation.to_string());
-        let mut env = self.service_env(&marker);
-        env.push(("FLEET_GENERATION".into(), generation.to_string()));
+        let env = instance::environment(
+            &spec,
+            &self.project.name,
+            &self.project.base_env,
+            &marker,
+            Some(generation),
+        );
+        let launched = match &spec.kind {
+            ServiceKind::Process(process) => self.start_process(generation, process, marker, env),
+            ServiceKind::Container(container) => {
+                self.start_container(generation, container, env).await
+            }
+        };
+        let (Started { instance, exit }, probe) = match launched {
+            Ok(launched) => launched,
+            Err(SpawnFailure { reason, retry }) => {
+                let _ = self.inbox.send(Input::SpawnFailed {
+                    generation,
+                    reason,
+                    retry,
+                });
+                return;
+            }
+        };
+        let inbox = self.inbox.clone();
+        tokio::spawn(async move {
+            let status = exit.wait().await;
+            let _ = inbox.send(Input::Exited { generation, status });
+        });
+        let spawned = Input::Spawned {
+            generation,
+            pid: instance.pid(),
+            container: instance.container_id().map(str::to_string),
+        };
+        self.instances
+            .insert(generation, LiveInstance { instance, probe });
+        self.started_at_ms.insert(generation, now_ms());
+        let _ = self.inbox.send(spawned);
+    }
+
+    /// The first of `ports` that something else holds, described. A port is checked
+    /// only when no other instance of this service runs: during a start-first overlap
+    /// the old instance legitimately holds it.
+    fn first_busy_port(&self, ports: impl IntoIterator<Item = u16>) -> Option<String> {
+        if !self.instances.is_empty() {
+            return None;
+        }
+        ports::busy(ports, self.spec.socket.as_ref().map(|socket| socket.port)).next()
+    }
+
+    /// Starts a process instance with `env` (which carries `marker`), and its probe.
+    fn start_process(
+        &self,
+        generation: Generation,
+        process_spec: &ProcessSpec,
+        marker: String,
+        mut env: Vec<(String, String)>,
+    ) -> Result<(Started, Option<JoinHandle<()>>), SpawnFailure> {
+        if let Some(busy) = self.first_busy_port(self.spec.ports.iter().copied()) {
+            return Err(SpawnFailure::retry(busy));
+        }
         // The shared socket is fd 3, the one fd socket-activated servers (gunicorn's
         // `fd://3`, uvicorn's `--fd 3`, `sd_listen_fds`) serve.
         let listen_fds: Vec<_> = self
@@ -462,7 +461,7 @@ impl ServiceRunner {
             .iter()
             .map(|listener| (listener.as_raw_fd(), self.spec.name.clone()))
             .collect();
-        let probe_setup = match &self.spec.health {
+        let mut probe_setup = match &self.spec.health {
             Some(health_spec) => {
                 let setup = self
                     .prepare_probe(
@@ -471,7 +470,9 @@ impl ServiceRunner {
                         process_spec.cwd.clone(),
                         env.clone(),
                     )
-                    .map_err(|err| format!("cannot prepare health check: {err}"))?;
+                    .map_err(|err| {
+                        SpawnFailure::retry(format!("cannot prepare health check: {err}"))
+                    })?;
                 env.extend(setup.env());
                 Some(setup)
             }
@@ -483,70 +484,28 @@ impl ServiceRunner {
             env,
             listen_fds,
         };
-        let spawned = self
-            .project
-            .processes
-            .spawn(&request)
-            .map_err(|err| err.to_string())?;
-        let pid = spawned.pid;
+        let started = Instance::spawn_process(
+            &self.project.processes,
+            &request,
+            generation,
+            marker,
+            &self.log,
+            &self.project.journal,
+        )
+        .map_err(|err| SpawnFailure::retry(err.to_string()))?;
         // A probe of the shared socket's port counts only connections this instance
         // accepted: during a start-first overlap the old instance accepts there too.
-        let mut probe_setup = probe_setup;
-        if let (Some(setup), Some(socket)) = (probe_setup.as_mut(), &self.spec.socket) {
+        if let (Some(setup), Some(socket), Some(pid)) = (
+            probe_setup.as_mut(),
+            &self.spec.socket,
+            started.instance.pid(),
+        ) {
             if setup.probes_port(socket.port) {
                 setup.accepted_by(pid);
             }
         }
-        self.project.journal.add(pid);
-        self.log.write_fleet_line(&format!(
-            "--- generation {generation} started (pid {pid}) ---"
-        ));
-        let stdout = tokio::spawn(self.log.clone().pump(spawned.stdout, Stream::Stdout));
-        let stderr = tokio::spawn(self.log.clone().pump(spawned.stderr, Stream::Stderr));
-        let inbox = self.inbox.clone();
-        let exit = spawned.exit;
-        tokio::spawn(async move {
-            // The sender is dropped only if the reaper task ended, i.e. the runtime is
-            // shutting down; report a kill so the machine still sees an exit.
-            let status = exit.await.unwrap_or(ExitStatus::Signal(9));
-            let drained = async {
-                let _ = stdout.await;
-                let _ = stderr.await;
-            };
-            let _ = tokio::time::timeout(DRAIN_GRACE, drained).await;
-            let _ = inbox.send(Input::Exited { generation, status });
-        });
-        Ok((pid, probe_setup))
-    }
-
-    /// fleet's environment, then the service's, then what fleet sets for it.
-    fn service_env(&self, marker: &str) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = self
-            .project
-            .base_env
-            .iter()
-            .filter(|(key, _)| {
-                !self.spec.env.contains_key(key)
-                    && !key.starts_with("LISTEN_")
-                    && key != "NOTIFY_SOCKET"
-            })
-            .cloned()
-            .collect();
-        env.extend(self.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if !self.spec.env.contains_key("PORT") {
-            if let Some(port) = self.spec.ports.first().or(self
-                .spec
-                .socket
-                .as_ref()
-                .map(|s| &s.port))
-            {
-                env.push(("PORT".into(), port.to_string()));
-            }
-        }
-        env.push((MARKER_VAR.into(), marker.to_string()));
-        env.push(("FLEET_SERVICE".into(), self.spec.name.clone()));
-        env.push(("FLEET_PROJECT".into(), self.project.name.clone()));
-        env
+        let probe = probe_setup.map(|setup| self.start_probe(setup, generation));
+        Ok((started, probe))
     }
 
     fn start_build(&mut self, build: BuildId) {
@@ -570,7 +529,13 @@ impl ServiceRunner {
         let request = SpawnRequest {
             argv: command.argv(),
             cwd: process_spec.cwd.clone(),
-            env: self.service_env(&marker),
+            env: instance::environment(
+                &self.spec,
+                &self.project.name,
+                &self.project.base_env,
+                &marker,
+                None,
+            ),
             listen_fds: Vec::new(),
         };
         self.log

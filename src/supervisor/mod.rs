@@ -157,22 +157,11 @@ pub fn preflight(manifest: &Manifest, selection: &[String]) -> Result<Preflight,
         if !selection.is_empty() && !selected.contains(&service.name) {
             continue;
         }
-        for port in &service.ports {
-            if service
-                .socket
-                .as_ref()
-                .is_some_and(|socket| socket.port == *port)
-            {
-                continue;
-            }
-            if let Err(owner) = ports::check_free(*port) {
-                busy.push(format!(
-                    "service `{}`: {}",
-                    service.name,
-                    ports::describe_busy(*port, &owner)
-                ));
-            }
-        }
+        let socket_port = service.socket.as_ref().map(|socket| socket.port);
+        busy.extend(
+            ports::busy(service.ports.iter().copied(), socket_port)
+                .map(|detail| format!("service `{}`: {detail}", service.name)),
+        );
         if let Some(socket) = &service.socket {
             match TcpListener::bind((socket.host.as_str(), socket.port)) {
                 Ok(listener) => {

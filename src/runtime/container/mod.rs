@@ -37,7 +37,7 @@ mod events;
 mod instance;
 mod objects;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub use events::exit_status;
 pub use objects::remove_run_containers_blocking;

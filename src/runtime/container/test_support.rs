@@ -2,7 +2,8 @@
 //! unreachable, and fail instead when `FLEET_REQUIRE_DOCKER=1`. They build one image
 //! from scratch holding a static build of `examples/helper.rs` (nothing is pulled),
 //! give every test its own project name, and remove what they create even when they
-//! fail. Test-only; shared by the tests of every file in `container/`.
+//! fail. Test-only; shared by the tests of every file in `container/` and by
+//! `runtime::instance`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
@@ -12,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, StartContainerOptions,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -21,26 +24,26 @@ use crate::event::ExitStatus;
 use crate::logs::{read_from, LogLine, ServiceLog};
 use crate::manifest::ImageBuild;
 
-pub(super) type TestResult = Result<(), Box<dyn Error>>;
+pub(crate) type TestResult = Result<(), Box<dyn Error>>;
 
 /// The one image every engine test runs; rebuilt from the builder cache each run.
-pub(super) const IMAGE_TAG: &str = "fleet-test/helper:container-rs";
+pub(crate) const IMAGE_TAG: &str = "fleet-test/helper:container-rs";
 
 /// The same with a `HEALTHCHECK`, for `health_status`.
-pub(super) const HEALTH_IMAGE_TAG: &str = "fleet-test/helper-health:container-rs";
+pub(crate) const HEALTH_IMAGE_TAG: &str = "fleet-test/helper-health:container-rs";
 
 /// Every wait on the engine ends by then; a loaded 2-core CI box starts a container
 /// in well under a second, so this only catches hangs.
-pub(super) const DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The port the helper listens on inside its container (on its loopback).
 const HELPER_PORT: u16 = 9000;
 
 /// The container port published to the host, served by the test's forwarder.
-pub(super) const PUBLISHED_PORT: u16 = 8080;
+pub(crate) const PUBLISHED_PORT: u16 = 8080;
 
 /// The engine, or `None` (with a note) when it is unreachable and not required.
-pub(super) async fn docker_or_skip(test: &str) -> Result<Option<Docker>, ContainerError> {
+pub(crate) async fn docker_or_skip(test: &str) -> Result<Option<Docker>, ContainerError> {
     match Docker::connect().await {
         Ok(docker) => Ok(Some(docker)),
         Err(err) if super::docker_required() => Err(err),
@@ -51,7 +54,7 @@ pub(super) async fn docker_or_skip(test: &str) -> Result<Option<Docker>, Contain
     }
 }
 
-pub(super) fn unique_project(purpose: &str) -> String {
+pub(crate) fn unique_project(purpose: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -59,20 +62,20 @@ pub(super) fn unique_project(purpose: &str) -> String {
     format!("ct-{purpose}-{:x}{:x}", std::process::id(), nanos)
 }
 
-pub(super) fn test_labels() -> HashMap<String, String> {
+pub(crate) fn test_labels() -> HashMap<String, String> {
     HashMap::from([("fleet.test".to_string(), "container-rs".to_string())])
 }
 
 /// Removes the project's containers, network and volumes, and the given unlabelled
 /// containers, when the test ends, however it ends. Runs on its own thread and
 /// runtime, since `Drop` cannot await.
-pub(super) struct Cleanup {
+pub(crate) struct Cleanup {
     project: String,
-    pub(super) unlabelled: Vec<String>,
+    pub(crate) unlabelled: Vec<String>,
 }
 
 impl Cleanup {
-    pub(super) fn new(project: &str) -> Cleanup {
+    pub(crate) fn new(project: &str) -> Cleanup {
         Cleanup {
             project: project.to_string(),
             unlabelled: Vec::new(),
@@ -107,18 +110,18 @@ impl Drop for Cleanup {
     }
 }
 
-pub(super) struct TestImage {
-    pub(super) build_time: Duration,
-    pub(super) progress: Vec<String>,
+pub(crate) struct TestImage {
+    pub(crate) build_time: Duration,
+    pub(crate) progress: Vec<String>,
     /// The build context (helper, forwarder, Dockerfile), kept for other builds.
-    pub(super) context: PathBuf,
+    pub(crate) context: PathBuf,
 }
 
 static TEST_IMAGE: tokio::sync::OnceCell<Result<TestImage, String>> =
     tokio::sync::OnceCell::const_new();
 
 /// Builds [`IMAGE_TAG`] once per test binary; every engine test awaits it.
-pub(super) async fn test_image(docker: &Docker) -> Result<&'static TestImage, Box<dyn Error>> {
+pub(crate) async fn test_image(docker: &Docker) -> Result<&'static TestImage, Box<dyn Error>> {
     let image = TEST_IMAGE
         .get_or_init(|| async {
             build_test_image(docker)
@@ -285,7 +288,7 @@ fn main() {
 
 /// Starts the forwarder in `target`'s network namespace, labelled with the project
 /// so the test's cleanup removes it.
-pub(super) async fn start_forwarder(
+pub(crate) async fn start_forwarder(
     docker: &Docker,
     project: &str,
     target: &str,
@@ -315,7 +318,7 @@ pub(super) async fn start_forwarder(
     Ok(created.id)
 }
 
-pub(super) fn request(
+pub(crate) fn request(
     project: &str,
     service: &str,
     generation: u64,
@@ -338,14 +341,23 @@ pub(super) fn request(
     }
 }
 
-pub(super) fn free_port() -> io::Result<u16> {
+/// Whether the engine still knows container `id`, running or not.
+pub(crate) async fn container_exists(docker: &Docker, id: &str) -> bool {
+    docker
+        .client
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .is_ok()
+}
+
+pub(crate) fn free_port() -> io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
 /// One HTTP/1.0 GET; `None` for anything short of a whole response.
-pub(super) async fn http_get(port: u16, path: &str) -> Option<String> {
+pub(crate) async fn http_get(port: u16, path: &str) -> Option<String> {
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -362,17 +374,17 @@ pub(super) async fn http_get(port: u16, path: &str) -> Option<String> {
         .flatten()
 }
 
-pub(super) fn log_lines(log: &ServiceLog) -> io::Result<Vec<LogLine>> {
+pub(crate) fn log_lines(log: &ServiceLog) -> io::Result<Vec<LogLine>> {
     Ok(read_from(log.path(), 0)?.0)
 }
 
-pub(super) async fn exit_within(
+pub(crate) async fn exit_within(
     exit: oneshot::Receiver<ExitStatus>,
 ) -> Result<ExitStatus, Box<dyn Error>> {
     Ok(tokio::time::timeout(DEADLINE, exit).await??)
 }
 
-pub(super) fn median(mut samples: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }

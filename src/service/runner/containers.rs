@@ -1,81 +1,52 @@
-//! The runner's container half: the same effects as for processes, carried out
-//! through the Docker engine. Generations, backoff, probes and logs work exactly as
-//! for processes; only the calls differ.
+//! The runner's container half: what starting a container instance needs (the engine,
+//! a present image, free host ports, a probe from the host or the image's own
+//! HEALTHCHECK) and image builds. Once started, a container is a
+//! [`crate::runtime::Instance`] like a process: the runner signals, kills and cleans
+//! it up without knowing which it is. Generations, backoff, probes and logs work
+//! exactly as for processes.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use crate::event::{ExitStatus, Generation};
+use tokio::task::JoinHandle;
+
+use crate::event::Generation;
 
 use crate::health::{self, Verdict};
 use crate::logs::{LineWriter, Stream};
-use crate::manifest::{Probe, ServiceKind};
-use crate::runtime::container::ContainerRequest;
-use crate::runtime::ports;
+use crate::manifest::{ContainerSpec, Probe, ServiceKind};
+use crate::runtime::container::{ContainerError, ContainerRequest, Docker};
+use crate::runtime::instance::{Instance, Started};
 use crate::service::state::{BuildId, Input};
 
-use super::{LiveBuild, LiveInstance, LiveKind, ServiceRunner};
-
-/// How long a stopped container's log stream may take to deliver its last lines
-/// before the container is removed (removal ends the stream).
-const LOG_DRAIN: Duration = Duration::from_secs(2);
+use super::{LiveBuild, ServiceRunner, SpawnFailure};
 
 impl ServiceRunner {
-    pub(super) async fn spawn_container(&mut self, generation: Generation) {
-        match self.try_spawn_container(generation).await {
-            Ok(()) => {}
-            Err((reason, retry)) => {
-                let _ = self.inbox.send(Input::SpawnFailed {
-                    generation,
-                    reason,
-                    retry,
-                });
-            }
-        }
-    }
-
-    /// Returns the failure and whether trying again could help.
-    async fn try_spawn_container(&mut self, generation: Generation) -> Result<(), (String, bool)> {
-        let ServiceKind::Container(container) = &self.spec.kind else {
-            return Err(("not a container service".into(), false));
-        };
-        let container = container.clone();
-        let engine = self.project.engine().await.map_err(|err| (err, false))?;
+    /// Starts a container instance with `env`, and its probe.
+    pub(super) async fn start_container(
+        &self,
+        generation: Generation,
+        container: &ContainerSpec,
+        env: Vec<(String, String)>,
+    ) -> Result<(Started, Option<JoinHandle<()>>), SpawnFailure> {
+        let engine = self.project.engine().await.map_err(SpawnFailure::fatal)?;
         let docker = engine.docker.clone();
         let network = engine.network.clone();
         if container.build.is_none() {
             match docker.image_present(&container.image).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    let err = crate::runtime::container::ContainerError::ImageMissing {
+                    let err = ContainerError::ImageMissing {
                         image: container.image.clone(),
                     };
-                    return Err((err.to_string(), false));
+                    return Err(SpawnFailure::fatal(err.to_string()));
                 }
-                Err(err) => return Err((err.to_string(), true)),
+                Err(err) => return Err(SpawnFailure::retry(err.to_string())),
             }
         }
-        if self.instances.is_empty() {
-            for mapping in &container.ports {
-                if let Err(owner) = ports::check_free(mapping.host) {
-                    return Err((ports::describe_busy(mapping.host, &owner), true));
-                }
-            }
+        if let Some(busy) = self.first_busy_port(container.ports.iter().map(|mapping| mapping.host))
+        {
+            return Err(SpawnFailure::retry(busy));
         }
-        let mut env: Vec<(String, String)> = self
-            .spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if !self.spec.env.contains_key("PORT") {
-            if let Some(mapping) = container.ports.first() {
-                env.push(("PORT".into(), mapping.container.to_string()));
-            }
-        }
-        env.push(("FLEET_SERVICE".into(), self.spec.name.clone()));
-        env.push(("FLEET_PROJECT".into(), self.project.name.clone()));
-        env.push(("FLEET_GENERATION".into(), generation.to_string()));
         let request = ContainerRequest {
             project: self.project.name.clone(),
             service: self.spec.name.clone(),
@@ -90,43 +61,18 @@ impl ServiceRunner {
             stop_signal: self.spec.stop_signal.name.to_string(),
             stop_timeout: self.spec.stop_timeout,
         };
-        self.log.write_fleet_line(&format!(
-            "--- generation {generation} starting (image {}) ---",
-            container.image
-        ));
-        let started = docker
-            .start(&request, self.log.clone())
+        let started = Instance::start_container(&docker, &request, self.log.clone())
             .await
-            .map_err(|err| (err.to_string(), true))?;
-        let id = started.id.clone();
-        let inbox = self.inbox.clone();
-        let exit = started.exit;
-        tokio::spawn(async move {
-            // A dropped sender means the engine handle is gone (shutdown): report a kill.
-            let status = exit.await.unwrap_or(ExitStatus::Signal(9));
-            let _ = inbox.send(Input::Exited { generation, status });
-        });
+            .map_err(|err| SpawnFailure::retry(err.to_string()))?;
+        let id = started
+            .instance
+            .container_id()
+            .expect("Instance::start_container returns a container instance")
+            .to_string();
         let probe = self
             .container_probe(generation, &id, &docker, &request)
             .await;
-        self.instances.insert(
-            generation,
-            LiveInstance {
-                kind: LiveKind::Container {
-                    id: id.clone(),
-                    logs: started.logs,
-                },
-                probe,
-            },
-        );
-        self.started_at_ms
-            .insert(generation, crate::event::now_ms());
-        let _ = self.inbox.send(Input::Spawned {
-            generation,
-            pid: None,
-            container: Some(id),
-        });
-        Ok(())
+        Ok((started, probe))
     }
 
     /// fleet's own probes run against the published ports from the host; `docker = true`
@@ -135,9 +81,9 @@ impl ServiceRunner {
         &self,
         generation: Generation,
         id: &str,
-        docker: &crate::runtime::container::Docker,
+        docker: &Docker,
         request: &ContainerRequest,
-    ) -> Option<tokio::task::JoinHandle<()>> {
+    ) -> Option<JoinHandle<()>> {
         let spec = self.spec.health.as_ref()?;
         let inbox = self.inbox.clone();
         if spec.probe == Probe::Docker {
@@ -191,37 +137,6 @@ impl ServiceRunner {
             }
         };
         Some(self.start_probe(setup, generation))
-    }
-
-    /// The engine, if it was reached (a container instance exists only then).
-    fn docker(&self) -> Option<crate::runtime::container::Docker> {
-        match self.project.engine.get() {
-            Some(Ok(engine)) => Some(engine.docker.clone()),
-            _ => None,
-        }
-    }
-
-    pub(super) fn signal_container(&self, id: &str, signal: i32) {
-        let Some(docker) = self.docker() else { return };
-        let id = id.to_string();
-        let name = nix::sys::signal::Signal::try_from(signal)
-            .map(|s| s.as_str())
-            .unwrap_or("SIGTERM");
-        // The engine call may take a moment; the stop timer runs meanwhile.
-        tokio::spawn(async move { docker.signal(&id, name).await });
-    }
-
-    pub(super) fn kill_container(&self, id: &str) {
-        let Some(docker) = self.docker() else { return };
-        let id = id.to_string();
-        tokio::spawn(async move { docker.kill(&id).await });
-    }
-
-    pub(super) async fn remove_container(&mut self, id: String, logs: tokio::task::JoinHandle<()>) {
-        let _ = tokio::time::timeout(LOG_DRAIN, logs).await;
-        if let Some(Ok(engine)) = self.project.engine.get() {
-            engine.docker.remove(&id).await;
-        }
     }
 
     pub(super) fn start_image_build(&mut self, build: BuildId) {
