@@ -477,13 +477,7 @@ struct KillOnDrop {
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            let _ = process::signal_group(self.pid, nix::sys::signal::Signal::SIGKILL as i32);
-            for pid in process::escaped_with_marker(&self.marker) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            process::kill_group_and_escaped(self.pid, &self.marker);
         }
     }
 }

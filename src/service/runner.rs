@@ -303,28 +303,36 @@ impl ServiceRunner {
 
     /// Runs an instance's probe; its verdicts come back to this runner as inputs.
     fn start_probe(&self, setup: ProbeSetup, generation: Generation) -> JoinHandle<()> {
-        let inbox = self.inbox.clone();
         health::start(
             setup,
             self.spec.name.clone(),
             self.log.clone(),
-            move |verdict, reason| {
-                let input = match verdict {
-                    Verdict::Healthy => Input::Health {
-                        generation,
-                        healthy: true,
-                        reason,
-                    },
-                    Verdict::Unhealthy => Input::Health {
-                        generation,
-                        healthy: false,
-                        reason,
-                    },
-                    Verdict::Failing => Input::ProbeFailing { generation, reason },
-                };
-                let _ = inbox.send(input);
-            },
+            self.verdicts_to_inbox(generation),
         )
+    }
+
+    /// Where a probe of `generation` reports: each verdict becomes the machine's input.
+    fn verdicts_to_inbox(
+        &self,
+        generation: Generation,
+    ) -> impl Fn(Verdict, String) + Send + Sync + 'static {
+        let inbox = self.inbox.clone();
+        move |verdict, reason| {
+            let input = match verdict {
+                Verdict::Healthy => Input::Health {
+                    generation,
+                    healthy: true,
+                    reason,
+                },
+                Verdict::Unhealthy => Input::Health {
+                    generation,
+                    healthy: false,
+                    reason,
+                },
+                Verdict::Failing => Input::ProbeFailing { generation, reason },
+            };
+            let _ = inbox.send(input);
+        }
     }
 
     fn signal(&self, generation: Generation, signal: i32) {

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::event::Generation;
 
-use crate::health::{self, Verdict};
+use crate::health;
 use crate::logs::{LineWriter, Stream};
 use crate::manifest::{ContainerSpec, Probe, ServiceKind};
 use crate::runtime::container::{ContainerError, ContainerRequest, Docker};
@@ -85,28 +85,12 @@ impl ServiceRunner {
         request: &ContainerRequest,
     ) -> Option<JoinHandle<()>> {
         let spec = self.spec.health.as_ref()?;
-        let inbox = self.inbox.clone();
         if spec.probe == Probe::Docker {
             return Some(health::docker::start_docker(
                 docker.clone(),
                 id.to_string(),
                 spec.interval,
-                move |verdict, reason| {
-                    let input = match verdict {
-                        Verdict::Healthy => Input::Health {
-                            generation,
-                            healthy: true,
-                            reason,
-                        },
-                        Verdict::Unhealthy => Input::Health {
-                            generation,
-                            healthy: false,
-                            reason,
-                        },
-                        Verdict::Failing => Input::ProbeFailing { generation, reason },
-                    };
-                    let _ = inbox.send(input);
-                },
+                self.verdicts_to_inbox(generation),
             ));
         }
         // Probes run on the host, so an `exec` probe runs like a process service would.
