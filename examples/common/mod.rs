@@ -202,7 +202,7 @@ fn install_graceful_stop() {
         )
     };
     if let Ok(previous) = current {
-        if previous.handler() == SigHandler::SigIgn {
+        if matches!(previous.handler(), SigHandler::SigIgn) {
             // SAFETY: restores the ignore disposition we just replaced.
             let _ = unsafe { sigaction(Signal::SIGTERM, &previous) };
             return;
@@ -425,17 +425,13 @@ fn accept_loop<H>(listener: &TcpListener, log_prefix: &Arc<str>, handler: &Arc<H
 where
     H: Fn(&Request) -> Reply + Send + Sync + 'static,
 {
-    use std::os::fd::AsRawFd;
     while !DRAINING.load(Ordering::SeqCst) {
         // The raw accept, because std's retries EINTR and so would sleep through the
         // SIGTERM that asks us to stop accepting.
-        let accepted = nix::sys::socket::accept4(
-            listener.as_raw_fd(),
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(io::Error::from)
-        // SAFETY: accept4 just returned this fd; nothing else owns it.
-        .map(|fd| unsafe { TcpStream::from_raw_fd(fd) });
+        let accepted =
+            nix::sys::socket::accept4(listener, nix::sys::socket::SockFlag::SOCK_CLOEXEC)
+                .map(TcpStream::from)
+                .map_err(io::Error::from);
         match accepted {
             Ok(stream) => {
                 IN_FLIGHT.fetch_add(1, Ordering::SeqCst);

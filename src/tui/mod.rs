@@ -305,6 +305,17 @@ async fn join_sample(
     }
 }
 
+/// A backend's error as an `io::Error`. Since ratatui 0.30 each backend names its
+/// own error type: crossterm's is already an `io::Error` and is kept as it is (same
+/// kind, same text); the test backend's cannot happen.
+fn backend_error<E: std::error::Error + Send + Sync + 'static>(err: E) -> io::Error {
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(err);
+    match boxed.downcast::<io::Error>() {
+        Ok(io_error) => *io_error,
+        Err(other) => io::Error::other(other),
+    }
+}
+
 /// The loop behind [`run`], on any backend and any input stream, so tests drive it
 /// with a `TestBackend` and scripted keys. `set_copy_mode` is told when copy mode
 /// starts and ends.
@@ -317,6 +328,7 @@ pub async fn run_with<B, I>(
 ) -> io::Result<TuiExit>
 where
     B: Backend,
+    B::Error: Send + Sync + 'static,
     I: Stream<Item = io::Result<TerminalEvent>> + Unpin,
 {
     let TuiSource {
@@ -326,7 +338,7 @@ where
         send,
         read_tail,
     } = source;
-    let size = terminal.size()?;
+    let size = terminal.size().map_err(backend_error)?;
     let mut pending = state.handle(Action::Resize {
         width: size.width,
         height: size.height,
@@ -403,7 +415,9 @@ where
                 Some(due) => draw_at = Some(tokio::time::Instant::from_std(due)),
                 None => {
                     let now_ms = now_ms();
-                    terminal.draw(|frame| view::draw(frame, &state, now_ms))?;
+                    terminal
+                        .draw(|frame| view::draw(frame, &state, now_ms))
+                        .map_err(backend_error)?;
                     last_draw = Some(now);
                     needs_draw = false;
                 }

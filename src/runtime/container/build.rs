@@ -439,7 +439,7 @@ mod tests {
                     &tag,
                     Some(bollard::query_parameters::RemoveImageOptions {
                         force: true,
-                        noprune: false,
+                        ..Default::default()
                     }),
                     None,
                 )

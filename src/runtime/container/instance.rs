@@ -225,11 +225,11 @@ fn create_body(request: &ContainerRequest) -> ContainerCreateBody {
         (LABEL_GENERATION.to_string(), request.generation.to_string()),
         (LABEL_RUN.to_string(), request.run.clone()),
     ]);
-    let mut exposed_ports = HashMap::new();
+    let mut exposed_ports = Vec::new();
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for port in &request.ports {
         let key = format!("{}/tcp", port.container);
-        exposed_ports.insert(key.clone(), HashMap::new());
+        exposed_ports.push(key.clone());
         port_bindings
             .entry(key)
             .or_default()

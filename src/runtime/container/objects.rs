@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{NetworkCreateRequest, VolumeCreateOptions};
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
     RemoveVolumeOptions,
@@ -84,7 +84,7 @@ impl Docker {
                     return Err(api_error(&format!("cannot inspect volume {name}"), &err));
                 }
             }
-            let options = VolumeCreateOptions {
+            let options = VolumeCreateRequest {
                 name: Some(name.to_string()),
                 labels: Some(HashMap::from([(
                     LABEL_PROJECT.to_string(),
