@@ -131,10 +131,10 @@ fn main() -> ExitCode {
     let inherited = common::take_activated_listener()
         .unwrap_or_else(|error| common::fail(&format!("{name}: socket activation: {error}")));
 
-    if args.setsid {
-        if let Err(error) = nix::unistd::setsid() {
-            common::fail(&format!("{name}: setsid failed: {error}"));
-        }
+    if args.setsid
+        && let Err(error) = nix::unistd::setsid()
+    {
+        common::fail(&format!("{name}: setsid failed: {error}"));
     }
     if let Some(pidfile) = &args.daemonize {
         daemonize(&name, pidfile);

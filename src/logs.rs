@@ -608,10 +608,10 @@ impl LogFollower {
     /// Sets the watch if there is none or its folder was replaced.
     fn arm_watch(&mut self) {
         let identity = inode_of(&self.dir);
-        if let (Some(watch), Some(identity)) = (&self.watch, identity) {
-            if watch.identity == identity {
-                return;
-            }
+        if let (Some(watch), Some(identity)) = (&self.watch, identity)
+            && watch.identity == identity
+        {
+            return;
         }
         self.watch = None;
         let Some(identity) = identity else {
@@ -718,10 +718,10 @@ impl Followed {
         if size == self.offset {
             return Vec::new();
         }
-        if let Some(max_behind) = max_behind {
-            if size - self.offset > max_behind {
-                self.offset = size - max_behind / 4;
-            }
+        if let Some(max_behind) = max_behind
+            && size - self.offset > max_behind
+        {
+            self.offset = size - max_behind / 4;
         }
         match read_from(path, self.offset) {
             Ok((lines, next)) => {

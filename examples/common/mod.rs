@@ -105,7 +105,10 @@ pub fn take_activated_listener() -> io::Result<Option<TcpListener>> {
     let fd_count = env::var("LISTEN_FDS").ok();
     let for_pid = env::var("LISTEN_PID").ok();
     for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
-        env::remove_var(var);
+        // SAFETY: editing the environment races with any other thread reading it; every
+        // caller (a demo's `main` through `start_demo_service`, the helper's `main`) runs
+        // this first, before it spawns a thread, as the documentation above requires.
+        unsafe { env::remove_var(var) };
     }
     let passed = fd_count
         .and_then(|count| count.trim().parse::<u32>().ok())
@@ -156,10 +159,10 @@ pub fn take_activated_listener() -> io::Result<Option<TcpListener>> {
             &extra,
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         );
-        if extra.set_nonblocking(false).is_ok() {
-            if let Ok(mut extras) = EXTRA_LISTENERS.lock() {
-                extras.push(extra);
-            }
+        if extra.set_nonblocking(false).is_ok()
+            && let Ok(mut extras) = EXTRA_LISTENERS.lock()
+        {
+            extras.push(extra);
         }
     }
     Ok(Some(listener))
@@ -201,12 +204,12 @@ fn install_graceful_stop() {
             &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()),
         )
     };
-    if let Ok(previous) = current {
-        if matches!(previous.handler(), SigHandler::SigIgn) {
-            // SAFETY: restores the ignore disposition we just replaced.
-            let _ = unsafe { sigaction(Signal::SIGTERM, &previous) };
-            return;
-        }
+    if let Ok(previous) = current
+        && matches!(previous.handler(), SigHandler::SigIgn)
+    {
+        // SAFETY: restores the ignore disposition we just replaced.
+        let _ = unsafe { sigaction(Signal::SIGTERM, &previous) };
+        return;
     }
     // No SA_RESTART: a blocked accept returns EINTR when the signal arrives.
     let term = SigAction::new(
@@ -641,10 +644,10 @@ pub fn http_get(url: &str) -> Result<ClientResponse, String> {
     let mut chunk = [0u8; 8192];
     let mut expected_total = None;
     loop {
-        if let Some(total) = expected_total {
-            if received.len() >= total {
-                break;
-            }
+        if let Some(total) = expected_total
+            && received.len() >= total
+        {
+            break;
         }
         stream
             .set_read_timeout(Some(remaining_until(deadline)?))
@@ -660,7 +663,7 @@ pub fn http_get(url: &str) -> Result<ClientResponse, String> {
                 return Err(format!(
                     "{authority} did not answer within {}s",
                     CLIENT_TIMEOUT.as_secs()
-                ))
+                ));
             }
             Err(error) => return Err(io_error(error)),
         };
@@ -671,12 +674,11 @@ pub fn http_get(url: &str) -> Result<ClientResponse, String> {
         if received.len() > MAX_RESPONSE {
             return Err(format!("{authority} sent more than {MAX_RESPONSE} bytes"));
         }
-        if expected_total.is_none() {
-            if let Some(head_end) = find(&received, b"\r\n\r\n") {
-                if let Some(length) = content_length(&received[..head_end])? {
-                    expected_total = Some(head_end + 4 + length);
-                }
-            }
+        if expected_total.is_none()
+            && let Some(head_end) = find(&received, b"\r\n\r\n")
+            && let Some(length) = content_length(&received[..head_end])?
+        {
+            expected_total = Some(head_end + 4 + length);
         }
     }
     parse_response(&received, authority)
@@ -727,7 +729,7 @@ fn parse_response(received: &[u8], authority: &str) -> Result<ClientResponse, St
         _ => {
             return Err(format!(
                 "{authority} sent a bad status line {status_line:?}"
-            ))
+            ));
         }
     };
     let mut body = &received[head_end + 4..];

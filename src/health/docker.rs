@@ -63,15 +63,15 @@ where
 {
     let mut last: Option<Verdict> = None;
     loop {
-        if let Some(verdict) = verdict_of(status().await.as_deref()) {
-            if last != Some(verdict) {
-                last = Some(verdict);
-                let reason = match verdict {
-                    Verdict::Healthy => String::new(),
-                    _ => FAILING_REASON.to_string(),
-                };
-                report(verdict, reason);
-            }
+        if let Some(verdict) = verdict_of(status().await.as_deref())
+            && last != Some(verdict)
+        {
+            last = Some(verdict);
+            let reason = match verdict {
+                Verdict::Healthy => String::new(),
+                _ => FAILING_REASON.to_string(),
+            };
+            report(verdict, reason);
         }
         let pause = if last.is_none() {
             FIRST_ASK.min(interval)

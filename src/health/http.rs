@@ -137,10 +137,10 @@ fn status_failure(response: &Response<Incoming>) -> String {
         text.push(' ');
         text.push_str(&reason);
     }
-    if status.is_redirection() {
-        if let Some(location) = response.headers().get(LOCATION) {
-            text.push_str(&format!(" (to {})", quoted(location.as_bytes())));
-        }
+    if status.is_redirection()
+        && let Some(location) = response.headers().get(LOCATION)
+    {
+        text.push_str(&format!(" (to {})", quoted(location.as_bytes())));
     }
     text
 }

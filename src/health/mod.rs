@@ -188,12 +188,11 @@ impl ProbeSetup {
             host: probed_host,
             port: probed_port,
         } = &mut self.spec.probe
+            && *probed_port == port
         {
-            if *probed_port == port {
-                *probed_host = host;
-                *probed_port = target;
-                self.behind_proxy = false;
-            }
+            *probed_host = host;
+            *probed_port = target;
+            self.behind_proxy = false;
         }
     }
 
@@ -678,10 +677,10 @@ mod tests {
         let server = tokio::spawn(async move {
             let mut held = Vec::new();
             for close_at_once in [true, false] {
-                if let Ok((stream, _)) = listener.accept().await {
-                    if !close_at_once {
-                        held.push(stream);
-                    }
+                if let Ok((stream, _)) = listener.accept().await
+                    && !close_at_once
+                {
+                    held.push(stream);
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -107,10 +107,10 @@ impl ServiceSpec {
     /// then its handed socket's port unless it is among them.
     pub fn listening_ports(&self) -> Vec<u16> {
         let mut ports = self.ports.clone();
-        if let Some(socket) = &self.socket {
-            if !ports.contains(&socket.port) {
-                ports.push(socket.port);
-            }
+        if let Some(socket) = &self.socket
+            && !ports.contains(&socket.port)
+        {
+            ports.push(socket.port);
         }
         ports
     }

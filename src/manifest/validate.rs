@@ -64,6 +64,8 @@ const SERVICE_KEYS: &[&str] = &[
 const BACKOFF_KEYS: &[&str] = &["initial", "max"];
 const BUILD_KEYS: &[&str] = &["context", "dockerfile", "args"];
 const DEPENDENCY_KEYS: &[&str] = &["condition", "restart"];
+const PORT_MAPPING_HELP: &str = "expected \"HOST:CONTAINER\" or \"IP:HOST:CONTAINER\", \
+    like \"8080:80\" or \"127.0.0.1:8080:80\"";
 
 /// Crashes tolerated within `restart_window` before a service is `failed`: enough to
 /// ride out a dependency that is slow to come up, few enough to stop a crash loop.
@@ -194,19 +196,19 @@ impl Checker<'_> {
             return project;
         };
         table.check_keys(PROJECT_KEYS, " in `[project]`", &mut self.diagnostics);
-        if let Some(value) = table.get("name") {
-            if let Some(name) = value.string(&mut self.diagnostics) {
-                if name.trim().is_empty() {
-                    self.error("the project name is empty", value.span.clone());
-                } else {
-                    project.name = name.to_string();
-                }
+        if let Some(value) = table.get("name")
+            && let Some(name) = value.string(&mut self.diagnostics)
+        {
+            if name.trim().is_empty() {
+                self.error("the project name is empty", value.span.clone());
+            } else {
+                project.name = name.to_string();
             }
         }
-        if let Some(value) = table.get("log_max_size") {
-            if let Some(size) = self.size(value) {
-                project.log_max_size = size;
-            }
+        if let Some(value) = table.get("log_max_size")
+            && let Some(size) = self.size(value)
+        {
+            project.log_max_size = size;
         }
         if let Some(value) = table.get("log_keep") {
             match self.count(value) {
@@ -405,16 +407,16 @@ impl Checker<'_> {
         let build = table
             .get("build")
             .and_then(|value| self.command_line(value, "`build`"));
-        if let Some(value) = table.get("ports") {
-            if let Some(items) = value.array("an array of port numbers", &mut self.diagnostics) {
-                for item in items {
-                    if matches!(item.kind, Kind::String(_)) {
-                        self.push(item.expected("a port number").with_help(
-                            "a process listens on the host directly: write `ports = [7001]`",
-                        ));
-                    } else if let Some(port) = self.port_number(item) {
-                        ports.push((port, item.span.clone(), PortSource::Ports));
-                    }
+        if let Some(value) = table.get("ports")
+            && let Some(items) = value.array("an array of port numbers", &mut self.diagnostics)
+        {
+            for item in items {
+                if matches!(item.kind, Kind::String(_)) {
+                    self.push(item.expected("a port number").with_help(
+                        "a process listens on the host directly: write `ports = [7001]`",
+                    ));
+                } else if let Some(port) = self.port_number(item) {
+                    ports.push((port, item.span.clone(), PortSource::Ports));
                 }
             }
         }
@@ -471,31 +473,29 @@ impl Checker<'_> {
             .map(|command| command.argv());
 
         let mut mappings = Vec::new();
-        if let Some(value) = table.get("ports") {
-            if let Some(items) = value.array("an array of ports", &mut self.diagnostics) {
-                for item in items {
-                    let mapping = match &item.kind {
-                        Kind::String(text) => {
-                            let mapping = parse_port_mapping(text);
-                            if mapping.is_none() {
-                                self.error(format!("invalid port mapping `{text}`"), item.span.clone()).help = Some(
-                                    "expected \"HOST:CONTAINER\" or \"IP:HOST:CONTAINER\", like \"8080:80\" or \
-                                     \"127.0.0.1:8080:80\""
-                                        .to_string(),
-                                );
-                            }
-                            mapping
+        if let Some(value) = table.get("ports")
+            && let Some(items) = value.array("an array of ports", &mut self.diagnostics)
+        {
+            for item in items {
+                let mapping = match &item.kind {
+                    Kind::String(text) => {
+                        let mapping = parse_port_mapping(text);
+                        if mapping.is_none() {
+                            let message = format!("invalid port mapping `{text}`");
+                            self.error(message, item.span.clone()).help =
+                                Some(PORT_MAPPING_HELP.to_string());
                         }
-                        _ => self.port_number(item).map(|port| PortMapping {
-                            host_ip: DEFAULT_HOST_IP.to_string(),
-                            host: port,
-                            container: port,
-                        }),
-                    };
-                    if let Some(mapping) = mapping {
-                        ports.push((mapping.host, item.span.clone(), PortSource::Ports));
-                        mappings.push(mapping);
+                        mapping
                     }
+                    _ => self.port_number(item).map(|port| PortMapping {
+                        host_ip: DEFAULT_HOST_IP.to_string(),
+                        host: port,
+                        container: port,
+                    }),
+                };
+                if let Some(mapping) = mapping {
+                    ports.push((mapping.host, item.span.clone(), PortSource::Ports));
+                    mappings.push(mapping);
                 }
             }
         }
@@ -564,10 +564,10 @@ impl Checker<'_> {
 
     fn env(&mut self, table: &Table) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
-        if let Some(value) = table.get("env_file") {
-            if let Some(file) = value.string(&mut self.diagnostics) {
-                self.read_env_file(file, value.span.clone(), &mut env);
-            }
+        if let Some(value) = table.get("env_file")
+            && let Some(file) = value.string(&mut self.diagnostics)
+        {
+            self.read_env_file(file, value.span.clone(), &mut env);
         }
         if let Some(vars) = table
             .get("env")
@@ -643,12 +643,11 @@ impl Checker<'_> {
                             let context =
                                 format!(" in dependency `{}` of service `{service}`", entry.key);
                             options.check_keys(DEPENDENCY_KEYS, &context, &mut self.diagnostics);
-                            if let Some(condition) = options.get("condition") {
-                                if let Some(index) =
+                            if let Some(condition) = options.get("condition")
+                                && let Some(index) =
                                     self.choice(condition, "dependency condition", &conditions)
-                                {
-                                    dependency.condition = condition_of(index);
-                                }
+                            {
+                                dependency.condition = condition_of(index);
                             }
                             if let Some(restart) = options.get("restart") {
                                 dependency.restart =

@@ -149,12 +149,11 @@ impl ProcessRuntime {
         if reaper.spawning > 0 {
             let pids: Vec<i32> = reaper.waiters.keys().copied().collect();
             for pid in pids {
-                if let Ok(status) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-                    if let Some((pid, exit)) = to_exit(status) {
-                        if let Some(waiter) = reaper.waiters.remove(&pid.as_raw()) {
-                            let _ = waiter.send(exit);
-                        }
-                    }
+                if let Ok(status) = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
+                    && let Some((pid, exit)) = to_exit(status)
+                    && let Some(waiter) = reaper.waiters.remove(&pid.as_raw())
+                {
+                    let _ = waiter.send(exit);
                 }
             }
             return;
@@ -163,11 +162,11 @@ impl ProcessRuntime {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(status) => {
-                    if let Some((pid, exit)) = to_exit(status) {
-                        if let Some(waiter) = reaper.waiters.remove(&pid.as_raw()) {
-                            // The owner may have stopped caring; nothing to do then.
-                            let _ = waiter.send(exit);
-                        }
+                    if let Some((pid, exit)) = to_exit(status)
+                        && let Some(waiter) = reaper.waiters.remove(&pid.as_raw())
+                    {
+                        // The owner may have stopped caring; nothing to do then.
+                        let _ = waiter.send(exit);
                     }
                 }
                 Err(Errno::EINTR) => continue,

@@ -149,11 +149,12 @@ pub fn sweep(journals: &[PathBuf], marker: &str) -> Swept {
         groups.extend(read_journal(journal));
     }
     for (pgid, recorded_start) in groups {
-        if let Some(current) = start_time(pgid) {
-            if recorded_start != 0 && current != recorded_start {
-                // The pid now names someone else's process; leave it alone.
-                continue;
-            }
+        if let Some(current) = start_time(pgid)
+            && recorded_start != 0
+            && current != recorded_start
+        {
+            // The pid now names someone else's process; leave it alone.
+            continue;
         }
         if killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok() {
             swept.groups += 1;
@@ -242,10 +243,10 @@ pub fn run_keeper(
         }
     }
     sweep(&[journal.to_path_buf()], marker);
-    if let Some((project, run)) = containers {
-        if let Err(err) = super::container::remove_run_containers_blocking(project, run) {
-            crate::note!("fleet keeper: cannot remove the containers of run {run}: {err}");
-        }
+    if let Some((project, run)) = containers
+        && let Err(err) = super::container::remove_run_containers_blocking(project, run)
+    {
+        crate::note!("fleet keeper: cannot remove the containers of run {run}: {err}");
     }
     Ok(())
 }

@@ -507,10 +507,9 @@ impl ServiceRunner {
             probe_setup.as_mut(),
             &self.spec.socket,
             started.instance.pid(),
-        ) {
-            if setup.probes_port(socket.port) {
-                setup.accepted_by(pid);
-            }
+        ) && setup.probes_port(socket.port)
+        {
+            setup.accepted_by(pid);
         }
         let probe = probe_setup.map(|setup| self.start_probe(setup, generation));
         Ok((started, probe))

@@ -755,11 +755,11 @@ impl ServiceMachine {
             generation,
             event: EventKind::Unhealthy { reason },
         });
-        if self.policy.restart_on_unhealthy {
-            if let Some(active) = self.active.take() {
-                let failures = self.policy.probe_retries.max(1);
-                self.retire(active, StopReason::Unhealthy { failures }, effects);
-            }
+        if self.policy.restart_on_unhealthy
+            && let Some(active) = self.active.take()
+        {
+            let failures = self.policy.probe_retries.max(1);
+            self.retire(active, StopReason::Unhealthy { failures }, effects);
         }
     }
 

@@ -270,10 +270,10 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
     if let Some(printer) = printer {
         printer.finish();
     }
-    if let Some(task) = ui_task {
-        if let Ok(Some(printer)) = task.await {
-            printer.finish();
-        }
+    if let Some(task) = ui_task
+        && let Ok(Some(printer)) = task.await
+    {
+        printer.finish();
     }
     Ok(if killed {
         Ended::Killed

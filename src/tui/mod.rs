@@ -360,10 +360,10 @@ where
                     | Request::LoadTail { service, .. } => service.clone(),
                     _ => continue,
                 };
-                if let Some(answer) = scrollback::answer(&*read_tail, &request) {
-                    if loaded_sender.send((service, answer)).is_err() {
-                        break;
-                    }
+                if let Some(answer) = scrollback::answer(&*read_tail, &request)
+                    && loaded_sender.send((service, answer)).is_err()
+                {
+                    break;
                 }
             }
         })?;
@@ -498,13 +498,14 @@ where
             },
             _ = resource_tick.tick() => {
                 let targets = sample_targets(state.snapshot());
-                if !targets.is_empty() && sample_task.is_none() {
-                    if let Some(mut taken) = sampler.take() {
-                        sample_task = Some(tokio::task::spawn_blocking(move || {
-                            let usage = taken.sample(&targets);
-                            (taken, usage)
-                        }));
-                    }
+                if !targets.is_empty()
+                    && sample_task.is_none()
+                    && let Some(mut taken) = sampler.take()
+                {
+                    sample_task = Some(tokio::task::spawn_blocking(move || {
+                        let usage = taken.sample(&targets);
+                        (taken, usage)
+                    }));
                 }
             },
             _ = clock_tick.tick() => {

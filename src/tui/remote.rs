@@ -41,11 +41,11 @@ pub async fn attach(
                 if let Ok(snapshot) = serde_json::from_value::<Snapshot>(snapshot.clone()) {
                     let _ = snapshot_sender.send(Arc::new(snapshot));
                 }
-            } else if let Some(event) = value.get("event") {
-                if let Ok(event) = serde_json::from_value::<Event>(event.clone()) {
-                    // A full queue means the TUI is busy; the snapshot carries the state.
-                    let _ = event_sender.try_send(event);
-                }
+            } else if let Some(event) = value.get("event")
+                && let Ok(event) = serde_json::from_value::<Event>(event.clone())
+            {
+                // A full queue means the TUI is busy; the snapshot carries the state.
+                let _ = event_sender.try_send(event);
             }
         }
     });

@@ -327,10 +327,10 @@ impl TuiState {
     pub fn apply_snapshot(&mut self, snapshot: Arc<Snapshot>, _now_ms: u64) {
         let selected_name = self.selected_service().map(str::to_owned);
         self.snapshot = snapshot;
-        if let Some(name) = selected_name {
-            if let Some(index) = self.snapshot.services.iter().position(|s| s.name == name) {
-                self.selected = index;
-            }
+        if let Some(name) = selected_name
+            && let Some(index) = self.snapshot.services.iter().position(|s| s.name == name)
+        {
+            self.selected = index;
         }
         self.selected = self
             .selected

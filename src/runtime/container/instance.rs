@@ -369,10 +369,10 @@ mod tests {
             start_calls.push(started_at.elapsed());
             let forwarder = start_forwarder(&docker, &project, &started.id).await?;
             let answer = loop {
-                if let Some(answer) = http_get(host_port, "/health").await {
-                    if answer.starts_with("HTTP/1.1 200") {
-                        break answer;
-                    }
+                if let Some(answer) = http_get(host_port, "/health").await
+                    && answer.starts_with("HTTP/1.1 200")
+                {
+                    break answer;
                 }
                 if started_at.elapsed() > DEADLINE {
                     return Err(

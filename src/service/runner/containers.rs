@@ -106,10 +106,10 @@ impl ServiceRunner {
                 // proxy accepts there even when nothing listens in the container.
                 if let Probe::Tcp { port, .. } = &spec.probe {
                     let published = request.ports.iter().find(|mapping| mapping.host == *port);
-                    if let Some(mapping) = published {
-                        if let Some(address) = docker.address_on(id, &request.network).await {
-                            setup.retarget_tcp(*port, address.to_string(), mapping.container);
-                        }
+                    if let Some(mapping) = published
+                        && let Some(address) = docker.address_on(id, &request.network).await
+                    {
+                        setup.retarget_tcp(*port, address.to_string(), mapping.container);
                     }
                 }
                 setup

@@ -174,11 +174,11 @@ fn feed(machine: &mut ServiceMachine, world: &mut World, input: Input, now: Inst
             Effect::CancelBuild { .. } | Effect::Emit { .. } => {}
         }
     }
-    if let Input::Spawned { generation, .. } = input {
-        if world.pending_spawns.contains(&generation) {
-            world.pending_spawns.retain(|g| *g != generation);
-            world.live.insert(generation);
-        }
+    if let Input::Spawned { generation, .. } = input
+        && world.pending_spawns.contains(&generation)
+    {
+        world.pending_spawns.retain(|g| *g != generation);
+        world.live.insert(generation);
     }
     if let Input::SpawnFailed { generation, .. } = input {
         // Nothing ran: the generation is over without a cleanup.

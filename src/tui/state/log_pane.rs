@@ -197,13 +197,14 @@ impl TuiState {
             return;
         };
         // The merged view never detaches: it has no file to read the tail from.
-        if view.follow_live() && !show_all {
-            if let Some(service) = key {
-                self.requests.push(Request::LoadTail {
-                    service,
-                    count: LOAD_CHUNK,
-                });
-            }
+        if view.follow_live()
+            && !show_all
+            && let Some(service) = key
+        {
+            self.requests.push(Request::LoadTail {
+                service,
+                count: LOAD_CHUNK,
+            });
         }
     }
 

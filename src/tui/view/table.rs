@@ -377,11 +377,11 @@ fn event_spans(
     } else {
         theme.dim()
     };
-    if service.status.state == ServiceState::Waiting {
-        if let Some(dependency) = &service.waiting_for {
-            let text = format!("waiting for {dependency}");
-            return vec![Span::styled(fit(&text, cells), theme.fg(Color::Blue))];
-        }
+    if service.status.state == ServiceState::Waiting
+        && let Some(dependency) = &service.waiting_for
+    {
+        let text = format!("waiting for {dependency}");
+        return vec![Span::styled(fit(&text, cells), theme.fg(Color::Blue))];
     }
     if let Some(note) = service.starting_note(now_ms) {
         return vec![Span::styled(fit(&note, cells), theme.fg(Color::Yellow))];
