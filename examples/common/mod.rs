@@ -12,6 +12,9 @@
 //! - JSON: a small [`Json`] value with a compact printer and a parser, enough for the gateway
 //!   to merge what the other services return.
 #![allow(dead_code)]
+// Included as `mod common` by each example binary, which has no API: its `pub` items
+// are shared between the demos, not exported.
+#![allow(unreachable_pub)]
 
 use std::env;
 use std::fmt::{self, Write as _};

@@ -102,17 +102,22 @@ fn convert_value(value: &DeValue<'_>, span: Span) -> Value {
 }
 
 impl Table {
-    pub fn entry(&self, key: &str) -> Option<&Entry> {
+    pub(crate) fn entry(&self, key: &str) -> Option<&Entry> {
         self.entries.iter().find(|entry| entry.key == key)
     }
 
-    pub fn get(&self, key: &str) -> Option<&Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
         self.entry(key).map(|entry| &entry.value)
     }
 
     /// Reports every key not in `known`: `unknown key `x`{context}`, with a "did you
     /// mean" when one is close, else the list of keys when it is short enough to read.
-    pub fn check_keys(&self, known: &[&str], context: &str, diagnostics: &mut Vec<Diagnostic>) {
+    pub(crate) fn check_keys(
+        &self,
+        known: &[&str],
+        context: &str,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
         /// Up to this many keys are listed in the help when nothing is close.
         const LISTED_KEYS: usize = 10;
         for entry in &self.entries {
@@ -147,7 +152,7 @@ pub(crate) fn one_of(options: &[&str]) -> String {
 }
 
 impl Value {
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self.kind {
             Kind::String(_) => "string",
             Kind::Integer(_) => "integer",
@@ -160,25 +165,25 @@ impl Value {
     }
 
     /// `expected {what}, found {type}` at this value.
-    pub fn expected(&self, what: &str) -> Diagnostic {
+    pub(crate) fn expected(&self, what: &str) -> Diagnostic {
         Diagnostic::new(
             format!("expected {what}, found {}", self.type_name()),
             self.span.clone(),
         )
     }
 
-    pub fn as_table(&self) -> Option<&Table> {
+    pub(crate) fn as_table(&self) -> Option<&Table> {
         match &self.kind {
             Kind::Table(table) => Some(table),
             _ => None,
         }
     }
 
-    pub fn is_table(&self) -> bool {
+    pub(crate) fn is_table(&self) -> bool {
         self.as_table().is_some()
     }
 
-    pub fn string(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<&str> {
+    pub(crate) fn string(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<&str> {
         match &self.kind {
             Kind::String(text) => Some(text),
             _ => {
@@ -188,7 +193,7 @@ impl Value {
         }
     }
 
-    pub fn integer(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<i64> {
+    pub(crate) fn integer(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<i64> {
         match &self.kind {
             Kind::Integer(Some(integer)) => Some(*integer),
             Kind::Integer(None) => {
@@ -202,7 +207,7 @@ impl Value {
         }
     }
 
-    pub fn boolean(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<bool> {
+    pub(crate) fn boolean(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<bool> {
         match &self.kind {
             Kind::Boolean(boolean) => Some(*boolean),
             _ => {
@@ -212,7 +217,7 @@ impl Value {
         }
     }
 
-    pub fn table(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<&Table> {
+    pub(crate) fn table(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<&Table> {
         match &self.kind {
             Kind::Table(table) => Some(table),
             _ => {
@@ -222,7 +227,7 @@ impl Value {
         }
     }
 
-    pub fn array(&self, what: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<&[Value]> {
+    pub(crate) fn array(&self, what: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<&[Value]> {
         match &self.kind {
             Kind::Array(items) => Some(items),
             _ => {
@@ -234,7 +239,7 @@ impl Value {
 
     /// An array of strings, each with its span; elements of another type are reported
     /// and skipped.
-    pub fn strings(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<Vec<(&str, Span)>> {
+    pub(crate) fn strings(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<Vec<(&str, Span)>> {
         let items = self.array("an array of strings", diagnostics)?;
         Some(
             items
@@ -246,7 +251,7 @@ impl Value {
 
     /// A string, integer or boolean, as text: what an environment variable or a build
     /// argument can be written as.
-    pub fn scalar_text(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<String> {
+    pub(crate) fn scalar_text(&self, diagnostics: &mut Vec<Diagnostic>) -> Option<String> {
         match &self.kind {
             Kind::String(text) => Some(text.clone()),
             Kind::Integer(Some(integer)) => Some(integer.to_string()),

@@ -85,7 +85,7 @@ const FALLBACK_PROJECT_NAME: &str = "fleet";
 /// count would stall the log writer; a thousand is far more history than anyone reads.
 const MAX_LOG_KEEP: u32 = 1000;
 
-pub fn validate(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
+pub(crate) fn validate(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
     let document =
         raw::parse(source).map_err(|syntax| ManifestError::invalid(path, source, vec![syntax]))?;
     let manifest_path = match absolute(path) {

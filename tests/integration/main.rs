@@ -6,6 +6,10 @@
 //! services are `examples/helper.rs`, a program that plays any well- or badly-behaved
 //! service on request (see its flags at the top of that file).
 
+// A test binary: an unwrap or expect that fails is a failed test with its message, and
+// `pub` in a module here means "visible to the other test modules", not an API.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 mod support;
 
 mod containers;
