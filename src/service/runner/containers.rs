@@ -64,11 +64,12 @@ impl ServiceRunner {
         let started = Instance::start_container(&docker, &request, self.log.clone())
             .await
             .map_err(|err| SpawnFailure::retry(err.to_string()))?;
-        let id = started
-            .instance
-            .container_id()
-            .expect("Instance::start_container returns a container instance")
-            .to_string();
+        let Some(id) = started.instance.container_id().map(str::to_string) else {
+            // start_container only ever makes a container instance.
+            return Err(SpawnFailure::retry(
+                "the engine started no container".into(),
+            ));
+        };
         let probe = self
             .container_probe(generation, &id, &docker, &request)
             .await;
