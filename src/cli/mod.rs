@@ -146,7 +146,7 @@ pub struct LogsArgs {
 }
 
 /// A duration flag; clap reports the error as a usage error (exit 2).
-fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, manifest::DurationError> {
     crate::manifest::parse_duration(text)
 }
 

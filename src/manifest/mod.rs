@@ -26,6 +26,7 @@ mod validate;
 mod values;
 
 pub use diagnostic::{Diagnostic, ManifestError};
+pub use values::DurationError;
 
 /// The file name looked for in the current folder and its parents.
 pub const MANIFEST_FILE: &str = "fleet.toml";
@@ -383,12 +384,7 @@ impl Manifest {
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Parses a duration written like the manifest's (`"250ms"`, `"10s"`, `"1m30s"`), at
-/// most [`MAX_DURATION`]; the error says what is wrong, for a person.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    values::parse_duration(text).map_err(|err| match err {
-        values::DurationError::TooLong => values::TOO_LONG_HELP.to_string(),
-        values::DurationError::NoUnit | values::DurationError::Invalid => {
-            "expected a duration with a unit, like \"30s\" or \"2m\"".to_string()
-        }
-    })
+/// most [`MAX_DURATION`]; the error's text says what is wrong, for a person.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    values::parse_duration(text)
 }

@@ -409,13 +409,22 @@ fn unquote(value: &str) -> &str {
     value
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum DurationError {
+/// Why a duration does not parse. The text is the command line's (a flag's value);
+/// the manifest's diagnostics say more, under the value's span.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
     /// A plain number: the unit is missing.
+    #[error("{DURATION_WITH_UNIT}")]
     NoUnit,
+    #[error("{DURATION_WITH_UNIT}")]
     Invalid,
+    /// Longer than [`MAX_DURATION`].
+    #[error("{TOO_LONG_HELP}")]
     TooLong,
 }
+
+/// What a duration flag must look like.
+const DURATION_WITH_UNIT: &str = "expected a duration with a unit, like \"30s\" or \"2m\"";
 
 /// `"250ms"`, `"10s"`, `"2m"`, `"1h"`, combined (`"1m30s"`) and with decimals (`"1.5s"`).
 pub(super) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
@@ -840,11 +849,11 @@ error: could not load fleet.toml: 4 errors"#,
             assert_eq!(parse_duration(long), Err(DurationError::TooLong), "{long}");
         }
         assert_eq!(
-            super::super::parse_duration("99999999999999s"),
+            super::super::parse_duration("99999999999999s").map_err(|err| err.to_string()),
             Err("the longest duration is 87600h (10 years)".to_string())
         );
         assert_eq!(
-            super::super::parse_duration("10"),
+            super::super::parse_duration("10").map_err(|err| err.to_string()),
             Err("expected a duration with a unit, like \"30s\" or \"2m\"".to_string())
         );
     }

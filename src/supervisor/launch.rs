@@ -33,7 +33,7 @@ use crate::event::Command;
 use crate::logs::{LogBatch, LogHub};
 use crate::manifest::Manifest;
 use crate::protocol::{Hello, PROTOCOL_VERSION};
-use crate::runtime::container::Docker;
+use crate::runtime::container::{ContainerError, Docker};
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::reaper::{self, Journal, Keeper};
 use crate::service::runner::{ContainerEngine, ProjectContext};
@@ -81,44 +81,20 @@ pub enum Ended {
 }
 
 /// Why a fleet could not be launched. Nothing runs when this is returned.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// fleet's own machinery could not be set up (`what` says which part).
+    #[error("{what}: {source}")]
     Setup {
         what: &'static str,
         source: io::Error,
     },
     /// The services cannot start (unknown names, busy ports).
-    Start(StartError),
+    #[error("{0}")]
+    Start(#[from] StartError),
     /// The control socket cannot be bound.
+    #[error("fleet: cannot listen on {}: {source}", socket.display())]
     Listen { socket: PathBuf, source: io::Error },
-}
-
-impl std::fmt::Display for LaunchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LaunchError::Setup { what, source } => write!(f, "{what}: {source}"),
-            LaunchError::Start(err) => write!(f, "{err}"),
-            LaunchError::Listen { socket, source } => {
-                write!(f, "fleet: cannot listen on {}: {source}", socket.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for LaunchError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            LaunchError::Setup { source, .. } | LaunchError::Listen { source, .. } => Some(source),
-            LaunchError::Start(err) => Some(err),
-        }
-    }
-}
-
-impl From<StartError> for LaunchError {
-    fn from(err: StartError) -> LaunchError {
-        LaunchError::Start(err)
-    }
 }
 
 /// This run's crash cleanup: the pid journal and the keeper. Dropping it (on a clean
@@ -175,7 +151,13 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
     // preflight. Connecting now also reports a missing engine before anything starts;
     // the container services then fail with that message and the rest runs.
     let engine = if manifest.services.iter().any(|s| s.is_container()) {
-        Some(connect_engine(&manifest.project.name).await)
+        // The runners share this one outcome; a failure is the text every container
+        // service fails with.
+        Some(
+            connect_engine(&manifest.project.name)
+                .await
+                .map_err(|err| err.to_string()),
+        )
     } else {
         None
     };
@@ -284,22 +266,18 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
 
 /// Connects to Docker, removes what a crashed run of this project left, and makes the
 /// project's network.
-async fn connect_engine(project: &str) -> Result<ContainerEngine, String> {
-    let docker = Docker::connect().await.map_err(|err| {
-        let message = err.to_string();
-        crate::note!("fleet: container services cannot start: {message}");
-        message
-    })?;
+async fn connect_engine(project: &str) -> Result<ContainerEngine, ContainerError> {
+    let cannot_start = |err: ContainerError| {
+        crate::note!("fleet: container services cannot start: {err}");
+        err
+    };
+    let docker = Docker::connect().await.map_err(cannot_start)?;
     match docker.sweep(project, None).await {
         Ok(0) => {}
         Ok(removed) => crate::note!("fleet: removed {removed} containers left by a previous run"),
         Err(err) => crate::note!("fleet: cannot look for containers of a previous run: {err}"),
     }
-    let network = docker.ensure_network(project).await.map_err(|err| {
-        let message = err.to_string();
-        crate::note!("fleet: container services cannot start: {message}");
-        message
-    })?;
+    let network = docker.ensure_network(project).await.map_err(cannot_start)?;
     Ok(ContainerEngine { docker, network })
 }
 
@@ -374,6 +352,28 @@ mod tests {
         assert_eq!(
             listen.to_string(),
             "fleet: cannot listen on /run/fleet/abc.sock: address in use"
+        );
+    }
+
+    #[test]
+    fn start_errors_read_as_before_and_keep_the_io_error() {
+        use std::error::Error as _;
+        let busy =
+            StartError::PortsBusy(vec!["port 7001 is in use".into(), "port 7002 too".into()]);
+        assert_eq!(busy.to_string(), "port 7001 is in use\nport 7002 too");
+        let unknown = StartError::UnknownServices(vec!["a".into(), "b".into()]);
+        assert_eq!(unknown.to_string(), "unknown service: a, b");
+        let launch = LaunchError::from(StartError::Io(io::Error::from(
+            io::ErrorKind::PermissionDenied,
+        )));
+        assert_eq!(launch.to_string(), "permission denied");
+        let io_error = launch
+            .source()
+            .and_then(|start| start.source())
+            .and_then(|io| io.downcast_ref::<io::Error>());
+        assert_eq!(
+            io_error.map(io::Error::kind),
+            Some(io::ErrorKind::PermissionDenied)
         );
     }
 }

@@ -47,35 +47,17 @@ const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5
 const EVENT_CAPACITY: usize = 4096;
 
 /// Why the fleet could not be started. Nothing was started when this is returned.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Declared ports are already taken.
+    /// Declared ports are already taken: one line per port.
+    #[error("{}", .0.join("\n"))]
     PortsBusy(Vec<String>),
+    #[error("unknown service: {}", .0.join(", "))]
     UnknownServices(Vec<String>),
-    Io(String),
+    /// A service's log file cannot be opened.
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
 }
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::PortsBusy(problems) => {
-                for (index, problem) in problems.iter().enumerate() {
-                    if index > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "{problem}")?;
-                }
-                Ok(())
-            }
-            StartError::UnknownServices(names) => {
-                write!(f, "unknown service: {}", names.join(", "))
-            }
-            StartError::Io(message) => f.write_str(message),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
 
 /// An error reply to a command, with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,9 +227,7 @@ impl Supervisor {
         };
         let specs: Vec<ServiceSpec> = supervisor.manifest.services.clone();
         for spec in specs {
-            supervisor
-                .add_slot(spec)
-                .map_err(|err| StartError::Io(err.to_string()))?;
+            supervisor.add_slot(spec).map_err(StartError::Io)?;
         }
         supervisor.select(selection)?;
         supervisor.publish();
