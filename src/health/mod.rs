@@ -438,6 +438,10 @@ async fn connect(host: &str, port: u16, acceptor: Option<u32>) -> Result<TcpStre
             .await
             .map_err(|err| http::describe_io(&err));
     };
+    // Between attempts whose connection another instance took: short at first (the
+    // next one is likely ours), then longer, so that a server that accepts and closes
+    // at once is not hit with a connection per millisecond for the whole timeout.
+    let mut retry_pause = Duration::from_millis(1);
     loop {
         let stream = TcpStream::connect((host, port))
             .await
@@ -463,7 +467,8 @@ async fn connect(host: &str, port: u16, acceptor: Option<u32>) -> Result<TcpStre
             }
         }
         drop(stream);
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(retry_pause).await;
+        retry_pause = (retry_pause * 2).min(Duration::from_millis(50));
     }
 }
 
