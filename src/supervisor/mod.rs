@@ -182,6 +182,9 @@ pub struct Supervisor {
     events: broadcast::Sender<Event>,
     shutdown: Option<Shutdown>,
     down_waiters: Vec<oneshot::Sender<CommandResult>>,
+    /// Events waiting for the snapshot that reflects them: a client that sees an event
+    /// (say `healthy`) and then asks for `ps` must not get an older snapshot.
+    held_events: Vec<Event>,
     watcher: Option<Watcher>,
 }
 
@@ -223,6 +226,7 @@ impl Supervisor {
             events: events.clone(),
             shutdown: None,
             down_waiters: Vec::new(),
+            held_events: Vec::new(),
             watcher: None,
         };
         let specs: Vec<ServiceSpec> = supervisor.manifest.services.clone();
@@ -435,7 +439,7 @@ impl Supervisor {
             runner.last_event = Some((at_ms, event.to_string()));
             runner.log.write_fleet_line(&event.to_string());
         }
-        let _ = self.events.send(Event {
+        self.held_events.push(Event {
             at_ms,
             service: service.to_string(),
             generation,
@@ -473,7 +477,7 @@ impl Supervisor {
                         runner.last_event = Some((at_ms, event.to_string()));
                     }
                 }
-                let _ = self.events.send(Event {
+                self.held_events.push(Event {
                     at_ms,
                     service,
                     generation,
@@ -736,7 +740,8 @@ impl Supervisor {
         }
     }
 
-    fn publish(&self) {
+    /// Publishes the snapshot, then the events it already reflects.
+    fn publish(&mut self) {
         let services = self
             .manifest
             .services
@@ -786,5 +791,9 @@ impl Supervisor {
                 true
             }
         });
+        for event in self.held_events.drain(..) {
+            // No subscriber is fine: events are news, the snapshot is the state.
+            let _ = self.events.send(event);
+        }
     }
 }
