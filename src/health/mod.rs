@@ -451,19 +451,32 @@ async fn connect(host: &str, port: u16, acceptor: Option<u32>) -> Result<TcpStre
             (Err(err), _) | (_, Err(err)) => return Err(http::describe_io(&err)),
         };
         // An idle server accepts within microseconds; poll /proc briefly, then less
-        // often, so a slow one costs little.
+        // often, so a slow one costs little. Reading /proc/net/tcp takes tens of
+        // milliseconds on a machine with many connections: it runs on the blocking
+        // pool (never on the threads that drain the services' output), and the pause
+        // is at least four times what the last read took.
         let mut pause = Duration::from_micros(500);
         loop {
-            match ports::acceptance(client, server) {
-                Acceptance::Queued => {
+            let started = Instant::now();
+            let lookup =
+                tokio::task::spawn_blocking(move || match ports::acceptance(client, server) {
+                    Acceptance::Accepted { inode } => {
+                        Some(ports::tree_holds_socket(acceptor, inode))
+                    }
+                    Acceptance::Queued => None,
+                    Acceptance::Gone => Some(false),
+                })
+                .await;
+            match lookup {
+                Ok(None) => {
+                    pause = pause.max(started.elapsed() * 4);
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(20));
+                    pause = (pause * 2).min(Duration::from_millis(20).max(pause));
                 }
-                Acceptance::Accepted { inode } if ports::tree_holds_socket(acceptor, inode) => {
-                    return Ok(stream);
-                }
+                Ok(Some(true)) => return Ok(stream),
                 // Another instance took it (or it is already closed): try again.
-                Acceptance::Accepted { .. } | Acceptance::Gone => break,
+                Ok(Some(false)) => break,
+                Err(_) => return Err("the connection's owner could not be looked up".into()),
             }
         }
         drop(stream);

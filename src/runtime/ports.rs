@@ -155,21 +155,28 @@ pub fn acceptance(client: SocketAddr, server: SocketAddr) -> Acceptance {
     let Ok(text) = std::fs::read_to_string(table) else {
         return Acceptance::Gone;
     };
+    // A busy machine lists tens of thousands of connections (TIME_WAIT ones too):
+    // compare the port suffixes first and parse only the rows that match them.
+    let server_port = format!(":{:04X}", server.port());
+    let client_port = format!(":{:04X}", client.port());
     for line in text.lines().skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(remote), Some(inode)) =
-            (fields.get(1), fields.get(2), fields.get(9))
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(_), Some(local), Some(remote)) = (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
         // The server's side: its local end is `server`, its remote end is us.
+        if !local.ends_with(&server_port) || !remote.ends_with(&client_port) {
+            continue;
+        }
         if parse_proc_address(local) != Some(server) || parse_proc_address(remote) != Some(client) {
             continue;
         }
-        return match inode.parse::<u64>() {
-            Ok(0) => Acceptance::Queued,
-            Ok(inode) => Acceptance::Accepted { inode },
-            Err(_) => Acceptance::Gone,
+        // After sl, local and remote: st, tx:rx, tr:tm, retrnsmt, uid, timeout, inode.
+        return match fields.nth(6).map(str::parse::<u64>) {
+            Some(Ok(0)) => Acceptance::Queued,
+            Some(Ok(inode)) => Acceptance::Accepted { inode },
+            _ => Acceptance::Gone,
         };
     }
     Acceptance::Gone
