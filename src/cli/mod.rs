@@ -230,28 +230,22 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
 /// The runtime of `up` and `tui`: two workers match the machines fleet is built
 /// for and keep its own footprint small; blocking work has its own threads.
 fn supervisor_runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|err| {
-            CliError::new(
-                exit::FAILURE,
-                format!("cannot start the async runtime: {err}"),
-            )
-        })
+    build_runtime(tokio::runtime::Builder::new_multi_thread().worker_threads(2))
 }
 
 fn small_runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| {
-            CliError::new(
-                exit::FAILURE,
-                format!("cannot start the async runtime: {err}"),
-            )
-        })
+    build_runtime(&mut tokio::runtime::Builder::new_current_thread())
+}
+
+fn build_runtime(
+    builder: &mut tokio::runtime::Builder,
+) -> Result<tokio::runtime::Runtime, CliError> {
+    builder.enable_all().build().map_err(|err| {
+        CliError::new(
+            exit::FAILURE,
+            format!("cannot start the async runtime: {err}"),
+        )
+    })
 }
 
 impl From<ClientError> for CliError {

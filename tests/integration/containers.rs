@@ -218,6 +218,20 @@ fn engine_reachable() -> &'static Result<(), String> {
     })
 }
 
+/// A Docker object name no other test run or test uses: `PREFIX-PID-NANOS-N`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Whether the container tests can run. With `FLEET_REQUIRE_DOCKER` set (to anything but
 /// `0`) an unreachable engine fails the test; without it the test is skipped, saying so.
 pub fn docker_ready() -> bool {
@@ -377,17 +391,7 @@ impl DockerProject {
         if !docker_ready() {
             return None;
         }
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "ftest-{}-{:x}-{}",
-            std::process::id(),
-            nanos,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = unique_name("ftest");
         let project = Project::new()
             .var("project", &name)
             .var("image", format!("{name}/box:dev"));

@@ -50,14 +50,14 @@
 //!   listens in the container (and closes them at once), so a plain connect is no
 //!   readiness check for a container; the container test prints whether it did.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -1159,22 +1159,7 @@ health = { http = "http://127.0.0.1:{port}/stream", expect_body = "status: ready
 
 /// `GET path` with `Connection: close`, the raw answer as text.
 fn raw_get(port: u16, path: &str) -> Result<String, String> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))
-        .map_err(|err| format!("connect: {err}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|err| err.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|err| format!("write: {err}"))?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(|err| format!("read: {err}"))?;
-    Ok(String::from_utf8_lossy(&response).into_owned())
+    crate::support::raw_get_on_new_connection(port, path, Duration::from_secs(2))
 }
 
 /// The payload of a chunked body (sizes in hex, each chunk followed by CRLF).
@@ -1332,17 +1317,7 @@ fn a_container_that_listens_after_5s_stays_starting_until_then_and_is_never_kill
     if !docker_ready() {
         return;
     }
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos())
-        .unwrap_or(0);
-    let name = format!(
-        "ftest-real-{}-{:x}-{}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
+    let name = crate::containers::unique_name("ftest-real");
     // Dropped last: after the fleet and the project are gone.
     let _objects = DockerObjects { name: name.clone() };
     let port = free_port();

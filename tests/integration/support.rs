@@ -861,9 +861,8 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 /// A port that was free a moment ago (bound to 127.0.0.1:0, then released). Tests use
 /// these, never fixed ports, so they can run in parallel.
 /// `GET PATH` on a new connection with `Connection: close` (connect within 1 s, the
-/// whole answer within `answer_within`): the body of a 200, trimmed, or how the
-/// request failed. For clients that count failed requests through a redeploy.
-pub fn get_on_new_connection(
+/// whole answer within `answer_within`): the raw answer as text, or how it failed.
+pub fn raw_get_on_new_connection(
     port: u16,
     path: &str,
     answer_within: Duration,
@@ -883,10 +882,20 @@ pub fn get_on_new_connection(
     stream
         .read_to_end(&mut response)
         .map_err(|err| format!("read: {err} after {} bytes", response.len()))?;
-    let text = String::from_utf8_lossy(&response);
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+/// The same GET: the body of a 200, trimmed, or how the request failed. For clients
+/// that count failed requests through a redeploy.
+pub fn get_on_new_connection(
+    port: u16,
+    path: &str,
+    answer_within: Duration,
+) -> Result<String, String> {
+    let text = raw_get_on_new_connection(port, path, answer_within)?;
     match text.split_once("\r\n\r\n") {
         Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.trim().to_string()),
-        _ if response.is_empty() => Err("closed without an answer".to_string()),
+        _ if text.is_empty() => Err("closed without an answer".to_string()),
         _ => Err(format!("answer {text:?}")),
     }
 }
