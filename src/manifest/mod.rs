@@ -69,6 +69,9 @@ pub const MAX_REPLICAS: u32 = 1000;
 pub struct Activation {
     pub profiles: Vec<String>,
     pub services: Vec<String>,
+    /// The profiles given as flags: each must be declared by some service. Those
+    /// from `FLEET_PROFILES` need not (a variable set for many projects at once).
+    pub flags: Vec<String>,
 }
 
 impl Activation {
@@ -89,6 +92,7 @@ impl Activation {
         Activation {
             profiles,
             services: services.to_vec(),
+            flags: flags.to_vec(),
         }
     }
 
@@ -504,12 +508,12 @@ impl Manifest {
         profiles
     }
 
-    /// What is wrong with `activation` itself: profiles no service declares and
+    /// What is wrong with `activation` itself: profile flags no service declares and
     /// services the manifest does not have, each described.
     pub fn check_activation(&self, activation: &Activation) -> Result<(), String> {
         let declared = self.profiles();
         let mut problems = Vec::new();
-        for profile in &activation.profiles {
+        for profile in &activation.flags {
             if !declared.contains(profile) {
                 let known = if declared.is_empty() {
                     "no service has `profiles`".to_string()

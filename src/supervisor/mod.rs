@@ -1169,6 +1169,8 @@ impl Supervisor {
             let Some(mut roll) = self.rolls.remove(&service) else {
                 continue;
             };
+            // Before the step: a halt empties what is left to do.
+            let total = roll.total();
             let action = roll.advance(&self.slots);
             let verb = match roll.kind {
                 RollKind::Redeploy => "rolling redeploy",
@@ -1226,7 +1228,7 @@ impl Supervisor {
                             if names.len() == 1 { "s" } else { "" }
                         ));
                     }
-                    if roll.total() > 1 {
+                    if total > 1 {
                         self.emit_service(&service, EventKind::Message { text });
                     }
                 }

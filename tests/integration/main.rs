@@ -20,6 +20,7 @@ mod logs;
 mod manifest_errors;
 mod real_servers;
 mod redeploy;
+mod replicas;
 mod restart;
 mod stop;
 mod tui;
