@@ -1209,13 +1209,11 @@ command = "{helper} --name steady"
 #[test]
 fn container_replicas_publish_one_host_port_each_from_a_range() {
     let first = free_port();
-    let second = loop {
-        let candidate = first + 1;
-        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
-            break candidate;
-        }
-        panic!("port {candidate} (after the free port {first}) is taken; rerun");
-    };
+    let second = first + 1;
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", second)).is_ok(),
+        "port {second} (after the free port {first}) is taken; rerun"
+    );
     let Some(project) = DockerProject::new(|p| {
         p.var("first", first).var("second", second).manifest(
             r#"
