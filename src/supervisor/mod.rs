@@ -727,6 +727,8 @@ impl Supervisor {
             Command::Start { services } => self.start(&services),
             Command::Stop { services } => {
                 self.for_replicas(&services, "stopped", |supervisor, id| {
+                    // A stopped service's roll is over: the user stopped it for a reason.
+                    supervisor.rolls.remove(&id.service);
                     if !matches!(
                         supervisor.slots.get(id).map(|slot| &slot.phase),
                         Some(Phase::Replacing(_))
@@ -977,7 +979,12 @@ impl Supervisor {
         // Bind every new socket before changing anything, so a busy port leaves the
         // running fleet as it was.
         let mut bound = Vec::new();
-        for name in &diff.added {
+        let moved = diff.changed.iter().filter(|name| {
+            let before = self.specs.get(*name).and_then(|spec| spec.socket.as_ref());
+            let after = manifest.service(name).and_then(|spec| spec.socket.as_ref());
+            after.is_some() && before != after
+        });
+        for name in diff.added.iter().chain(moved) {
             let Some(socket) = manifest.service(name).and_then(|spec| spec.socket.as_ref()) else {
                 continue;
             };

@@ -473,3 +473,104 @@ mod properties {
 
     use std::collections::BTreeSet;
 }
+
+/// `web` has two replicas and a build; `api` needs it healthy; `edge` restarts with it.
+const REPLICATED: &str = r#"
+[services.web]
+command = "web"
+build = "make web"
+socket = 8080
+replicas = 2
+health = { tcp = 8080 }
+
+[services.api]
+command = "api"
+depends_on = { web = "healthy" }
+
+[services.edge]
+command = "edge"
+depends_on = { web = { condition = "healthy", restart = true } }
+"#;
+
+fn replicated() -> Fleet {
+    let manifest = manifest(REPLICATED);
+    let mut slots = Slots::new();
+    for spec in &manifest.services {
+        for replica in 1..=spec.replicas {
+            slots.insert(
+                ReplicaId::new(spec.name.as_str(), replica),
+                SlotState {
+                    spec: Arc::new(spec.clone()),
+                    phase: Phase::Waiting { blocked_on: None },
+                    status: status(ServiceState::Stopped, 0),
+                    idle: true,
+                    incarnation: 1,
+                },
+            );
+        }
+    }
+    Fleet {
+        graph: Graph::new(&manifest),
+        slots,
+    }
+}
+
+#[test]
+fn replica_1_builds_first_and_a_dependency_holds_when_every_replica_does() {
+    let mut fleet = replicated();
+    let first = fleet.decide();
+    assert_eq!(started(&first), vec!["web"]);
+    assert_eq!(
+        waits(&first),
+        vec![
+            "api: web (healthy)",
+            "edge: web (healthy)",
+            "web.2: web.1 (built)",
+        ]
+    );
+    fleet.apply(&first);
+    fleet.set("web", ServiceState::Building, 0);
+    assert_eq!(fleet.decide(), vec![]);
+    // Built and starting: replica 2 starts with what it built.
+    fleet.set("web", ServiceState::Starting, 1);
+    let next = fleet.decide();
+    assert_eq!(started(&next), vec!["web.2"]);
+    fleet.apply(&next);
+    // One healthy replica of two is not enough.
+    fleet.set("web", ServiceState::Healthy, 1);
+    fleet.set("web.2", ServiceState::Starting, 1);
+    assert_eq!(fleet.decide(), vec![]);
+    fleet.set("web.2", ServiceState::Healthy, 1);
+    let next = fleet.decide();
+    assert_eq!(started(&next), vec!["api", "edge"]);
+    let Some(Decision::Start { seen, .. }) = next.first() else {
+        panic!("api did not start: {next:?}");
+    };
+    assert_eq!(seen.get("web"), Some(&vec![Generation(1), Generation(1)]));
+    fleet.apply(&next);
+}
+
+#[test]
+fn a_restart_edge_fires_once_every_replica_was_replaced_not_when_one_crashes() {
+    let mut fleet = replicated();
+    fleet.set("web", ServiceState::Healthy, 1);
+    fleet.set("web.2", ServiceState::Healthy, 1);
+    let first = fleet.decide();
+    fleet.apply(&first);
+    fleet.set("api", ServiceState::Running, 1);
+    fleet.set("edge", ServiceState::Running, 1);
+    assert_eq!(fleet.decide(), vec![]);
+    // web.2 crashes and comes back: edge keeps running.
+    fleet.set("web.2", ServiceState::Backoff, 1);
+    assert_eq!(fleet.decide(), vec![]);
+    fleet.set("web.2", ServiceState::Healthy, 2);
+    assert_eq!(fleet.decide(), vec![]);
+    // A roll replaces web.1 too: now every replica is new, and edge restarts.
+    fleet.set("web", ServiceState::Healthy, 2);
+    let decisions = fleet.decide();
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    assert!(
+        matches!(&decisions[0], Decision::Restart { replica, .. } if *replica == key("edge")),
+        "{decisions:?}"
+    );
+}
