@@ -22,15 +22,16 @@ use std::time::Duration;
 
 use super::checks::{PortSource, ServiceSpans};
 use super::diagnostic::{suggest, Diagnostic, ManifestError};
+use super::interpolate::{interpolate_table, Variables};
 use super::raw::{self, Entry, Kind, Span, Table, Value};
 use super::values::{
     format_duration, is_valid_env_name, is_valid_name, normalize, parse_port_mapping, parse_volume,
     DEFAULT_HOST_IP,
 };
 use super::{
-    BackoffSpec, CommandLine, ContainerSpec, Dependency, DependencyCondition, ImageBuild, Manifest,
-    PortMapping, ProcessSpec, Project, RedeployStrategy, RestartPolicy, ServiceKind, ServiceSpec,
-    SocketSpec, StopSignal, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE,
+    BackoffSpec, CommandLine, ContainerSpec, Dependency, DependencyCondition, EngineHealthCheck,
+    ImageBuild, Manifest, PortMapping, ProcessSpec, Project, RedeployStrategy, RestartPolicy,
+    ServiceKind, ServiceSpec, SocketSpec, StopSignal, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE,
 };
 
 const TOP_LEVEL_KEYS: &[&str] = &["project", "services"];
@@ -85,8 +86,12 @@ const FALLBACK_PROJECT_NAME: &str = "fleet";
 /// count would stall the log writer; a thousand is far more history than anyone reads.
 const MAX_LOG_KEEP: u32 = 1000;
 
-pub(crate) fn validate(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
-    let document =
+pub(crate) fn validate(
+    path: &Path,
+    source: &str,
+    variables: Option<&Variables>,
+) -> Result<Manifest, ManifestError> {
+    let mut document =
         raw::parse(source).map_err(|syntax| ManifestError::invalid(path, source, vec![syntax]))?;
     let manifest_path = match absolute(path) {
         Ok(manifest_path) => manifest_path,
@@ -95,6 +100,23 @@ pub(crate) fn validate(path: &Path, source: &str) -> Result<Manifest, ManifestEr
     let root = manifest_path
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    // Interpolation comes before any value is read; a string it cannot finish would
+    // only cause confusing errors later, so its errors are reported alone.
+    let read;
+    let variables = match variables {
+        Some(variables) => variables,
+        None => {
+            read = Variables::for_folder(&root).map_err(|err| {
+                ManifestError::invalid(path, source, vec![Diagnostic::new(err.to_string(), 0..0)])
+            })?;
+            &read
+        }
+    };
+    let mut problems = Vec::new();
+    interpolate_table(&mut document, source, variables, &mut problems);
+    if !problems.is_empty() {
+        return Err(ManifestError::invalid(path, source, problems));
+    }
     let mut checker = Checker {
         root,
         source,
@@ -276,7 +298,7 @@ impl Checker<'_> {
                 number: nix::sys::signal::Signal::SIGTERM as i32,
             });
         let stop_timeout = self.duration_or(table.get("stop_timeout"), DEFAULT_STOP_TIMEOUT);
-        let health = self.health(&name, table, is_container);
+        let (health, engine_health) = self.health(&name, table, is_container);
         let restart_on_unhealthy = table
             .get("restart_on_unhealthy")
             .and_then(|value| value.boolean(&mut self.diagnostics))
@@ -325,7 +347,7 @@ impl Checker<'_> {
         });
 
         let kind = if is_container {
-            self.container(project, &name, table, &mut ports)
+            self.container(project, &name, table, &mut ports, engine_health)
         } else {
             self.process(&name, entry, table, &mut ports)
         };
@@ -436,6 +458,7 @@ impl Checker<'_> {
         name: &str,
         table: &Table,
         ports: &mut Vec<(u16, Span, PortSource)>,
+        healthcheck: Option<EngineHealthCheck>,
     ) -> ServiceKind {
         self.only_for_processes(
             table,
@@ -520,6 +543,7 @@ impl Checker<'_> {
             ports: mappings,
             volumes,
             command,
+            healthcheck,
         })
     }
 
@@ -1429,6 +1453,7 @@ redeploy = "start-first"
                     ],
                     // Plain words run without a shell: scratch images have none.
                     command: Some(vec!["/cache".into(), "--port".into(), "6380".into()]),
+                    healthcheck: None,
                 }),
             )
         };
@@ -1448,6 +1473,7 @@ redeploy = "start-first"
                     ports: Vec::new(),
                     volumes: Vec::new(),
                     command: Some(vec!["/migrate".into()]),
+                    healthcheck: None,
                 }),
             )
         };

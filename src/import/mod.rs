@@ -1,0 +1,2 @@
+//! `fleet import`: docker compose files and Procfiles translated into a `fleet.toml`.
+mod yaml;
