@@ -221,6 +221,13 @@ fn service_entries(service: &ServiceSpec) -> Vec<(String, TomlValue)> {
             );
         }
     }
+    push("replicas", TomlValue::Integer(service.replicas.into()));
+    if !service.profiles.is_empty() {
+        push(
+            "profiles",
+            TomlValue::strings(service.profiles.iter().cloned()),
+        );
+    }
     push(
         "env",
         TomlValue::Table(
