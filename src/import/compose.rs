@@ -1388,6 +1388,9 @@ fn parse_go_micros(text: &str) -> Result<Duration, ()> {
 struct Port {
     host_ip: Option<String>,
     host: Option<u16>,
+    /// A host port range for one container port: compose gives each replica one of
+    /// them, and so does fleet.
+    host_last: Option<u16>,
     container: u16,
     protocol: String,
 }
@@ -1406,11 +1409,20 @@ impl Port {
                 self.container
             ));
         };
+        let host = match self.host_last {
+            Some(last) if container => format!("{host}-{last}"),
+            Some(_) => {
+                return Err(format!(
+                    "port `{written}`: a host port range is for a container's replicas"
+                ))
+            }
+            None => host.to_string(),
+        };
         if !container {
-            if host != self.container {
+            if host != self.container.to_string() {
                 return Err(format!("port `{written}`: a process listens on the host port itself, so HOST and CONTAINER must be equal"));
             }
-            return Ok(TomlValue::Integer(host.into()));
+            return Ok(TomlValue::Integer(self.container.into()));
         }
         Ok(TomlValue::string(match &self.host_ip {
             Some(ip) if ip.contains(':') => format!("[{ip}]:{host}:{}", self.container),
@@ -1426,7 +1438,11 @@ impl Port {
             text.push(':');
         }
         if let Some(host) = self.host {
-            text.push_str(&format!("{host}:"));
+            text.push_str(&host.to_string());
+            if let Some(last) = self.host_last {
+                text.push_str(&format!("-{last}"));
+            }
+            text.push(':');
         } else if self.host_ip.is_some() {
             text.push(':');
         }
@@ -1492,6 +1508,18 @@ fn parse_port(text: &str) -> Result<Vec<Port>, String> {
     };
     let count = container.1 - container.0 + 1;
     if let Some(host) = host
+        && host.1 > host.0
+        && count == 1
+    {
+        return Ok(vec![Port {
+            host_ip,
+            host: Some(host.0),
+            host_last: Some(host.1),
+            container: container.0,
+            protocol: protocol.to_string(),
+        }]);
+    }
+    if let Some(host) = host
         && host.1 - host.0 + 1 != count
     {
         return Err(format!(
@@ -1502,6 +1530,7 @@ fn parse_port(text: &str) -> Result<Vec<Port>, String> {
         .map(|offset| Port {
             host_ip: host_ip.clone(),
             host: host.map(|host| host.0 + offset),
+            host_last: None,
             container: container.0 + offset,
             protocol: protocol.to_string(),
         })
@@ -1625,6 +1654,7 @@ mod tests {
         let port = |ip: Option<&str>, host: Option<u16>, container: u16, protocol: &str| Port {
             host_ip: ip.map(str::to_string),
             host,
+            host_last: None,
             container,
             protocol: protocol.to_string(),
         };
@@ -1653,6 +1683,11 @@ mod tests {
             ])
         );
         assert!(parse_port("9000-9002:90-91").is_err());
+        let replicas = parse_port("8080-8082:80").expect("a range for replicas");
+        assert_eq!(
+            replicas[0].to_fleet(true),
+            Ok(TomlValue::string("8080-8082:80"))
+        );
         assert!(parse_port("x:80").is_err());
         assert!(parse_port("::1:8080:80").is_err());
         assert_eq!(

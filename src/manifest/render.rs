@@ -212,7 +212,10 @@ fn service_entries(service: &ServiceSpec) -> Vec<(String, TomlValue)> {
                     } else {
                         port.host_ip.clone()
                     };
-                    format!("{ip}:{}:{}", port.host, port.container)
+                    match port.host_last {
+                        Some(last) => format!("{ip}:{}-{last}:{}", port.host, port.container),
+                        None => format!("{ip}:{}:{}", port.host, port.container),
+                    }
                 })),
             );
             push(

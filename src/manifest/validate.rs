@@ -30,9 +30,9 @@ use super::values::{
 };
 use super::{
     Activation, BackoffSpec, CommandLine, ContainerSpec, Dependency, DependencyCondition,
-    EngineHealthCheck, ImageBuild, Manifest, PortMapping, ProcessSpec, Project,
-    RedeployStrategy, RestartPolicy, ServiceKind, ServiceSpec, SocketSpec, StopSignal,
-    DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE, MAX_REPLICAS,
+    EngineHealthCheck, ImageBuild, Manifest, PortMapping, ProcessSpec, Project, RedeployStrategy,
+    RestartPolicy, ServiceKind, ServiceSpec, SocketSpec, StopSignal, DEFAULT_LOG_KEEP,
+    DEFAULT_LOG_MAX_SIZE, MAX_REPLICAS,
 };
 
 const TOP_LEVEL_KEYS: &[&str] = &["project", "services"];
