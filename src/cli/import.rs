@@ -65,6 +65,14 @@ pub(super) fn import(cwd: &Path, args: ImportArgs) -> Result<i32, CliError> {
     let checked = manifest::parse(&manifest_path, &imported.manifest);
     let shown_path = match &output {
         Output::File(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|err| {
+                    CliError::new(
+                        exit::FAILURE,
+                        format!("error: cannot create {}: {err}", parent.display()),
+                    )
+                })?;
+            }
             std::fs::write(path, &imported.manifest).map_err(|err| {
                 CliError::new(
                     exit::FAILURE,

@@ -2,8 +2,9 @@
 //! per `name: command` line.
 //!
 //! Owns the Procfile's syntax and foreman's conventions: comments and blank lines are
-//! skipped, each process type gets `PORT` (5000, then 100 more per line, as foreman
-//! assigns them; fleet sets `PORT` to a service's first port), and a `.env` beside the
+//! skipped, each process type gets `PORT` (5000, or `PORT` from the environment or
+//! `.env`, then 100 more per line, as foreman assigns them; fleet sets `PORT` to a
+//! service's first port), and a `.env` beside the
 //! Procfile becomes every service's `env_file`. A command runs through the shell, as
 //! foreman runs it, so `$PORT` is left to that shell (written `$$PORT` in fleet.toml).
 //! Must not write files nor validate the result.
@@ -20,7 +21,20 @@ pub(super) fn translate(translation: &mut Translation<'_>) {
     let source = translation.source;
     let has_dotenv = translation.context.source_dir.join(DOTENV).is_file();
     let mut offset = 0;
-    let mut port = BASE_PORT;
+    let mut port = match translation.context.variables.get("PORT") {
+        None => BASE_PORT,
+        Some(text) => match text.trim().parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => {
+                translation
+                    .error(format!("`PORT` is `{text}`, not a port number"), 0..0)
+                    .help = Some(
+                    "foreman's base port comes from PORT; unset it or make it a number".to_string(),
+                );
+                return;
+            }
+        },
+    };
     for line in source.split_inclusive('\n') {
         let start = offset;
         offset += line.len();
