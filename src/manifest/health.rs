@@ -409,6 +409,123 @@ error: could not load fleet.toml: 5 errors"#,
     }
 
     #[test]
+    fn an_engine_health_check_from_the_manifest() {
+        use crate::manifest::{CommandLine, EngineHealthCheck, ServiceKind};
+        use std::time::Duration;
+        let manifest = parse_ok(
+            r#"[services.shell]
+image = "db:1"
+health = { docker = "pg_isready -U app", interval = "2s", timeout = "3s", retries = 5, start_period = "30s" }
+[services.exec]
+image = "db:1"
+health = { docker = ["/bin/check", "--quick"] }
+[services.cmd]
+image = "db:1"
+health = { docker = ["CMD", "/bin/check"] }
+[services.cmd_shell]
+image = "db:1"
+health = { docker = ["CMD-SHELL", "test -f /ready"] }
+[services.image]
+image = "db:1"
+health = { docker = true }
+"#,
+        );
+        let engine = |name: &str| match &manifest.service(name).expect("declared").kind {
+            ServiceKind::Container(container) => container.healthcheck.clone(),
+            ServiceKind::Process(_) => None,
+        };
+        assert_eq!(
+            engine("shell"),
+            Some(EngineHealthCheck {
+                test: CommandLine::Shell("pg_isready -U app".into()),
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(3),
+                retries: 5,
+                start_period: Duration::from_secs(30),
+            })
+        );
+        let argv =
+            |words: &[&str]| CommandLine::Argv(words.iter().map(|w| w.to_string()).collect());
+        assert_eq!(
+            engine("exec").map(|check| check.engine_test()),
+            Some(vec![
+                "CMD".to_string(),
+                "/bin/check".into(),
+                "--quick".into()
+            ])
+        );
+        assert_eq!(
+            engine("cmd").map(|check| check.test),
+            Some(argv(&["/bin/check"]))
+        );
+        assert_eq!(
+            engine("cmd_shell").map(|check| check.engine_test()),
+            Some(vec!["CMD-SHELL".to_string(), "test -f /ready".into()])
+        );
+        assert_eq!(engine("image"), None);
+        for name in ["shell", "exec", "image"] {
+            assert_eq!(
+                manifest
+                    .service(name)
+                    .and_then(|s| s.health.as_ref())
+                    .map(|h| &h.probe),
+                Some(&Probe::Docker)
+            );
+        }
+    }
+
+    #[test]
+    fn engine_health_check_mistakes() {
+        check(
+            r#"[services.a]
+image = "x"
+health = { docker = ["NONE"] }
+[services.b]
+image = "x"
+health = { docker = ["CMD-SHELL", "a", "b"] }
+[services.c]
+command = "c"
+health = { docker = "true" }
+[services.d]
+image = "x"
+health = { docker = 5 }
+"#,
+            r#"
+error: `NONE` turns the engine's health check off, which is no probe
+ --> fleet.toml:3:21
+  |
+3 | health = { docker = ["NONE"] }
+  |                     ^^^^^^^^
+  |
+  = help: leave out `health` (fleet then ignores the image's HEALTHCHECK)
+
+error: `CMD-SHELL` takes one string, the script
+ --> fleet.toml:6:21
+  |
+6 | health = { docker = ["CMD-SHELL", "a", "b"] }
+  |                     ^^^^^^^^^^^^^^^^^^^^^^^
+  |
+  = help: like `docker = ["CMD-SHELL", "pg_isready -U app"]`, or the script alone as a string
+
+error: `health.docker` is only for container services
+ --> fleet.toml:9:12
+  |
+9 | health = { docker = "true" }
+  |            ^^^^^^
+  |
+  = help: a service with an `image` or a `build` table runs in a container
+
+error: expected `true` (the image's HEALTHCHECK) or a command the engine runs in the container, found integer
+  --> fleet.toml:12:21
+   |
+12 | health = { docker = 5 }
+   |                     ^
+
+error: could not load fleet.toml: 4 errors"#,
+        );
+    }
+
+    #[test]
     fn health_without_a_probe() {
         check(
             "[services.a]\ncommand = \"a\"\n\n[services.a.health]\ninterval = \"2s\"\n",

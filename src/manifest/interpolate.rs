@@ -512,6 +512,90 @@ mod tests {
         assert_eq!(ok("é$NAME€${PORT}ü"), "éweb€8080ü");
     }
 
+    fn check_with(source: &str, variables: &Variables, expected: &str) {
+        let expected = expected.strip_prefix('\n').unwrap_or(expected);
+        match crate::manifest::parse_with_variables(Path::new("fleet.toml"), source, variables) {
+            Ok(manifest) => panic!("expected errors, got {manifest:#?}"),
+            Err(err) => {
+                let actual = err.render(false);
+                assert!(
+                    actual == expected,
+                    "rendered:\n{actual}\n\nexpected:\n{expected}\n"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fleet_toml_strings_are_interpolated_and_keys_are_not() {
+        let source = r#"[project]
+name = "${PROJECT:-demo}"
+[services.web]
+command = ["serve", "--port", "${PORT}1", "$$HOME"]
+env = { "${KEY}" = "${NAME}", "N" = 5 }
+"#;
+        let manifest =
+            crate::manifest::parse_with_variables(Path::new("fleet.toml"), source, &vars())
+                .expect("valid");
+        assert_eq!(manifest.project.name, "demo");
+        let web = &manifest.services[0];
+        assert_eq!(web.env.get("${KEY}").map(String::as_str), Some("web"));
+        assert_eq!(
+            web.kind,
+            crate::manifest::ServiceKind::Process(crate::manifest::ProcessSpec {
+                command: crate::manifest::CommandLine::Argv(vec![
+                    "serve".into(),
+                    "--port".into(),
+                    "80801".into(),
+                    "$HOME".into()
+                ]),
+                cwd: manifest.root.clone(),
+                build: None,
+            })
+        );
+    }
+
+    #[test]
+    fn fleet_toml_interpolation_errors_point_into_the_string() {
+        let variables = Variables::from_pairs([("SET", "1")]);
+        check_with(
+            "[services.web]\ncommand = \"serve --port $PORT\"\nenv = { A = \"${DB:?needs a database}\", B = 'x${' }\nbuild = \"a\\t${B}\"\n",
+            &variables,
+            r#"
+error: variable `PORT` is not set
+ --> fleet.toml:2:25
+  |
+2 | command = "serve --port $PORT"
+  |                         ^^^^^
+  |
+  = help: set it in the environment or in .env, give a default (`${PORT:-default}`), or write `$$PORT` to leave `$PORT` to the service's shell
+
+error: required variable `DB` is not set: needs a database
+ --> fleet.toml:3:14
+  |
+3 | env = { A = "${DB:?needs a database}", B = 'x${' }
+  |              ^^^^^^^^^^^^^^^^^^^^^^^
+
+error: invalid interpolation `${`
+ --> fleet.toml:3:46
+  |
+3 | env = { A = "${DB:?needs a database}", B = 'x${' }
+  |                                              ^^
+  |
+  = help: write `$$` for a literal `$`
+
+error: variable `B` is not set
+ --> fleet.toml:4:9
+  |
+4 | build = "a\t${B}"
+  |         ^^^^^^^^^
+  |
+  = help: set it in the environment or in .env, give a default (`${B:-default}`), or write `$$B` to leave `$B` to the service's shell
+
+error: could not load fleet.toml: 4 errors"#,
+        );
+    }
+
     #[test]
     fn a_literal_string_locates_its_expressions() {
         let source = "x = \"a ${B}\"";

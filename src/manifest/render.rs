@@ -397,6 +397,64 @@ mod tests {
     }
 
     #[test]
+    fn a_rendered_manifest_parses_back_to_the_same_manifest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("img")).expect("mkdir");
+        std::fs::write(root.join("img/Dockerfile"), "FROM scratch\n").expect("Dockerfile");
+        std::fs::write(root.join("app.env"), "FROM_FILE=\"a $b\"\n").expect("env file");
+        let source = r#"
+[project]
+name = "round trip"
+log_max_size = "1MB"
+
+[services.db]
+build = { context = "img", args = { V = 1 } }
+ports = ["5432:5432", "0.0.0.0:6000-6001:80", "[::1]:7000:70"]
+volumes = ["./data:/data:ro", "named:/var"]
+command = "db --fast"
+health = { docker = "pg_isready -U app", interval = "250ms", retries = 2, start_period = "1m30s" }
+replicas = 2
+stop_signal = "int"
+
+[services.api]
+command = ["api", "--quote", "say \"hi\" $$HOME"]
+env = { DEBUG = true, PATHS = "a:b" }
+env_file = "app.env"
+depends_on = { db = { condition = "healthy", restart = true } }
+socket = 7003
+notify = true
+watchdog = "5s"
+watch = ["src/**"]
+ignore = ["**/*.tmp"]
+start_timeout = "2m"
+backoff = { initial = "0s", max = "1s" }
+
+[services.job]
+command = "echo done"
+depends_on = ["api"]
+restart = "never"
+profiles = ["jobs", "all"]
+health = { http = "http://127.0.0.1:9/health", expect_body = "ok" }
+ports = [9]
+"#;
+        let path = root.join("fleet.toml");
+        let variables = crate::manifest::interpolate::Variables::default();
+        let first = match crate::manifest::parse_with_variables(&path, source, &variables) {
+            Ok(manifest) => manifest,
+            Err(err) => panic!("{}", err.render(false)),
+        };
+        let rendered = to_toml(&first);
+        let second = match crate::manifest::parse_with_variables(&path, &rendered, &variables) {
+            Ok(manifest) => manifest,
+            Err(err) => panic!("{rendered}\n{}", err.render(false)),
+        };
+        assert_eq!(first, second, "{rendered}");
+        assert!(rendered.contains(" $$HOME\""), "{rendered}");
+        assert!(rendered.contains("FROM_FILE = \"a $$b\""), "{rendered}");
+    }
+
+    #[test]
     fn durations_are_written_exactly() {
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
