@@ -505,7 +505,7 @@ impl Service<'_, '_> {
                 "build" => self.build(node),
                 "command" => self.command(node),
                 "environment" => self.environment(node),
-                "env_file" => self.env_file(name_node, node),
+                "env_file" => self.env_file(node),
                 "ports" => self.ports(node),
                 "expose" => {}
                 "volumes" => self.volumes(node),
@@ -517,7 +517,7 @@ impl Service<'_, '_> {
                 "stop_signal" => self.string_key("stop_signal", node),
                 "stop_grace_period" => self.duration_key("stop_timeout", node),
                 "profiles" => self.profiles(node),
-                "develop" => self.develop(name_node, node),
+                "develop" => self.develop(node),
                 "networks" => self.networks(name_node, node),
                 "working_dir" if !self.container => {
                     if let Some(dir) = self.text(node) {
@@ -534,7 +534,7 @@ impl Service<'_, '_> {
                 ),
             }
         }
-        if !value.get("restart").is_some()
+        if value.get("restart").is_none()
             && value
                 .get("deploy")
                 .and_then(|deploy| deploy.get("restart_policy"))
@@ -736,7 +736,7 @@ impl Service<'_, '_> {
         }
     }
 
-    fn env_file(&mut self, key: &Node, node: &Node) {
+    fn env_file(&mut self, node: &Node) {
         let files: Vec<(&Node, String, bool)> = match &node.kind {
             NodeKind::Scalar { text, .. } => vec![(node, text.clone(), true)],
             NodeKind::Sequence(items) => items
@@ -782,7 +782,6 @@ impl Service<'_, '_> {
             }
             None => self.draft.trailing.extend(comments),
         }
-        let _ = key;
     }
 
     fn ports(&mut self, node: &Node) {
@@ -1264,7 +1263,7 @@ impl Service<'_, '_> {
         }
     }
 
-    fn develop(&mut self, key: &Node, node: &Node) {
+    fn develop(&mut self, node: &Node) {
         let mut watch = Vec::new();
         let mut ignore = Vec::new();
         let mut comments = Vec::new();
@@ -1315,9 +1314,7 @@ impl Service<'_, '_> {
             }
         }
         if watch.is_empty() {
-            comments.extend(Vec::<String>::new());
             self.draft.trailing.extend(comments);
-            let _ = key;
             return;
         }
         self.draft
