@@ -56,7 +56,7 @@ impl Docker {
         log: Arc<ServiceLog>,
     ) -> Result<StartedContainer, ContainerError> {
         self.ensure_named_volumes(request).await?;
-        let name = container_name(&request.project, &request.service, request.generation);
+        let name = container_name(&request.project, &request.instance, request.generation);
         let id = self.create(request, &name).await?;
         let (waiter, exit) = oneshot::channel();
         // Before start: an instance that dies at once must find its waiter.
@@ -222,7 +222,7 @@ fn whole_seconds(duration: Duration) -> i32 {
 fn create_body(request: &ContainerRequest) -> ContainerCreateBody {
     let labels = HashMap::from([
         (LABEL_PROJECT.to_string(), request.project.clone()),
-        (LABEL_SERVICE.to_string(), request.service.clone()),
+        (LABEL_SERVICE.to_string(), request.instance.clone()),
         (LABEL_GENERATION.to_string(), request.generation.to_string()),
         (LABEL_RUN.to_string(), request.run.clone()),
     ]);

@@ -101,7 +101,10 @@ impl std::error::Error for ContainerError {}
 #[derive(Debug, Clone)]
 pub struct ContainerRequest {
     pub project: String,
+    /// The service: its alias on the network, which every replica shares.
     pub service: String,
+    /// The replica's own name (`web`, `web.2`): the container's name and label.
+    pub instance: String,
     pub generation: u64,
     /// The supervisor run id; the keeper removes the containers of its run.
     pub run: String,

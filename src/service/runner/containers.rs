@@ -50,6 +50,7 @@ impl ServiceRunner {
         let request = ContainerRequest {
             project: self.project.name.clone(),
             service: self.spec.name.clone(),
+            instance: self.name().to_string(),
             generation: generation.0,
             run: self.project.run_id.clone(),
             image: container.image.clone(),
