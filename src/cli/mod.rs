@@ -9,9 +9,11 @@
 //! - `control.rs`: `start`, `stop`, `restart`, `redeploy`, `reload`, `down`
 //! - `tui.rs`: `tui`, and the TUI beside a foreground `up`
 //! - `check.rs`: `check`
+//! - `import.rs`: `import` (compose files and Procfiles) and `config`
 
 mod check;
 mod control;
+mod import;
 mod status;
 mod tui;
 mod up;
@@ -125,6 +127,26 @@ pub enum Commands {
     },
     /// The terminal UI on a running fleet (started with `up -d`); quitting leaves it running.
     Tui,
+    /// Translate a docker compose file or a Procfile into a fleet.toml beside it.
+    Import(ImportArgs),
+    /// Print the manifest after interpolation and defaults, as a complete fleet.toml.
+    Config,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The file to import (default: compose.yaml, compose.yml, docker-compose.yaml,
+    /// docker-compose.yml, else Procfile, in this folder).
+    pub file: Option<PathBuf>,
+    /// The file's format, when its name does not say.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::import::Format>,
+    /// Where to write the manifest (default: fleet.toml beside the file; `-`: stdout).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -251,8 +273,15 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             format!("cannot read the current folder: {err}"),
         )
     })?;
+    // `import` makes the manifest, so it needs none.
+    let command = match cli.command {
+        Commands::Import(args) => return import::import(&cwd, args),
+        command => command,
+    };
     let path = manifest::find(cli.file.as_deref(), &cwd)?;
-    match cli.command {
+    match command {
+        Commands::Import(args) => import::import(&cwd, args),
+        Commands::Config => import::config(&path),
         Commands::Check { profiles } => check::check(&path, &up::activation(&profiles, &[])),
         Commands::Up(args) => up::up(&path, args),
         Commands::Ps { json, all } => status::ps(&path, json, all),

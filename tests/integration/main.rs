@@ -16,6 +16,7 @@ mod containers;
 mod control;
 mod harness;
 mod health;
+mod import;
 mod logs;
 mod manifest_errors;
 mod real_servers;

@@ -1250,8 +1250,8 @@ use crate::containers::{docker_ready, try_docker};
 
 /// Removes every Docker object of one test project when dropped (containers labelled
 /// with it, its network, its images), even when the test fails.
-struct DockerObjects {
-    name: String,
+pub struct DockerObjects {
+    pub name: String,
 }
 
 impl Drop for DockerObjects {
@@ -1280,7 +1280,7 @@ impl Drop for DockerObjects {
 
 /// Whether a 64-bit little-endian ELF file has no program interpreter (`PT_INTERP`),
 /// so it runs in an empty image.
-fn elf_is_static(elf: &[u8]) -> bool {
+pub fn elf_is_static(elf: &[u8]) -> bool {
     if elf.len() < 0x40 || elf[..4] != *b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
         return false;
     }

@@ -465,7 +465,7 @@ fn replicas_on_ports_get_one_port_each_and_a_busy_port_refuses_the_scale() {
     let project = Project::new().var("port", port).manifest(
         r#"
 [services.api]
-command = "exec {helper} --name api --port $PORT"
+command = "exec {helper} --name api --port $$PORT"
 ports = [{port}]
 replicas = 2
 health = { http = "http://127.0.0.1:{port}/health", interval = "200ms" }
@@ -502,7 +502,7 @@ fn a_dependent_waits_for_every_replica_and_names_reach_one_replica() {
         r#"
 [services.web]
 # Replica 2 takes 1.5 s longer to listen than replica 1.
-command = "exec {helper} --name web$FLEET_REPLICA --port 0 --ready-after $((FLEET_REPLICA * 1500))"
+command = "exec {helper} --name web$$FLEET_REPLICA --port 0 --ready-after $$((FLEET_REPLICA * 1500))"
 socket = {port}
 replicas = 2
 health = { http = "http://127.0.0.1:{port}/health", interval = "100ms" }

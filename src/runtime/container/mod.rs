@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::event::ExitStatus;
-use crate::manifest::PortMapping;
+use crate::manifest::{EngineHealthCheck, PortMapping};
 
 use events::{follow_exits, ExitDispatcher, Waiters};
 
@@ -123,6 +123,9 @@ pub struct ContainerRequest {
     pub stop_signal: String,
     /// The container's default grace period (used by the engine's own shutdown too).
     pub stop_timeout: Duration,
+    /// A health check for the engine to run inside the container instead of the
+    /// image's `HEALTHCHECK`.
+    pub healthcheck: Option<EngineHealthCheck>,
 }
 
 /// A started container: its id, its exit, and the task copying its output.

@@ -339,6 +339,7 @@ pub(crate) fn request(
         network: network.to_string(),
         stop_signal: "SIGTERM".to_string(),
         stop_timeout: Duration::from_secs(1),
+        healthcheck: None,
     }
 }
 

@@ -61,6 +61,7 @@ impl ServiceRunner {
             network,
             stop_signal: self.spec.stop_signal.name.to_string(),
             stop_timeout: self.spec.stop_timeout,
+            healthcheck: container.healthcheck.clone(),
         };
         let started = Instance::start_container(&docker, &request, self.log.clone())
             .await
