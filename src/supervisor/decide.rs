@@ -62,7 +62,11 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Replacement {
     Remove,
+    /// Start again with this definition.
     Spec(Box<ServiceSpec>),
+    /// Take this definition but stay stopped: the replica was not wanted (stopped by
+    /// the user, or of a profile that is off).
+    Idle(Box<ServiceSpec>),
 }
 
 /// A dependency condition that does not hold: what the snapshot's `waiting_for` says.

@@ -1098,6 +1098,11 @@ impl Supervisor {
                 }
                 self.set_phase(id, Phase::Waiting { blocked_on: None });
             }
+            Phase::Replacing(Replacement::Idle(spec)) => {
+                if let Err(err) = self.add_slot(id.clone(), Arc::new(*spec)) {
+                    crate::note!("fleet: cannot take the new definition of `{id}`: {err}");
+                }
+            }
             _ => {
                 let gone = !self.specs.contains_key(&id.service)
                     && self.replica_ids(&id.service).is_empty();
@@ -1201,7 +1206,14 @@ impl Supervisor {
                     match &roll.kind {
                         RollKind::Redeploy => self.relaunch(&id, Input::Redeploy),
                         RollKind::Reload(spec) => {
-                            let replacement = Replacement::Spec(Box::new((**spec).clone()));
+                            let wanted =
+                                self.slots.get(&id).is_some_and(|slot| slot.phase.wanted());
+                            let spec = Box::new((**spec).clone());
+                            let replacement = if wanted {
+                                Replacement::Spec(spec)
+                            } else {
+                                Replacement::Idle(spec)
+                            };
                             self.set_phase(&id, Phase::Replacing(replacement));
                             self.send(&id, Input::Stop);
                         }

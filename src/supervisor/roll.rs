@@ -135,6 +135,20 @@ impl Roll {
                     // Scaled away meanwhile: nothing left to replace.
                     None => self.current = None,
                     Some(slot) if slot.leaving() => self.current = None,
+                    // Not wanted (stopped, or off by profile) and done with its new
+                    // definition: nothing to wait for.
+                    Some(slot)
+                        if matches!(slot.phase, Phase::Unwanted)
+                            && slot.idle
+                            && (slot.incarnation, slot.status.generation) != step.from =>
+                    {
+                        self.replaced.push(step.replica);
+                        self.current = None;
+                    }
+                    Some(slot) if matches!(slot.phase, Phase::Unwanted) && slot.idle => {
+                        // Stopped by the user meanwhile: skipped.
+                        self.current = None;
+                    }
                     Some(slot) => {
                         let now = (slot.incarnation, slot.status.generation);
                         let serving = slot.status.state.is_ready()
@@ -333,6 +347,30 @@ mod tests {
         assert_eq!(
             roll.advance(&slots),
             RollAction::Finished { replaced: vec![1] }
+        );
+    }
+
+    #[test]
+    fn a_stopped_replica_takes_its_new_definition_without_holding_the_roll() {
+        let mut slots = fleet(&[(Healthy, 1), (ServiceState::Stopped, 1)]);
+        if let Some(slot) = slots.get_mut(&ReplicaId::new("web", 2)) {
+            slot.phase = Phase::Unwanted;
+            slot.idle = true;
+        }
+        let mut roll = Roll::new("web", RollKind::Reload(spec()), [2, 1]);
+        assert_eq!(roll.advance(&slots), RollAction::Replace { replica: 1 });
+        first_is_new(&mut slots, Healthy);
+        assert_eq!(roll.advance(&slots), RollAction::Replace { replica: 2 });
+        // Its runner was swapped (a new incarnation) and it stays stopped: done.
+        if let Some(slot) = slots.get_mut(&ReplicaId::new("web", 2)) {
+            slot.incarnation = 2;
+            slot.status.generation = Generation(0);
+        }
+        assert_eq!(
+            roll.advance(&slots),
+            RollAction::Finished {
+                replaced: vec![1, 2]
+            }
         );
     }
 }
