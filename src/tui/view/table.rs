@@ -144,7 +144,7 @@ pub(super) fn draw_header(frame: &mut Frame, state: &TuiState, area: Rect, theme
     if done > 0 {
         total("✓", done, "done", theme.state(Completed));
     }
-    let mut totals = format!("{services} services");
+    let mut totals = format!("{services} service{}", if services == 1 { "" } else { "s" });
     if active.len() != services {
         totals.push_str(&format!(" ({} instances)", active.len()));
     }
