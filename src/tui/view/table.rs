@@ -711,7 +711,7 @@ fn event_spans(
 
 /// A group's event: its first troubled replica's, else its first replica on its way
 /// up, else the newest event of any replica or of the service as a whole (named
-/// after the replica unless all of them had it).
+/// after the replica unless every replica's last event says the same).
 fn group_event_spans(
     state: &TuiState,
     row: &TableRow,
@@ -742,7 +742,9 @@ fn group_event_spans(
     let (label, event) = match (newest_of_replicas, of_service) {
         (Some(replica), Some(service)) if service.1 >= (replica.1).1 => (None, service),
         (Some((name, event)), _) => {
-            let shared = events.iter().filter(|(_, other)| *other == event).count() > 1;
+            // `healthy` from every replica needs no name; one replica's news does.
+            let shared = events.len() == members.len()
+                && events.iter().all(|(_, (text, _))| *text == event.0);
             ((!shared).then_some(name), event)
         }
         (None, Some(service)) => (None, service),
