@@ -718,6 +718,18 @@ impl LogFollower {
 }
 
 impl Followed {
+    /// `<dir>/<service>.log` from its first line: a file that appeared after the
+    /// follow began.
+    pub fn from_start(dir: &Path, service: String) -> Followed {
+        let path = log_path(dir, &service);
+        Followed {
+            offset: 0,
+            inode: inode_of(&path).map(|(_, inode)| inode),
+            service,
+            path,
+        }
+    }
+
     /// `<dir>/<service>.log` from its current end (from its start once it exists, if
     /// it does not yet).
     pub fn at_end(dir: &Path, service: String) -> Followed {
