@@ -50,6 +50,8 @@ pub mod logs;
 pub mod manifest;
 pub mod project;
 pub mod protocol;
+pub mod readiness;
+pub mod run;
 pub mod runtime;
 pub mod service;
 pub mod supervisor;

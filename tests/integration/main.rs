@@ -23,6 +23,7 @@ mod real_servers;
 mod redeploy;
 mod replicas;
 mod restart;
+mod run;
 mod stop;
 mod tui;
 mod up;
