@@ -156,10 +156,8 @@ impl Recording {
                     row.containers.push(id.clone());
                 }
             }
-            EventKind::Healthy => {
-                if row.ready_at_ms.is_none() {
-                    row.ready_at_ms = Some(event.at_ms);
-                }
+            EventKind::Healthy if row.ready_at_ms.is_none() => {
+                row.ready_at_ms = Some(event.at_ms);
             }
             EventKind::Exited {
                 status,

@@ -240,9 +240,9 @@ pub fn junit(summary: &Summary, logs: &JunitLogs<'_>) -> String {
     let mut skipped = 0;
     for service in &summary.services {
         let name = format!("{} became healthy and never crashed", service.name);
-        let _ = write!(
+        let _ = writeln!(
             cases,
-            "    <testcase classname=\"fleet.services\" name=\"{}\" time=\"{}\">\n",
+            "    <testcase classname=\"fleet.services\" name=\"{}\" time=\"{}\">",
             xml_text(&name),
             seconds(service.time_to_healthy_ms)
         );
@@ -253,17 +253,17 @@ pub fn junit(summary: &Summary, logs: &JunitLogs<'_>) -> String {
             } else {
                 "not_ready"
             };
-            let _ = write!(
+            let _ = writeln!(
                 cases,
-                "      <failure message=\"{}\" type=\"{kind}\">{}</failure>\n",
+                "      <failure message=\"{}\" type=\"{kind}\">{}</failure>",
                 xml_text(&problem),
                 xml_text(&incident_lines(service))
             );
             let tail = (logs.service_tail)(service);
             if !tail.is_empty() {
-                let _ = write!(
+                let _ = writeln!(
                     cases,
-                    "      <system-out>{}</system-out>\n",
+                    "      <system-out>{}</system-out>",
                     xml_text(&tail.join("\n"))
                 );
             }
@@ -271,17 +271,17 @@ pub fn junit(summary: &Summary, logs: &JunitLogs<'_>) -> String {
         cases.push_str("    </testcase>\n");
     }
     let command = &summary.command;
-    let _ = write!(
+    let _ = writeln!(
         cases,
-        "    <testcase classname=\"fleet.command\" name=\"{}\" time=\"{}\">\n",
+        "    <testcase classname=\"fleet.command\" name=\"{}\" time=\"{}\">",
         xml_text(&command.argv.join(" ")),
         seconds(summary.durations_ms.command)
     );
     if !command.ran && command.error.is_none() {
         skipped += 1;
-        let _ = write!(
+        let _ = writeln!(
             cases,
-            "      <skipped message=\"{}\"/>\n",
+            "      <skipped message=\"{}\"/>",
             xml_text(
                 summary
                     .error
@@ -291,17 +291,17 @@ pub fn junit(summary: &Summary, logs: &JunitLogs<'_>) -> String {
         );
     } else if let Some(problem) = command_problem(summary) {
         failures += 1;
-        let _ = write!(
+        let _ = writeln!(
             cases,
-            "      <failure message=\"{}\" type=\"{}\"/>\n",
+            "      <failure message=\"{}\" type=\"{}\"/>",
             xml_text(&problem),
             if command.ran { "exit_code" } else { "not_run" }
         );
     }
     if !logs.command_tail.is_empty() {
-        let _ = write!(
+        let _ = writeln!(
             cases,
-            "      <system-out>{}</system-out>\n",
+            "      <system-out>{}</system-out>",
             xml_text(&logs.command_tail.join("\n"))
         );
     }
