@@ -208,3 +208,18 @@ impl Drop for RawMode {
         let _ = crossterm::terminal::disable_raw_mode();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::exit;
+
+    #[test]
+    fn the_codes_fleet_run_decides_are_the_documented_ones() {
+        use crate::run::exit as run;
+        assert_eq!(run::SUCCESS, exit::SUCCESS);
+        assert_eq!(run::FAILURE, exit::FAILURE);
+        assert_eq!(run::INVALID, exit::INVALID);
+        assert_eq!(run::START_FAILED, exit::START_FAILED);
+        assert_eq!(run::WAIT_FAILED, exit::WAIT_FAILED);
+    }
+}

@@ -44,6 +44,21 @@ use crate::supervisor::StartError;
 pub use place::PlaceError;
 use summary::{CommandSummary, Durations, Outcome, ServiceSummary, Summary};
 
+/// The exit codes `fleet run` gives besides CMD's own. The documented table is
+/// `cli::exit`, which this module may not depend on; a test there checks that these
+/// agree with it.
+pub mod exit {
+    pub const SUCCESS: i32 = 0;
+    /// CMD passed, but `--fail-on-restart` saw an incident, or teardown found leftovers.
+    pub const FAILURE: i32 = 1;
+    /// A service named on the command line does not exist.
+    pub const INVALID: i32 = 2;
+    /// The fleet could not start (a port is busy).
+    pub const START_FAILED: i32 = 3;
+    /// The fleet never became ready; CMD did not run.
+    pub const WAIT_FAILED: i32 = 5;
+}
+
 /// CMD was not found (as a shell reports it).
 pub const EXIT_NOT_FOUND: i32 = 127;
 /// CMD exists but cannot be executed.
@@ -163,6 +178,8 @@ pub async fn run(options: RunOptions) -> Result<i32, RunError> {
     })
     .await;
     let down_at_ms = now_ms();
+    // The run's identity is used once: its lock file would only pile up.
+    let _ = std::fs::remove_file(&place.endpoint.lock);
     let context = Context {
         options: &options,
         manifest: &manifest,
@@ -310,9 +327,9 @@ impl Context<'_> {
     /// The fleet could not start: nothing ran.
     fn start_failed(&self, err: &LaunchError) -> Summary {
         let exit_code = match err {
-            LaunchError::Start(StartError::UnknownServices(_)) => crate::cli::exit::INVALID,
-            LaunchError::Start(_) => crate::cli::exit::START_FAILED,
-            _ => crate::cli::exit::FAILURE,
+            LaunchError::Start(StartError::UnknownServices(_)) => exit::INVALID,
+            LaunchError::Start(_) => exit::START_FAILED,
+            _ => exit::FAILURE,
         };
         let mut text = format!("error: cannot start the fleet, nothing was started:\n{err}");
         if matches!(err, LaunchError::Start(StartError::PortsBusy(_))) {
@@ -441,11 +458,7 @@ impl Context<'_> {
             );
         }
         if let drive::WaitEnd::NotReady { reason, .. } = &driven.wait {
-            return (
-                Outcome::NotReady,
-                crate::cli::exit::WAIT_FAILED,
-                Some(reason.clone()),
-            );
+            return (Outcome::NotReady, exit::WAIT_FAILED, Some(reason.clone()));
         }
         match &driven.command {
             drive::CommandEnd::NotRun => (
@@ -474,7 +487,7 @@ impl Context<'_> {
                 if self.options.fail_on_restart && incidents > 0 {
                     (
                         Outcome::ServiceRestarted,
-                        crate::cli::exit::FAILURE,
+                        exit::FAILURE,
                         Some(format!(
                             "{incidents} service incident{} during the run (--fail-on-restart)",
                             if incidents == 1 { "" } else { "s" }
@@ -483,11 +496,11 @@ impl Context<'_> {
                 } else if teardown.found_anything() {
                     (
                         Outcome::LeftOvers,
-                        crate::cli::exit::FAILURE,
+                        exit::FAILURE,
                         Some("teardown found what the fleet started still there".into()),
                     )
                 } else {
-                    (Outcome::Passed, crate::cli::exit::SUCCESS, None)
+                    (Outcome::Passed, exit::SUCCESS, None)
                 }
             }
         }

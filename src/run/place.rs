@@ -248,25 +248,32 @@ fn clear_earlier_run(dir: &Path) -> Result<(), PlaceError> {
     Ok(())
 }
 
-/// Kills what a run in `dir` left if it died together with its keeper: its journal
-/// still exists, and nobody holds its lock (a live run would). Returns what it killed.
-fn sweep_dead_run(dir: &Path) -> crate::runtime::reaper::Swept {
-    let state_dir = crate::project::state_dir(dir);
-    let has_journal = std::fs::read_dir(&state_dir).is_ok_and(|entries| {
+/// Whether a run's pid journal is still in `dir`: the run did not end cleanly (or is
+/// running).
+fn has_journal(dir: &Path) -> bool {
+    std::fs::read_dir(crate::project::state_dir(dir)).is_ok_and(|entries| {
         entries.flatten().any(|entry| {
             entry
                 .file_name()
                 .to_string_lossy()
                 .starts_with(crate::project::JOURNAL_PREFIX)
         })
-    });
-    if !has_journal {
+    })
+}
+
+/// Kills what a run in `dir` left if it died together with its keeper (its journal
+/// is still there; the caller made sure that no live run holds the folder). Returns
+/// what it killed.
+fn sweep_dead_run(dir: &Path) -> crate::runtime::reaper::Swept {
+    if !has_journal(dir) {
         return crate::runtime::reaper::Swept::default();
     }
-    // Our caller may hold this folder's lock itself; then it is ours to sweep.
     let manifest_path = dir.join(crate::manifest::MANIFEST_FILE);
     let token = crate::project::project_token(&manifest_path);
-    crate::runtime::reaper::sweep_previous(&state_dir, &crate::project::project_marker(&token))
+    crate::runtime::reaper::sweep_previous(
+        &crate::project::state_dir(dir),
+        &crate::project::project_marker(&token),
+    )
 }
 
 /// Sweeps the processes of earlier runs under `.fleet/runs/` that died with their
@@ -282,7 +289,11 @@ pub(super) fn sweep_dead_runs(manifest: &Manifest) -> crate::runtime::reaper::Sw
     };
     for entry in entries.flatten() {
         let dir = entry.path();
-        // A live run holds its lock; taking it here would only be for this check.
+        // Most folders are runs that ended cleanly: no journal, no lock to look at.
+        if !has_journal(&dir) {
+            continue;
+        }
+        // A live run holds its lock; taking it here is only for this check.
         let Ok(Some(_lock)) = lock_of(&dir) else {
             continue;
         };
