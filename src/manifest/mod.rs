@@ -20,6 +20,7 @@ mod checks;
 pub mod diagnostic;
 mod health;
 mod raw;
+pub mod schema;
 #[cfg(test)]
 mod test_support;
 mod validate;
@@ -360,7 +361,14 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 /// Parses and validates manifest text as if read from `path` (which names the file in
 /// errors and anchors relative paths).
 pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
-    validate::validate(path, source)
+    let manifest = validate::validate(path, source);
+    // Every manifest a unit test gets through the validator must pass the editors'
+    // schema too: the widest check that the two stay in step.
+    #[cfg(test)]
+    if manifest.is_ok() {
+        schema::tests::assert_schema_accepts(path, source);
+    }
+    manifest
 }
 
 impl Manifest {
