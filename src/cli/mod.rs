@@ -9,13 +9,16 @@
 //! - `control.rs`: `start`, `stop`, `restart`, `redeploy`, `reload`, `down`
 //! - `tui.rs`: `tui`, and the TUI beside a foreground `up`
 //! - `check.rs`: `check`
+//! - `editors.rs`: `schema`, `completions`, `man` and the hidden `__services`
 
 mod check;
 mod control;
+mod editors;
 mod status;
 mod tui;
 mod up;
 
+pub use editors::{completion_script, CompletionShell, EditorCommand};
 pub use status::render_ps;
 
 use std::path::PathBuf;
@@ -109,6 +112,8 @@ pub enum Commands {
     Reload,
     /// The terminal UI on a running fleet (started with `up -d`); quitting leaves it running.
     Tui,
+    #[command(flatten)]
+    Editors(EditorCommand),
 }
 
 #[derive(Args, Debug)]
@@ -207,6 +212,10 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             format!("cannot read the current folder: {err}"),
         )
     })?;
+    // These work without a manifest (`__services` must even stay quiet without one).
+    if let Commands::Editors(command) = &cli.command {
+        return editors::run(command, cli.file.as_deref(), &cwd);
+    }
     let path = manifest::find(cli.file.as_deref(), &cwd)?;
     match cli.command {
         Commands::Check => check::check(&path),
@@ -224,6 +233,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         }
         Commands::Reload => control::send(&path, Command::Reload, false),
         Commands::Down { volumes } => control::send(&path, Command::Down, volumes),
+        Commands::Editors(_) => unreachable!("answered before the manifest is looked for"),
     }
 }
 
