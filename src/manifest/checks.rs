@@ -7,12 +7,12 @@
 //! Runs after every service is resolved and only reads the resolved specs; must not
 //! read the TOML itself nor change a spec.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::diagnostic::{locate, suggest, Diagnostic};
 use super::raw::Span;
 use super::validate::Checker;
-use super::{DependencyCondition, ServiceSpec};
+use super::{Activation, DependencyCondition, ServiceSpec};
 
 /// Where each service's cross-checked values were written.
 pub(super) struct ServiceSpans {
@@ -27,6 +27,8 @@ pub(super) struct ServiceSpans {
 pub(super) enum PortSource {
     Ports,
     Socket,
+    /// The port replica N (1-based, 2 or more) takes: a declared port plus N - 1.
+    Replica(u32),
 }
 
 impl Checker<'_> {
@@ -112,6 +114,52 @@ impl Checker<'_> {
     /// A host port declared twice: by two services, twice in one service, or as both
     /// a service's `socket` and one of its `ports` (fleet holds the socket's port
     /// itself, so the free-port check before a start would always fail).
+    /// A service that runs under `activation` must not depend on one that does not:
+    /// the error names the profile that would enable it.
+    pub(super) fn check_activation(
+        &mut self,
+        services: &[ServiceSpec],
+        spans: &[ServiceSpans],
+        activation: &Activation,
+    ) {
+        let selected = selection(services, activation);
+        for (index, service) in services.iter().enumerate() {
+            if !selected.contains(&service.name) {
+                continue;
+            }
+            for (dependency, span) in service.depends_on.iter().zip(&spans[index].dependencies) {
+                let Some(target) = services.iter().find(|spec| spec.name == dependency.service)
+                else {
+                    continue;
+                };
+                if activation.enables(target) {
+                    continue;
+                }
+                let profiles: Vec<String> = target
+                    .profiles
+                    .iter()
+                    .map(|profile| format!("`{profile}`"))
+                    .collect();
+                let which = match profiles.as_slice() {
+                    [only] => format!("profile {only}"),
+                    _ => format!("one of the profiles {}", profiles.join(", ")),
+                };
+                let first = target.profiles.first().cloned().unwrap_or_default();
+                self.error(
+                    format!(
+                        "`{}` depends on `{}`, which runs only with {which}",
+                        service.name, target.name
+                    ),
+                    span.clone(),
+                )
+                .help = Some(format!(
+                    "enable it: `--profile {first}` (or FLEET_PROFILES={first}), or name `{}` on the command line",
+                    target.name
+                ));
+            }
+        }
+    }
+
     pub(super) fn check_ports(&mut self, services: &[ServiceSpec], spans: &[ServiceSpans]) {
         let mut first_declared: HashMap<u16, (usize, Span, PortSource)> = HashMap::new();
         for (index, service) in services.iter().enumerate() {
@@ -122,7 +170,26 @@ impl Checker<'_> {
                     continue;
                 };
                 let first_line = locate(self.source, first_span.start).line;
-                if owner != index {
+                let replica_note = [first_source, *source].into_iter().find_map(|source| match source {
+                    PortSource::Replica(replica) => Some(format!(
+                        "with `replicas = {}`, replica {replica} of `{}` listens on each port plus {}",
+                        services[if source == first_source { owner } else { index }].replicas,
+                        services[if source == first_source { owner } else { index }].name,
+                        replica - 1
+                    )),
+                    _ => None,
+                });
+                if let Some(note) = replica_note {
+                    let owner_name = &services[owner].name;
+                    self.error(
+                        format!(
+                            "port {port} is taken twice: by `{owner_name}` and by `{}`",
+                            service.name
+                        ),
+                        span.clone(),
+                    )
+                    .help = Some(format!("{note}; the first is on line {first_line}"));
+                } else if owner != index {
                     let owner_name = &services[owner].name;
                     self.error(
                         format!(
@@ -158,6 +225,37 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// The services `activation` runs, in declaration order: the named ones and their
+/// dependencies, or (none named) every enabled service.
+pub(super) fn selection(services: &[ServiceSpec], activation: &Activation) -> Vec<String> {
+    if activation.services.is_empty() {
+        return services
+            .iter()
+            .filter(|spec| activation.enables(spec))
+            .map(|spec| spec.name.clone())
+            .collect();
+    }
+    let mut wanted: HashSet<&str> = HashSet::new();
+    let mut queue: Vec<&str> = activation.services.iter().map(String::as_str).collect();
+    while let Some(name) = queue.pop() {
+        if !wanted.insert(name) {
+            continue;
+        }
+        if let Some(spec) = services.iter().find(|spec| spec.name == name) {
+            queue.extend(
+                spec.depends_on
+                    .iter()
+                    .map(|dependency| dependency.service.as_str()),
+            );
+        }
+    }
+    services
+        .iter()
+        .filter(|spec| wanted.contains(spec.name.as_str()))
+        .map(|spec| spec.name.clone())
+        .collect()
 }
 
 /// Tarjan's algorithm; components in no particular order, members as indices.
@@ -416,6 +514,143 @@ error: unknown key `retry` in dependency `cache` of service `api`
   = help: expected `condition` or `restart`
 
 error: could not load fleet.toml: 4 errors"#,
+        );
+    }
+
+    #[test]
+    fn replicas_take_consecutive_ports_and_clash_like_any_port() {
+        check(
+            "[services.web]\ncommand = \"w\"\nports = [8080]\nreplicas = 3\n\n[services.admin]\ncommand = \"a\"\nports = [8082]\n",
+            r#"
+error: port 8082 is taken twice: by `web` and by `admin`
+ --> fleet.toml:8:10
+  |
+8 | ports = [8082]
+  |          ^^^^
+  |
+  = help: with `replicas = 3`, replica 3 of `web` listens on each port plus 2; the first is on line 3
+
+error: could not load fleet.toml: 1 error"#,
+        );
+    }
+
+    #[test]
+    fn replica_counts_and_port_ranges_are_checked() {
+        check(
+            "[services.web]\nimage = \"w\"\nports = [\"8080-8081:80\"]\nreplicas = 3\n\n[services.many]\ncommand = \"m\"\nreplicas = 1001\n\n[services.high]\ncommand = \"h\"\nports = [65535]\nreplicas = 2\n",
+            r#"
+error: port range 8080-8081 has 2 ports for 3 replicas of `web`
+ --> fleet.toml:3:10
+  |
+3 | ports = ["8080-8081:80"]
+  |          ^^^^^^^^^^^^^^
+  |
+  = help: a host port range gives each replica one port: make its length the `replicas` count
+
+error: 1001 replicas is more than the 1000 fleet runs of one service
+ --> fleet.toml:8:12
+  |
+8 | replicas = 1001
+  |            ^^^^
+  |
+  = help: `replicas` is 0 to 1000
+
+error: with 2 replicas, port 65535 runs past 65535
+  --> fleet.toml:12:10
+   |
+12 | ports = [65535]
+   |          ^^^^^
+   |
+   = help: replica N listens on the port plus N - 1: pick a lower port
+
+error: could not load fleet.toml: 3 errors"#,
+        );
+    }
+
+    #[test]
+    fn replica_specs_move_ports_and_probes_but_share_the_socket() {
+        let manifest = crate::manifest::test_support::parse_ok(
+            "[services.api]\ncommand = \"a\"\nports = [7001]\nreplicas = 2\nhealth = { http = \"http://127.0.0.1:7001/health\" }\n\n[services.web]\ncommand = \"w\"\nsocket = 8080\nreplicas = 3\nhealth = { tcp = 8080 }\n\n[services.box]\nimage = \"b\"\nports = [\"9000-9001:80\"]\nreplicas = 2\n",
+        );
+        let api = manifest.service("api").expect("api");
+        let second = api.replica(1);
+        assert_eq!(second.ports, [7002]);
+        let Some(crate::manifest::Probe::Http { target, .. }) =
+            second.health.as_ref().map(|health| &health.probe)
+        else {
+            panic!("an http probe");
+        };
+        assert_eq!(target.url, "http://127.0.0.1:7002/health");
+        assert_eq!(target.host_header, "127.0.0.1:7002");
+        let web = manifest.service("web").expect("web");
+        assert_eq!(web.replica(2).listening_ports(), [8080]);
+        assert_eq!(web.replica(2).health, web.health);
+        let boxed = manifest.service("box").expect("box");
+        assert_eq!(boxed.replica_limit(), 2);
+        let crate::manifest::ServiceKind::Container(container) = &boxed.replica(1).kind else {
+            panic!("a container");
+        };
+        assert_eq!(container.ports[0].host, 9001);
+        assert_eq!(api.replica_limit(), 1000);
+    }
+
+    #[test]
+    fn replica_like_service_names_are_refused() {
+        check(
+            "[services.\"web.2\"]\ncommand = \"w\"\n",
+            r#"
+error: service name `web.2` ends like a replica's name
+ --> fleet.toml:1:11
+  |
+1 | [services."web.2"]
+  |           ^^^^^^^
+  |
+  = help: `NAME.2` names replica 2 of service `NAME`: rename it, like `web-2`
+
+error: could not load fleet.toml: 1 error"#,
+        );
+    }
+
+    #[test]
+    fn profiles_select_services_and_a_dependency_must_be_enabled() {
+        use crate::manifest::Activation;
+        let source = "[services.db]\ncommand = \"d\"\n\n[services.mail]\ncommand = \"m\"\nprofiles = [\"debug\"]\n\n[services.seed]\ncommand = \"s\"\nprofiles = [\"tools\", \"debug\"]\ndepends_on = [\"db\"]\n\n[services.api]\ncommand = \"a\"\ndepends_on = [\"db\", \"mail\"]\nprofiles = [\"full\"]\n";
+        let manifest = crate::manifest::test_support::parse_ok(source);
+        let none = Activation::default();
+        assert_eq!(manifest.selection(&none), ["db"]);
+        let debug = Activation::new(&[], Some("debug"), &[]);
+        assert_eq!(manifest.selection(&debug), ["db", "mail", "seed"]);
+        let named = Activation::new(&[], None, &["seed".to_string()]);
+        assert_eq!(manifest.selection(&named), ["db", "seed"]);
+        assert_eq!(manifest.profiles(), ["debug", "tools", "full"]);
+        let unknown = Activation::new(&["nope".to_string()], None, &[]);
+        let problem = manifest
+            .check_activation(&unknown)
+            .expect_err("unknown profile");
+        assert!(problem.contains("unknown profile `nope`"), "{problem}");
+        assert!(
+            problem.contains("declared: debug, tools, full"),
+            "{problem}"
+        );
+
+        let full = Activation::new(&["full".to_string()], None, &[]);
+        let err = crate::manifest::parse_with(std::path::Path::new("fleet.toml"), source, &full)
+            .expect_err("mail is not enabled");
+        assert_eq!(
+            err.render(false),
+            r#"error: `api` depends on `mail`, which runs only with profile `debug`
+  --> fleet.toml:15:21
+   |
+15 | depends_on = ["db", "mail"]
+   |                     ^^^^^^
+   |
+   = help: enable it: `--profile debug` (or FLEET_PROFILES=debug), or name `mail` on the command line
+
+error: could not load fleet.toml: 1 error"#
+        );
+        let both = Activation::new(&["full".to_string()], Some("debug"), &[]);
+        assert!(
+            crate::manifest::parse_with(std::path::Path::new("fleet.toml"), source, &both).is_ok()
         );
     }
 }

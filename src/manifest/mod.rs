@@ -60,6 +60,50 @@ pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1000 * 1000;
 /// Default for `log_keep`.
 pub const DEFAULT_LOG_KEEP: u32 = 3;
 
+/// The most replicas a service may have: far beyond what one machine runs of one
+/// service, low enough that a typo (`replicas = 30000`) is caught, not obeyed.
+pub const MAX_REPLICAS: u32 = 1000;
+
+/// Which services a command enables: those without `profiles`, those with one of
+/// `profiles`, and those named (a named service runs whatever its profiles).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Activation {
+    pub profiles: Vec<String>,
+    pub services: Vec<String>,
+}
+
+impl Activation {
+    /// `FLEET_PROFILES` (comma-separated) and `--profile` flags, in that order,
+    /// without repeats.
+    pub fn new(flags: &[String], env: Option<&str>, services: &[String]) -> Activation {
+        let mut profiles: Vec<String> = Vec::new();
+        let from_env = env
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty());
+        for name in from_env.chain(flags.iter().map(String::as_str)) {
+            if !profiles.iter().any(|known| known == name) {
+                profiles.push(name.to_string());
+            }
+        }
+        Activation {
+            profiles,
+            services: services.to_vec(),
+        }
+    }
+
+    /// Whether `spec` runs under this activation (before dependencies are added).
+    pub fn enables(&self, spec: &ServiceSpec) -> bool {
+        spec.profiles.is_empty()
+            || spec
+                .profiles
+                .iter()
+                .any(|profile| self.profiles.contains(profile))
+            || self.services.contains(&spec.name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServiceSpec {
     pub name: String,
@@ -89,6 +133,11 @@ pub struct ServiceSpec {
     pub redeploy: RedeployStrategy,
     /// A listening socket fleet binds and hands to every instance (`LISTEN_FDS`).
     pub socket: Option<SocketSpec>,
+    /// How many instances run at once (`replicas`, 0 to [`MAX_REPLICAS`]); each is a
+    /// replica with its own process group or container, probe, restarts and log.
+    pub replicas: u32,
+    /// The profiles that enable the service; empty: it is always enabled.
+    pub profiles: Vec<String>,
 }
 
 impl ServiceSpec {
@@ -115,6 +164,57 @@ impl ServiceSpec {
             ports.push(socket.port);
         }
         ports
+    }
+
+    /// The spec replica `index` (0-based) runs with: every host port in `ports` and
+    /// every published host port moved up by `index`, and a probe of one of those
+    /// ports moved with it. The shared `socket` stays where it is: every replica
+    /// accepts on it.
+    pub fn replica(&self, index: u32) -> ServiceSpec {
+        let mut spec = self.clone();
+        if index == 0 {
+            return spec;
+        }
+        let shift = |port: u16| port.saturating_add(u16::try_from(index).unwrap_or(u16::MAX));
+        let own_ports = self.ports.clone();
+        spec.ports = self.ports.iter().map(|port| shift(*port)).collect();
+        if let ServiceKind::Container(container) = &mut spec.kind {
+            for mapping in &mut container.ports {
+                mapping.host = shift(mapping.host);
+            }
+        }
+        if let Some(health) = &mut spec.health {
+            match &mut health.probe {
+                Probe::Http { target, .. } if own_ports.contains(&target.port) => {
+                    *target = target.with_port(shift(target.port));
+                }
+                Probe::Tcp { port, .. } if own_ports.contains(port) => *port = shift(*port),
+                _ => {}
+            }
+        }
+        spec
+    }
+
+    /// The most replicas the service's ports allow: a host port range has one port
+    /// per replica, and a single port moves up by one per replica.
+    pub fn replica_limit(&self) -> u32 {
+        let mut limit = MAX_REPLICAS;
+        let mut cap = |first: u16, count: u32| {
+            let room = u32::from(u16::MAX - first) + 1;
+            limit = limit.min(count.min(room));
+        };
+        for port in &self.ports {
+            cap(*port, MAX_REPLICAS);
+        }
+        if let ServiceKind::Container(container) = &self.kind {
+            for mapping in &container.ports {
+                let count = mapping
+                    .host_last
+                    .map_or(MAX_REPLICAS, |last| u32::from(last - mapping.host) + 1);
+                cap(mapping.host, count);
+            }
+        }
+        limit
     }
 
     /// Whether the service has a build step that runs before each (re)start.
@@ -217,8 +317,12 @@ pub struct ImageBuild {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PortMapping {
     pub host_ip: String,
+    /// The host port of replica 1; replica N publishes `host + N - 1`.
     pub host: u16,
     pub container: u16,
+    /// The last host port of a range (`"8080-8082:80"`): one port per replica, so
+    /// the range's length is the service's replica count.
+    pub host_last: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -353,15 +457,30 @@ pub fn find(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, ManifestEr
 
 /// Reads, parses and validates the manifest at `path`.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    load_with(path, &Activation::default())
+}
+
+/// Loads the manifest for a run with `activation`: also an error when a service it
+/// runs depends on one it does not.
+pub fn load_with(path: &Path, activation: &Activation) -> Result<Manifest, ManifestError> {
     let source =
         std::fs::read_to_string(path).map_err(|err| ManifestError::unreadable(path, &err))?;
-    parse(path, &source)
+    parse_with(path, &source, activation)
 }
 
 /// Parses and validates manifest text as if read from `path` (which names the file in
 /// errors and anchors relative paths).
 pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
-    let manifest = validate::validate(path, source);
+    parse_with(path, source, &Activation::default())
+}
+
+/// [`parse`] for a run with `activation` (see [`load_with`]).
+pub fn parse_with(
+    path: &Path,
+    source: &str,
+    activation: &Activation,
+) -> Result<Manifest, ManifestError> {
+    let manifest = validate::validate(path, source, activation);
     // Every manifest a unit test gets through the validator must pass the editors'
     // schema too: the widest check that the two stay in step.
     #[cfg(test)]
@@ -374,6 +493,57 @@ pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
 impl Manifest {
     pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
         self.services.iter().find(|service| service.name == name)
+    }
+
+    /// The services `activation` runs, in declaration order: the named ones and
+    /// their dependencies, or (none named) every service it enables.
+    pub fn selection(&self, activation: &Activation) -> Vec<String> {
+        checks::selection(&self.services, activation)
+    }
+
+    /// Every profile some service declares, in declaration order.
+    pub fn profiles(&self) -> Vec<String> {
+        let mut profiles: Vec<String> = Vec::new();
+        for profile in self.services.iter().flat_map(|spec| &spec.profiles) {
+            if !profiles.contains(profile) {
+                profiles.push(profile.clone());
+            }
+        }
+        profiles
+    }
+
+    /// What is wrong with `activation` itself: profiles no service declares and
+    /// services the manifest does not have, each described.
+    pub fn check_activation(&self, activation: &Activation) -> Result<(), String> {
+        let declared = self.profiles();
+        let mut problems = Vec::new();
+        for profile in &activation.profiles {
+            if !declared.contains(profile) {
+                let known = if declared.is_empty() {
+                    "no service has `profiles`".to_string()
+                } else {
+                    format!("declared: {}", declared.join(", "))
+                };
+                problems.push(format!(
+                    "unknown profile `{profile}`: no service in {} declares it ({known})",
+                    self.path.display()
+                ));
+            }
+        }
+        let unknown: Vec<&str> = activation
+            .services
+            .iter()
+            .filter(|name| self.service(name).is_none())
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            problems.push(format!("unknown service: {}", unknown.join(", ")));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
     }
 
     /// The folder for fleet's own files (`.fleet/` beside the manifest).

@@ -5,7 +5,8 @@
 //! pattern, and default. It mirrors what `validate`, `values` and `health` accept; it
 //! must not be used to validate a manifest (the validator is the authority, with its
 //! spans and messages). A schema cannot see everything the validator checks (a
-//! dependency on an unknown service, cycles, clashing ports, paths that must exist,
+//! dependency on an unknown service or on one whose profile is off, cycles, clashing
+//! ports, a port range whose length is not the replica count, paths that must exist,
 //! regexes and globs that must compile, durations over 10 years), so it may accept a
 //! manifest the validator rejects, never the other way round.
 //!
@@ -38,6 +39,8 @@ const PORT_TEXT: &str =
 const IP_TEXT: &str = r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}|\[?[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?)";
 /// Service names become file and container names (Docker's container-name rule).
 const NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$";
+/// `NAME.N` names replica N of service `NAME`, so no service name ends that way.
+const REPLICA_SUFFIX: &str = r"\.[0-9]+$";
 /// `execve` takes `NAME=value`: no `=`, no NUL, and fleet adds no whitespace.
 const ENV_NAME_PATTERN: &str = r"^[^=\s\x00]+$";
 /// Some text that is not only whitespace.
@@ -59,8 +62,9 @@ pub fn manifest_schema() -> Value {
                 "type": "object",
                 "minProperties": 1,
                 "propertyNames": {
+                    "description": "A service name: letters, digits, `-`, `_` and `.`, starting with a letter or digit (it becomes file and container names), and not ending like a replica's name (`.2`).",
                     "pattern": NAME_PATTERN,
-                    "description": "A service name: letters, digits, `-`, `_` and `.`, starting with a letter or digit (it becomes file and container names)."
+                    "not": { "pattern": REPLICA_SUFFIX }
                 },
                 "additionalProperties": { "$ref": format!("#/$defs/{SERVICE_DEF}") }
             }
@@ -116,9 +120,9 @@ pub fn manifest_schema() -> Value {
                 "enum": ["started", "healthy", "completed"]
             },
             "port_mapping": {
-                "description": "A published port: \"HOST:CONTAINER\" or \"IP:HOST:CONTAINER\", like \"8080:80\" or \"127.0.0.1:8080:80\".",
+                "description": "A published port: \"HOST:CONTAINER\" or \"IP:HOST:CONTAINER\", like \"8080:80\" or \"127.0.0.1:8080:80\"; HOST may be a range with one port per replica, \"8080-8082:80\".",
                 "type": "string",
-                "pattern": format!(r"^\s*({IP_TEXT}:)?{PORT_TEXT}:{PORT_TEXT}\s*$")
+                "pattern": format!(r"^\s*({IP_TEXT}:)?{PORT_TEXT}(-{PORT_TEXT})?:{PORT_TEXT}\s*$")
             },
             "signal": signal()
         }
@@ -236,7 +240,7 @@ fn service() -> Value {
                 "default": "10s"
             },
             "ports": {
-                "description": "Ports checked free before each start; `PORT` is set to the first. Process: port numbers. Container: published ports, \"HOST:CONTAINER\" or \"IP:HOST:CONTAINER\" (on 127.0.0.1 unless an IP is given), or a number for the same port on both sides.",
+                "description": "Ports checked free before each start; `PORT` is set to the first. Process: port numbers. Container: published ports, \"HOST:CONTAINER\" or \"IP:HOST:CONTAINER\" (on 127.0.0.1 unless an IP is given; HOST may be a range, \"8080-8082:80\", one port per replica), or a number for the same port on both sides. Replica N (from 0) gets each single host port plus N.",
                 "type": "array",
                 "items": {
                     "anyOf": [
@@ -305,16 +309,17 @@ fn service() -> Value {
                 "default": []
             },
             "replicas": {
-                "description": "How many instances of the service run, each with its own process group (or container), logs, probes and restarts. 0 declares the service without running it.",
+                "description": "How many instances of the service run, each with its own process group (or container), probe, restarts and log, named `NAME.1`, `NAME.2`, ... With `socket` they all accept on it; a port in `ports` (and a probe of it) moves up by one per replica. 0 keeps the service declared but not running.",
                 "type": "integer",
                 "minimum": 0,
-                "maximum": 1000,
+                "maximum": super::MAX_REPLICAS,
                 "default": 1
             },
             "profiles": {
-                "description": "The profiles this service belongs to: it starts only when one of them is active (`fleet up --profile NAME`) or when it is named. A service without `profiles` always starts.",
+                "description": "The profiles that enable this service: it starts only when one of them is active (`fleet up --profile NAME`, `FLEET_PROFILES`) or when it is named on the command line. A service without `profiles` always starts.",
                 "type": "array",
-                "items": { "type": "string", "pattern": NOT_BLANK, "description": "A profile name." }
+                "minItems": 1,
+                "items": { "type": "string", "pattern": NAME_PATTERN, "description": "A profile name: letters, digits, `-`, `_` and `.`, starting with a letter or digit." }
             }
         },
         "allOf": [

@@ -28,9 +28,10 @@ use super::values::{
     DEFAULT_HOST_IP,
 };
 use super::{
-    BackoffSpec, CommandLine, ContainerSpec, Dependency, DependencyCondition, ImageBuild, Manifest,
-    PortMapping, ProcessSpec, Project, RedeployStrategy, RestartPolicy, ServiceKind, ServiceSpec,
-    SocketSpec, StopSignal, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE,
+    Activation, BackoffSpec, CommandLine, ContainerSpec, Dependency, DependencyCondition,
+    ImageBuild, Manifest, PortMapping, ProcessSpec, Project, RedeployStrategy, RestartPolicy,
+    ServiceKind, ServiceSpec, SocketSpec, StopSignal, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE,
+    MAX_REPLICAS,
 };
 
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &["project", "services"];
@@ -60,12 +61,15 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "socket",
     "image",
     "volumes",
+    "replicas",
+    "profiles",
 ];
 pub(super) const BACKOFF_KEYS: &[&str] = &["initial", "max"];
 pub(super) const BUILD_KEYS: &[&str] = &["context", "dockerfile", "args"];
 pub(super) const DEPENDENCY_KEYS: &[&str] = &["condition", "restart"];
 const PORT_MAPPING_HELP: &str = "expected \"HOST:CONTAINER\" or \"IP:HOST:CONTAINER\", \
-    like \"8080:80\" or \"127.0.0.1:8080:80\"";
+    like \"8080:80\" or \"127.0.0.1:8080:80\"; HOST may be a range, one port per replica: \
+    \"8080-8082:80\"";
 
 /// Crashes tolerated within `restart_window` before a service is `failed`: enough to
 /// ride out a dependency that is slow to come up, few enough to stop a crash loop.
@@ -85,7 +89,11 @@ const FALLBACK_PROJECT_NAME: &str = "fleet";
 /// count would stall the log writer; a thousand is far more history than anyone reads.
 const MAX_LOG_KEEP: u32 = 1000;
 
-pub(crate) fn validate(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
+pub(crate) fn validate(
+    path: &Path,
+    source: &str,
+    activation: &Activation,
+) -> Result<Manifest, ManifestError> {
     let document =
         raw::parse(source).map_err(|syntax| ManifestError::invalid(path, source, vec![syntax]))?;
     let manifest_path = match absolute(path) {
@@ -100,7 +108,7 @@ pub(crate) fn validate(path: &Path, source: &str) -> Result<Manifest, ManifestEr
         source,
         diagnostics: Vec::new(),
     };
-    let manifest = checker.manifest(&document, manifest_path);
+    let manifest = checker.manifest(&document, manifest_path, activation);
     if checker.diagnostics.is_empty() {
         Ok(manifest)
     } else {
@@ -138,7 +146,7 @@ impl Checker<'_> {
         self.diagnostics.push(diagnostic);
     }
 
-    fn manifest(&mut self, document: &Table, path: PathBuf) -> Manifest {
+    fn manifest(&mut self, document: &Table, path: PathBuf, activation: &Activation) -> Manifest {
         document.check_keys(TOP_LEVEL_KEYS, "", &mut self.diagnostics);
         let project = self.project(document.get("project"));
 
@@ -174,6 +182,9 @@ impl Checker<'_> {
         }
         self.check_dependencies(&services, &spans);
         self.check_ports(&services, &spans);
+        if self.diagnostics.is_empty() {
+            self.check_activation(&services, &spans, activation);
+        }
         Manifest {
             path,
             root: self.root.clone(),
@@ -239,6 +250,19 @@ impl Checker<'_> {
                  starting with a letter or digit"
                     .to_string(),
             );
+        }
+        if let Some((_, suffix)) = name.rsplit_once('.')
+            && !suffix.is_empty()
+            && suffix.bytes().all(|byte| byte.is_ascii_digit())
+        {
+            self.error(
+                format!("service name `{name}` ends like a replica's name"),
+                entry.key_span.clone(),
+            )
+            .help = Some(format!(
+                "`NAME.{suffix}` names replica {suffix} of service `NAME`: rename it, like `{}`",
+                name.replace('.', "-")
+            ));
         }
         table.check_keys(SERVICE_KEYS, &context, &mut self.diagnostics);
 
@@ -329,7 +353,27 @@ impl Checker<'_> {
         } else {
             self.process(&name, entry, table, &mut ports)
         };
+        let replicas = self.replicas(table.get("replicas"));
+        let profiles = self.profiles(table.get("profiles"));
+        if let ServiceKind::Container(container) = &kind {
+            self.check_port_ranges(&name, container, replicas, table.get("ports"));
+        }
         ports.sort_by_key(|(_, span, _)| span.start);
+        let ports_of_replicas = replica_ports(&ports, replicas);
+        if let Some((port, span)) = ports
+            .iter()
+            .filter(|(_, _, source)| *source == PortSource::Ports)
+            .find(|(port, _, _)| {
+                u32::from(*port) + replicas.saturating_sub(1) > u32::from(u16::MAX)
+            })
+            .map(|(port, span, _)| (*port, span.clone()))
+        {
+            self.error(
+                format!("with {replicas} replicas, port {port} runs past 65535"),
+                span,
+            )
+            .help = Some("replica N listens on the port plus N - 1: pick a lower port".to_string());
+        }
         let spec = ServiceSpec {
             name,
             kind,
@@ -353,15 +397,101 @@ impl Checker<'_> {
             ignore,
             redeploy,
             socket,
+            replicas,
+            profiles,
         };
         (
             spec,
             ServiceSpans {
                 name: entry.key_span.clone(),
                 dependencies: dependency_spans,
-                ports,
+                ports: ports_of_replicas,
             },
         )
+    }
+
+    fn replicas(&mut self, value: Option<&Value>) -> u32 {
+        let Some(value) = value else {
+            return 1;
+        };
+        match self.count(value) {
+            Some(count) if count <= MAX_REPLICAS => count,
+            Some(count) => {
+                self.error(
+                    format!("{count} replicas is more than the {MAX_REPLICAS} fleet runs of one service"),
+                    value.span.clone(),
+                )
+                .help = Some(format!("`replicas` is 0 to {MAX_REPLICAS}"));
+                1
+            }
+            None => 1,
+        }
+    }
+
+    fn profiles(&mut self, value: Option<&Value>) -> Vec<String> {
+        let Some(value) = value else {
+            return Vec::new();
+        };
+        let mut profiles: Vec<String> = Vec::new();
+        let items = value.strings(&mut self.diagnostics).unwrap_or_default();
+        if items.is_empty() && matches!(value.kind, Kind::Array(_)) {
+            self.error("`profiles` is empty", value.span.clone()).help = Some(
+                "a service without `profiles` always starts; remove the key, or name a profile"
+                    .to_string(),
+            );
+        }
+        for (name, span) in items {
+            if !is_valid_name(name) {
+                self.error(format!("invalid profile name `{name}`"), span)
+                    .help = Some(
+                    "use letters, digits, `-`, `_` and `.`, starting with a letter or digit"
+                        .to_string(),
+                );
+            } else if !profiles.iter().any(|known| known == name) {
+                profiles.push(name.to_string());
+            }
+        }
+        profiles
+    }
+
+    /// A host port range gives one port per replica: its length must be the count.
+    fn check_port_ranges(
+        &mut self,
+        name: &str,
+        container: &ContainerSpec,
+        replicas: u32,
+        value: Option<&Value>,
+    ) {
+        let Some(items) = value.and_then(|value| match &value.kind {
+            Kind::Array(items) => Some(items),
+            _ => None,
+        }) else {
+            return;
+        };
+        let ranges = container
+            .ports
+            .iter()
+            .filter_map(|mapping| Some((mapping.host, mapping.host_last?)));
+        let spans = items
+            .iter()
+            .filter(|item| matches!(&item.kind, Kind::String(text) if text.contains('-')));
+        for ((first, last), item) in ranges.zip(spans) {
+            let length = u32::from(last - first) + 1;
+            if replicas != 0 && length != replicas {
+                self.error(
+                    format!(
+                        "port range {first}-{last} has {length} port{} for {replicas} replica{} of `{name}`",
+                        if length == 1 { "" } else { "s" },
+                        if replicas == 1 { "" } else { "s" },
+                    ),
+                    item.span.clone(),
+                )
+                .help = Some(
+                    "a host port range gives each replica one port: make its length the `replicas` count"
+                        .to_string(),
+                );
+            }
+        }
     }
 
     pub(super) fn only_for_processes(&mut self, table: &Table, key: &str, help: &str) {
@@ -491,6 +621,7 @@ impl Checker<'_> {
                         host_ip: DEFAULT_HOST_IP.to_string(),
                         host: port,
                         container: port,
+                        host_last: None,
                     }),
                 };
                 if let Some(mapping) = mapping {
@@ -704,6 +835,34 @@ impl Checker<'_> {
 }
 
 /// Whether an unknown key in `table` looks like a typo of one of `keys`.
+/// The host ports every replica takes: replica N (0-based) listens on each of the
+/// service's ports plus N, all declared where the port was written; the socket is
+/// shared. Each entry says which replica takes it, for the clash message.
+fn replica_ports(ports: &[(u16, Span, PortSource)], replicas: u32) -> Vec<(u16, Span, PortSource)> {
+    let mut all = Vec::new();
+    for (port, span, source) in ports {
+        if *source == PortSource::Socket {
+            all.push((*port, span.clone(), *source));
+            continue;
+        }
+        for index in 0..replicas.max(1) {
+            let Some(shifted) = u16::try_from(index)
+                .ok()
+                .and_then(|index| port.checked_add(index))
+            else {
+                break;
+            };
+            let source = if index == 0 {
+                PortSource::Ports
+            } else {
+                PortSource::Replica(index + 1)
+            };
+            all.push((shifted, span.clone(), source));
+        }
+    }
+    all
+}
+
 fn has_misspelling_of(table: &Table, keys: &[&str]) -> bool {
     table.entries.iter().any(|entry| {
         !SERVICE_KEYS.contains(&entry.key.as_str())
@@ -1013,7 +1172,7 @@ error: invalid port mapping `1:2:3:4`
 12 | ports = ["1:2:3:4"]
    |          ^^^^^^^^^
    |
-   = help: expected "HOST:CONTAINER" or "IP:HOST:CONTAINER", like "8080:80" or "127.0.0.1:8080:80"
+   = help: expected "HOST:CONTAINER" or "IP:HOST:CONTAINER", like "8080:80" or "127.0.0.1:8080:80"; HOST may be a range, one port per replica: "8080-8082:80"
 
 error: invalid volume `data`
   --> fleet.toml:13:12
@@ -1298,6 +1457,8 @@ redeploy = "start-first"
             ignore: Vec::new(),
             redeploy: RedeployStrategy::StopFirst,
             socket: None,
+            replicas: 1,
+            profiles: Vec::new(),
         };
         let strings = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs
@@ -1411,16 +1572,19 @@ redeploy = "start-first"
                             host_ip: "127.0.0.1".into(),
                             host: 6380,
                             container: 6380,
+                            host_last: None,
                         },
                         PortMapping {
                             host_ip: "0.0.0.0".into(),
                             host: 6381,
                             container: 6379,
+                            host_last: None,
                         },
                         PortMapping {
                             host_ip: "127.0.0.1".into(),
                             host: 6382,
                             container: 6382,
+                            host_last: None,
                         },
                     ],
                     volumes: vec![

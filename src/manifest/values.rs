@@ -631,17 +631,55 @@ pub(super) fn parse_http_url(url: &str) -> Result<HttpTarget, &'static str> {
     })
 }
 
-/// `"6380:6380"` or `"127.0.0.1:6380:6380"` (an IPv6 host IP may be bracketed).
+impl HttpTarget {
+    /// The same target on another port (a replica's), the URL and `Host` following.
+    pub fn with_port(&self, port: u16) -> HttpTarget {
+        let bracketed = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let authority = if port == 80 {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
+        HttpTarget {
+            url: format!("http://{authority}{}", self.path_and_query),
+            host: self.host.clone(),
+            port,
+            path_and_query: self.path_and_query.clone(),
+            host_header: authority,
+        }
+    }
+}
+
+/// `"6380:6380"` or `"127.0.0.1:6380:6380"` (an IPv6 host IP may be bracketed); the
+/// host port may be a range, `"8080-8082:80"`, one port per replica.
 pub(super) fn parse_port_mapping(text: &str) -> Option<PortMapping> {
     let mut parts: Vec<&str> = text.trim().rsplitn(3, ':').collect();
     parts.reverse();
     let port = |text: &str| text.parse::<u16>().ok().filter(|port| *port > 0);
-    let (host_ip, host, container) = match parts.as_slice() {
-        [host, container] => (DEFAULT_HOST_IP.to_string(), port(host)?, port(container)?),
+    // `8080` or `8080-8082` (one host port per replica), never backwards.
+    let host_ports = |text: &str| -> Option<(u16, Option<u16>)> {
+        match text.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (port(first)?, port(last)?);
+                (first <= last).then_some((first, Some(last)))
+            }
+            None => Some((port(text)?, None)),
+        }
+    };
+    let (host_ip, (host, host_last), container) = match parts.as_slice() {
+        [host, container] => (
+            DEFAULT_HOST_IP.to_string(),
+            host_ports(host)?,
+            port(container)?,
+        ),
         [ip, host, container] => {
             let ip = ip.trim_start_matches('[').trim_end_matches(']');
             ip.parse::<IpAddr>().ok()?;
-            (ip.to_string(), port(host)?, port(container)?)
+            (ip.to_string(), host_ports(host)?, port(container)?)
         }
         _ => return None,
     };
@@ -649,6 +687,7 @@ pub(super) fn parse_port_mapping(text: &str) -> Option<PortMapping> {
         host_ip,
         host,
         container,
+        host_last,
     })
 }
 

@@ -274,6 +274,25 @@ timeout = "1.5s"
 [services.a.env]
 "dotted.name" = "x"
 "#,
+    r#"
+[services.web]
+command = "web"
+replicas = 3
+socket = 8080
+profiles = ["full", "debug"]
+[services.worker]
+command = "worker"
+replicas = 0
+ports = [9000]
+health = { tcp = 9000 }
+[services.cache]
+image = "redis:7"
+replicas = 3
+ports = ["6380-6382:6379", "127.0.0.1:7000-7002:80", 6390]
+profiles = ["full"]
+[services."api.v2"]
+command = "api"
+"#,
 ];
 
 #[test]
@@ -371,7 +390,11 @@ const INVALID: &[&str] = &[
     // replicas and profiles
     "[services.a]\ncommand = \"a\"\nreplicas = 1001\n",
     "[services.a]\ncommand = \"a\"\nreplicas = -1\n",
+    "[services.a]\ncommand = \"a\"\nreplicas = \"2\"\n",
     "[services.a]\ncommand = \"a\"\nprofiles = \"debug\"\n",
+    "[services.a]\ncommand = \"a\"\nprofiles = []\n",
+    "[services.a]\ncommand = \"a\"\nprofiles = [\"de bug\"]\n",
+    "[services.\"web.2\"]\ncommand = \"a\"\n",
 ];
 
 #[test]

@@ -363,6 +363,7 @@ mod tests {
                 host_ip: "127.0.0.1".into(),
                 host: host_port,
                 container: PUBLISHED_PORT,
+                host_last: None,
             }];
             let started_at = Instant::now();
             let started = docker.start(&request, log.clone()).await?;
