@@ -209,7 +209,7 @@ fn options_taking_values(command: &Command) -> Vec<String> {
 }
 
 /// clap_complete's script for `shell`, plus the service-name completion.
-pub fn completion_script(shell: CompletionShell) -> String {
+fn completion_script(shell: CompletionShell) -> String {
     let mut command = without_hidden(&Cli::command());
     let name = command.get_name().to_string();
     let generator = match shell {

@@ -18,7 +18,7 @@ mod status;
 mod tui;
 mod up;
 
-pub use editors::{completion_script, CompletionShell, EditorCommand};
+pub use editors::{CompletionShell, EditorCommand};
 pub use status::render_ps;
 
 use std::path::PathBuf;

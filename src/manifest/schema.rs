@@ -30,6 +30,10 @@ pub(super) const DEPENDENCY_DEF: &str = "dependency_options";
 
 /// A number with an optional fraction, then a unit; pieces combine (`1m30s`).
 const DURATION_PATTERN: &str = r"^\s*(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ms|h|m|s))+\s*$";
+/// A duration with at least one piece whose number is not 0: pieces, then one with a
+/// nonzero digit in its whole part or its fraction, then pieces. One pattern, not an
+/// `allOf` of two: taplo's completion overflows its stack on that.
+const NONZERO_DURATION_PATTERN: &str = r"^\s*(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ms|h|m|s))*(0*[1-9][0-9]*(\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)(ms|h|m|s)(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ms|h|m|s))*\s*$";
 /// A port number from 1 to 65535, as Rust's `u16` parser reads it (a `+` and leading
 /// zeros are fine).
 const PORT_TEXT: &str =
@@ -48,6 +52,60 @@ const NOT_BLANK: &str = r"\S";
 
 /// The schema, as `fleet schema` prints it.
 pub fn manifest_schema() -> Value {
+    let mut schema = written_schema();
+    inline_described_refs(&mut schema);
+    schema
+}
+
+/// Editors read a key's hover text from the key's own schema, but taplo, like draft 7,
+/// ignores what stands beside a `$ref`: `{ "$ref": duration, "description": ... }`
+/// would show the duration's text, not the key's. So a `$ref` with a description beside
+/// it is replaced by a copy of what it refers to, the key's description first and the
+/// shape's after it. Bare `$ref`s (tables, list items) stay.
+fn inline_described_refs(schema: &mut Value) {
+    let defs = schema["$defs"].clone();
+    fn walk(value: &mut Value, defs: &Value) {
+        match value {
+            Value::Object(map) => {
+                let target = map
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|reference| reference.strip_prefix("#/$defs/"))
+                    .map(str::to_string);
+                if let (Some(name), Some(Value::String(own))) = (target, map.get("description"))
+                    && let Some(Value::Object(shape)) = defs.get(&name)
+                {
+                    let own = own.clone();
+                    let mut inlined = shape.clone();
+                    let description = match shape.get("description").and_then(Value::as_str) {
+                        Some(general) => format!("{own}\n\n{general}"),
+                        None => own,
+                    };
+                    for (key, sibling) in map.iter() {
+                        if key != "$ref" {
+                            inlined.insert(key.clone(), sibling.clone());
+                        }
+                    }
+                    inlined.insert("description".to_string(), Value::String(description));
+                    *map = inlined;
+                }
+                for child in map.values_mut() {
+                    walk(child, defs);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    walk(item, defs);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(schema, &defs);
+}
+
+/// The schema as written here, before [`inline_described_refs`].
+fn written_schema() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "fleet.toml",
@@ -82,9 +140,9 @@ pub fn manifest_schema() -> Value {
                 "pattern": DURATION_PATTERN
             },
             "nonzero_duration": {
-                "description": "A duration longer than 0, like \"1s\" or \"250ms\".",
-                "$ref": "#/$defs/duration",
-                "pattern": "[1-9]"
+                "description": "A duration longer than 0, with a unit: `ms`, `s`, `m` or `h`, combined and with decimals: \"250ms\", \"10s\", \"1m30s\", \"1.5s\"; at most 87600h (10 years).",
+                "type": "string",
+                "pattern": NONZERO_DURATION_PATTERN
             },
             "count": { "type": "integer", "minimum": 0, "maximum": u32::MAX },
             "port": { "description": "A port number.", "type": "integer", "minimum": 1, "maximum": 65535 },
@@ -322,38 +380,35 @@ fn service() -> Value {
                 "items": { "type": "string", "pattern": NAME_PATTERN, "description": "A profile name: letters, digits, `-`, `_` and `.`, starting with a letter or digit." }
             }
         },
-        "allOf": [
-            {
-                "if": {
-                    "anyOf": [
-                        { "required": ["image"] },
-                        { "required": ["build"], "properties": { "build": { "type": "object" } } }
-                    ]
-                },
-                "then": {
-                    "properties": {
-                        "cwd": false,
-                        "socket": false,
-                        "notify": { "const": false },
-                        "build": { "$ref": format!("#/$defs/{IMAGE_BUILD_DEF}") }
-                    }
-                },
-                "else": {
-                    "required": ["command"],
-                    "properties": {
-                        "volumes": false,
-                        "build": { "$ref": "#/$defs/command_line" },
-                        "ports": { "items": { "$ref": "#/$defs/port" } },
-                        "health": { "properties": { "docker": { "const": false } } }
-                    }
-                }
-            },
-            {
-                "if": { "required": ["notify"], "properties": { "notify": { "const": true } } },
-                "then": { "properties": { "health": { "not": { "anyOf": one_probe } } } },
-                "else": { "properties": { "health": { "oneOf": one_probe } } }
+        // One `if` at the top, the probe rule nested in its branches: taplo offers no
+        // key completion at all for a table whose schema has an `allOf`.
+        "if": {
+            "anyOf": [
+                { "required": ["image"] },
+                { "required": ["build"], "properties": { "build": { "type": "object" } } }
+            ]
+        },
+        "then": {
+            "properties": {
+                "cwd": false,
+                "socket": false,
+                "notify": { "const": false },
+                "build": { "$ref": format!("#/$defs/{IMAGE_BUILD_DEF}") },
+                "health": { "oneOf": one_probe }
             }
-        ],
+        },
+        "else": {
+            "required": ["command"],
+            "properties": {
+                "volumes": false,
+                "build": { "$ref": "#/$defs/command_line" },
+                "ports": { "items": { "$ref": "#/$defs/port" } },
+                "health": { "properties": { "docker": { "const": false } } }
+            },
+            "if": { "required": ["notify"], "properties": { "notify": { "const": true } } },
+            "then": { "properties": { "health": { "not": { "anyOf": one_probe } } } },
+            "else": { "properties": { "health": { "oneOf": one_probe } } }
+        },
         "dependentSchemas": {
             "watchdog": { "required": ["notify"], "properties": { "notify": { "const": true } } },
             "start_timeout": {

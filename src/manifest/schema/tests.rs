@@ -566,3 +566,59 @@ fn the_readme_shows_the_schema_line() {
     assert!(readme.contains("fleet schema > .fleet-schema.json"));
     assert!(readme.contains("#:schema ./.fleet-schema.json"));
 }
+
+/// What taplo (Even Better TOML) needs that a validator does not, found by driving
+/// `taplo lsp` by hand: it offers no key completion for a table whose schema has an
+/// `allOf` (and overflowed its stack on an `allOf` of two patterns), and its hover
+/// shows a `$ref`'s description rather than one written beside it.
+#[test]
+fn taplo_completes_and_hovers_every_key() {
+    fn walk(schema: &Value, path: &str, problems: &mut Vec<String>) {
+        match schema {
+            Value::Object(map) => {
+                if map.contains_key("allOf") {
+                    problems.push(format!("{path}: allOf"));
+                }
+                if map.contains_key("$ref") && map.contains_key("description") {
+                    problems.push(format!("{path}: a description beside $ref"));
+                }
+                for (key, value) in map {
+                    walk(value, &format!("{path}/{key}"), problems);
+                }
+            }
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}/{index}"), problems);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut problems = Vec::new();
+    walk(&manifest_schema(), "#", &mut problems);
+    assert!(problems.is_empty(), "{problems:#?}");
+    // Every key has its own hover text.
+    for table in [
+        PROJECT_DEF,
+        SERVICE_DEF,
+        HEALTH_DEF,
+        BACKOFF_DEF,
+        IMAGE_BUILD_DEF,
+        DEPENDENCY_DEF,
+    ] {
+        for (key, property) in def(table)["properties"]
+            .as_object()
+            .expect("a table lists its keys")
+        {
+            let described = property.get("description").is_some()
+                || property.get("$ref").is_some_and(|reference| {
+                    let name = reference
+                        .as_str()
+                        .and_then(|reference| reference.strip_prefix("#/$defs/"))
+                        .unwrap_or_default();
+                    def(name).get("description").is_some()
+                });
+            assert!(described, "`{key}` in {table} has no description");
+        }
+    }
+}
