@@ -160,6 +160,8 @@ pub enum WaitCondition {
     Started,
     Healthy,
     Completed,
+    /// Replica 1 has run the service's build (the other replicas use what it built).
+    Built,
 }
 
 impl WaitCondition {
@@ -168,6 +170,7 @@ impl WaitCondition {
             WaitCondition::Started => "started",
             WaitCondition::Healthy => "healthy",
             WaitCondition::Completed => "completed",
+            WaitCondition::Built => "built",
         }
     }
 }
@@ -224,6 +227,7 @@ impl std::str::FromStr for WaitingFor {
                 WaitCondition::Started,
                 WaitCondition::Healthy,
                 WaitCondition::Completed,
+                WaitCondition::Built,
             ]
             .into_iter()
             .find(|known| known.as_str() == condition)?;
@@ -264,6 +268,11 @@ pub enum Command {
     },
     /// Re-read the manifest and apply the difference.
     Reload,
+    /// Set services' replica counts: `(service, count)`; other services and the
+    /// surviving replicas are not touched.
+    Scale {
+        counts: Vec<(String, u32)>,
+    },
     /// Stop everything in reverse dependency order, then end the supervisor.
     Down,
     /// Second Ctrl-C: SIGKILL every instance at once, then end the supervisor.
@@ -516,6 +525,9 @@ pub struct Snapshot {
     pub services: Vec<ServiceSnapshot>,
     /// The supervisor is stopping everything.
     pub shutting_down: bool,
+    /// The profiles `fleet up` enabled.
+    #[serde(default)]
+    pub profiles: Vec<String>,
 }
 
 impl Snapshot {
@@ -538,6 +550,64 @@ pub struct ServiceSnapshot {
     pub last_event_at_ms: Option<u64>,
     /// The dependency a `waiting` service waits for.
     pub waiting_for: Option<WaitingFor>,
+    /// The service this row is an instance of: `name` without its `.N`.
+    #[serde(default)]
+    pub service: String,
+    /// The replica's number (1-based) when the service runs (or ran) several.
+    #[serde(default)]
+    pub replica: Option<u32>,
+    /// How many replicas the service is set to run.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// The profiles that enable the service (none: always enabled).
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Not enabled by the fleet's profiles, and not started by name.
+    #[serde(default)]
+    pub inactive: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One replica of a service: what a runner drives and the supervisor keeps a slot
+/// for. Replica numbers start at 1.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReplicaId {
+    pub service: String,
+    pub replica: u32,
+}
+
+impl ReplicaId {
+    pub fn new(service: impl Into<String>, replica: u32) -> ReplicaId {
+        ReplicaId {
+            service: service.into(),
+            replica,
+        }
+    }
+
+    /// What users call it: the service's name while it has one replica, `NAME.N`
+    /// once it has several.
+    pub fn display_name(&self, replicated: bool) -> String {
+        if replicated {
+            format!("{}.{}", self.service, self.replica)
+        } else {
+            self.service.clone()
+        }
+    }
+
+    /// The name its files and markers carry, stable whatever the count: replica 1
+    /// is the service itself (`NAME.log`), replica N is `NAME.N`.
+    pub fn file_name(&self) -> String {
+        self.display_name(self.replica > 1)
+    }
+}
+
+impl fmt::Display for ReplicaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.service, self.replica)
+    }
 }
 
 /// A service's instance as its runner reports it after every change, as the
@@ -610,6 +680,15 @@ pub fn describe_failures(total: u32, unhealthy: u32, not_ready: u32, window_ms: 
 }
 
 impl ServiceSnapshot {
+    /// The name of the row's log file (`NAME` for replica 1, `NAME.N` for the
+    /// others), whatever the row is called now.
+    pub fn log_name(&self) -> String {
+        if self.service.is_empty() {
+            return self.name.clone();
+        }
+        ReplicaId::new(self.service.as_str(), self.replica.unwrap_or(1)).file_name()
+    }
+
     /// "starting 12s · connection refused": how long a service that has not passed its
     /// probe yet has been at it, and what its probe last saw.
     pub fn starting_note(&self, now_ms: u64) -> Option<String> {
@@ -784,6 +863,11 @@ mod tests {
                 condition: WaitCondition::Healthy,
                 failed: false,
             }),
+            service: "api".into(),
+            replica: Some(2),
+            replicas: 3,
+            profiles: vec!["debug".into()],
+            inactive: false,
         };
         let json = serde_json::to_string(&row)?;
         assert_eq!(
@@ -794,7 +878,9 @@ mod tests {
                 r#""started_at_ms":1700000000000,"ports":[7000,7001],"health":"starting","#,
                 r#""probe_error":"connection refused","build":"failed","#,
                 r#""last_redeploy_at_ms":1700000000500,"last_event":"build failed: exit 1","#,
-                r#""last_event_at_ms":1700000001000,"waiting_for":"db (healthy)"}"#
+                r#""last_event_at_ms":1700000001000,"waiting_for":"db (healthy)","#,
+                r#""service":"api","replica":2,"replicas":3,"profiles":["debug"],"#,
+                r#""inactive":false}"#
             )
         );
         assert_eq!(serde_json::from_str::<ServiceSnapshot>(&json)?, row);
@@ -806,6 +892,11 @@ mod tests {
             last_event: None,
             last_event_at_ms: None,
             waiting_for: None,
+            service: "worker".into(),
+            replica: None,
+            replicas: 1,
+            profiles: Vec::new(),
+            inactive: false,
         };
         let json = serde_json::to_string(&stopped)?;
         assert_eq!(
@@ -815,7 +906,8 @@ mod tests {
                 r#""container":null,"generation":0,"restarts":0,"started_at_ms":null,"#,
                 r#""ports":[],"health":null,"probe_error":null,"build":null,"#,
                 r#""last_redeploy_at_ms":null,"last_event":null,"last_event_at_ms":null,"#,
-                r#""waiting_for":null}"#
+                r#""waiting_for":null,"service":"worker","replica":null,"replicas":1,"#,
+                r#""profiles":[],"inactive":false}"#
             )
         );
         assert_eq!(serde_json::from_str::<ServiceSnapshot>(&json)?, stopped);

@@ -45,6 +45,7 @@ pub mod cli;
 pub mod control;
 pub mod event;
 pub mod health;
+pub mod import;
 pub mod logs;
 pub mod manifest;
 pub mod project;

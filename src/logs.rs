@@ -413,6 +413,24 @@ impl LogLine {
 
 /// The last `count` lines of a service's log, reading rotated files too when the live
 /// one holds fewer. Reads backwards from the end, so a huge file costs little.
+/// The replica numbers (2 and up) whose logs exist for `service` in `dir`
+/// (`NAME.N.log`; replica 1 writes `NAME.log`), in order.
+pub fn replica_logs(dir: &Path, service: &str) -> Vec<u32> {
+    let prefix = format!("{service}.");
+    let mut replicas: Vec<u32> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let number = name.strip_prefix(&prefix)?.strip_suffix(".log")?;
+            number.parse::<u32>().ok().filter(|replica| *replica > 1)
+        })
+        .collect();
+    replicas.sort_unstable();
+    replicas
+}
+
 pub fn read_tail(dir: &Path, service: &str, count: usize) -> io::Result<Vec<LogLine>> {
     let live = log_path(dir, service);
     let mut lines = tail_of_file(&live, count)?;

@@ -47,6 +47,9 @@ pub enum ErrorCode {
     PermissionDenied,
     /// Something failed inside the supervisor.
     Internal,
+    /// The request is well formed but asks for what cannot be (a replica count beyond
+    /// what the service's ports allow, busy ports); nothing changed.
+    InvalidArgument,
     /// A code this build does not know, from a newer supervisor: kept as sent, so a
     /// client still shows it.
     Other(String),
@@ -54,7 +57,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this build knows, in the order they were added.
-    pub const KNOWN: [ErrorCode; 9] = [
+    pub const KNOWN: [ErrorCode; 10] = [
         ErrorCode::BadRequest,
         ErrorCode::RequestTooLarge,
         ErrorCode::UnknownRequest,
@@ -64,6 +67,7 @@ impl ErrorCode {
         ErrorCode::InvalidManifest,
         ErrorCode::PermissionDenied,
         ErrorCode::Internal,
+        ErrorCode::InvalidArgument,
     ];
 
     /// The code on the wire.
@@ -78,6 +82,7 @@ impl ErrorCode {
             ErrorCode::InvalidManifest => "invalid_manifest",
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidArgument => "invalid_argument",
             ErrorCode::Other(code) => code,
         }
     }

@@ -9,11 +9,13 @@
 //! - `control.rs`: `start`, `stop`, `restart`, `redeploy`, `reload`, `down`
 //! - `tui.rs`: `tui`, and the TUI beside a foreground `up`
 //! - `check.rs`: `check`
+//! - `import.rs`: `import` (compose files and Procfiles) and `config`
 //! - `editors.rs`: `schema`, `completions`, `man` and the hidden `__services`
 
 mod check;
 mod control;
 mod editors;
+mod import;
 mod status;
 mod tui;
 mod up;
@@ -73,12 +75,20 @@ pub enum Commands {
     /// Start the fleet (or only SERVICE... and their dependencies) and supervise it.
     Up(UpArgs),
     /// Validate the manifest without starting anything.
-    Check,
-    /// Show every service: state, pid, generation, restarts, uptime, ports, health.
+    Check {
+        /// Check as `up --profile PROFILE` would run (repeatable; also FLEET_PROFILES).
+        #[arg(long = "profile", value_name = "PROFILE")]
+        profiles: Vec<String>,
+    },
+    /// Show every service (one row per replica): state, pid, generation, restarts,
+    /// uptime, ports, health.
     Ps {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also list services no active profile enables.
+        #[arg(short = 'a', long)]
+        all: bool,
     },
     /// Show the last lines of the services' logs, merged by time.
     Logs(LogsArgs),
@@ -108,18 +118,51 @@ pub enum Commands {
         #[arg(long)]
         volumes: bool,
     },
-    /// Re-read the manifest: start added services, stop removed ones, restart changed ones.
+    /// Re-read the manifest: start added services, stop removed ones, replace changed
+    /// ones (a replica at a time), apply new replica counts.
     Reload,
+    /// Set how many replicas services run, e.g. `fleet scale web=5 worker=0`; other
+    /// services and the replicas that stay are not touched.
+    Scale {
+        /// SERVICE=COUNT pairs.
+        #[arg(required = true, value_name = "SERVICE=COUNT", value_parser = parse_scale_arg)]
+        counts: Vec<(String, u32)>,
+    },
     /// The terminal UI on a running fleet (started with `up -d`); quitting leaves it running.
     Tui,
+    /// Translate a docker compose file or a Procfile into a fleet.toml beside it.
+    Import(ImportArgs),
+    /// Print the manifest after interpolation and defaults, as a complete fleet.toml.
+    Config,
     #[command(flatten)]
     Editors(EditorCommand),
 }
 
 #[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The file to import (default: compose.yaml, compose.yml, docker-compose.yaml,
+    /// docker-compose.yml, else Procfile, in this folder).
+    pub file: Option<PathBuf>,
+    /// The file's format, when its name does not say.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::import::Format>,
+    /// Where to write the manifest (default: fleet.toml beside the file; `-`: stdout).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct UpArgs {
-    /// Services to start, with their dependencies (default: all).
+    /// Services to start, with their dependencies, whatever their profiles (default:
+    /// every service the active profiles enable).
     pub services: Vec<String>,
+    /// Also start the services with this profile (repeatable; added to
+    /// FLEET_PROFILES, a comma-separated list).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
     /// Plain prefixed output instead of the terminal UI.
     #[arg(long)]
     pub no_tui: bool,
@@ -148,6 +191,29 @@ pub struct LogsArgs {
     /// How many lines to show first.
     #[arg(short = 'n', long = "lines", default_value_t = 100)]
     pub lines: usize,
+}
+
+/// `web=3`; clap reports a bad one as a usage error (exit 2).
+fn parse_scale_arg(text: &str) -> Result<(String, u32), String> {
+    let (service, count) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected SERVICE=COUNT, like `web=3`, found `{text}`"))?;
+    if service.is_empty() {
+        return Err(format!("`{text}` names no service"));
+    }
+    let count = count.trim().parse::<u32>().map_err(|_| {
+        format!(
+            "`{count}` is not a replica count (0 to {})",
+            manifest::MAX_REPLICAS
+        )
+    })?;
+    if count > manifest::MAX_REPLICAS {
+        return Err(format!(
+            "{count} replicas is more than the {} fleet runs of one service",
+            manifest::MAX_REPLICAS
+        ));
+    }
+    Ok((service.to_string(), count))
 }
 
 /// A duration flag; clap reports the error as a usage error (exit 2).
@@ -212,15 +278,20 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             format!("cannot read the current folder: {err}"),
         )
     })?;
-    // These work without a manifest (`__services` must even stay quiet without one).
-    if let Commands::Editors(command) = &cli.command {
-        return editors::run(command, cli.file.as_deref(), &cwd);
-    }
+    // `import` makes the manifest, so it needs none; the editors' commands work
+    // without one (`__services` must even stay quiet without one).
+    let command = match cli.command {
+        Commands::Import(args) => return import::import(&cwd, args),
+        Commands::Editors(command) => return editors::run(&command, cli.file.as_deref(), &cwd),
+        command => command,
+    };
     let path = manifest::find(cli.file.as_deref(), &cwd)?;
-    match cli.command {
-        Commands::Check => check::check(&path),
+    match command {
+        Commands::Import(args) => import::import(&cwd, args),
+        Commands::Config => import::config(&path),
+        Commands::Check { profiles } => check::check(&path, &up::activation(&profiles, &[])),
         Commands::Up(args) => up::up(&path, args),
-        Commands::Ps { json } => status::ps(&path, json),
+        Commands::Ps { json, all } => status::ps(&path, json, all),
         Commands::Logs(args) => status::logs(&path, args),
         Commands::Tui => tui::attach(&path),
         Commands::Start { services } => control::send(&path, Command::Start { services }, false),
@@ -232,8 +303,9 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             control::send(&path, Command::Redeploy { services }, false)
         }
         Commands::Reload => control::send(&path, Command::Reload, false),
+        Commands::Scale { counts } => control::send(&path, Command::Scale { counts }, false),
         Commands::Down { volumes } => control::send(&path, Command::Down, volumes),
-        Commands::Editors(_) => unreachable!("answered before the manifest is looked for"),
+        Commands::Editors(command) => editors::run(&command, cli.file.as_deref(), &cwd),
     }
 }
 

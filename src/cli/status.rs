@@ -11,10 +11,13 @@ use crate::manifest;
 use crate::supervisor::printer::{use_color, Labels};
 
 /// `fleet ps`: the running supervisor's snapshot as a table, or as JSON.
-pub(super) fn ps(path: &Path, json: bool) -> Result<i32, CliError> {
+pub(super) fn ps(path: &Path, json: bool, all: bool) -> Result<i32, CliError> {
     small_runtime()?.block_on(async {
         let mut client = Client::connect(path).await?;
-        let snapshot = snapshot_of(&mut client).await?;
+        let mut snapshot = snapshot_of(&mut client).await?;
+        if !all {
+            snapshot.services.retain(|service| !service.inactive);
+        }
         if json {
             let text = serde_json::to_string_pretty(&snapshot.services)
                 .map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
@@ -65,6 +68,13 @@ pub fn render_ps(snapshot: &Snapshot, now_ms: u64) -> String {
                 .join(",")
         };
         let mut state = service.status.state.to_string();
+        if service.inactive {
+            state = format!("inactive (profile {})", service.profiles.join(", "));
+        } else if service.replicas == 0
+            && service.status.state == crate::event::ServiceState::Stopped
+        {
+            state = "stopped (0 replicas)".into();
+        }
         if service.status.build == Some(crate::event::BuildStatus::Failed) {
             state.push_str(" (build failed)");
         }
@@ -138,25 +148,67 @@ pub fn render_ps(snapshot: &Snapshot, now_ms: u64) -> String {
 pub(super) fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
     let manifest = manifest::load(path)?;
     let dir = manifest.log_dir();
-    let names: Vec<String> = if args.services.is_empty() {
-        manifest.services.iter().map(|s| s.name.clone()).collect()
+    let known: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
+    // Each name's log files (`NAME` for replica 1, `NAME.N` for the others) and the
+    // label its lines get: `NAME.N` for every replica of a replicated service.
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut expand = |service: &str, only: Option<u32>| {
+        let others = crate::logs::replica_logs(&dir, service);
+        let replicated = !others.is_empty();
+        for replica in std::iter::once(1).chain(others) {
+            if only.is_some_and(|only| only != replica) {
+                continue;
+            }
+            let id = crate::event::ReplicaId::new(service, replica);
+            files.push((id.file_name(), id.display_name(replicated)));
+        }
+    };
+    if args.services.is_empty() {
+        for service in &known {
+            expand(service, None);
+        }
     } else {
-        let known: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
         for name in &args.services {
-            if !known.contains(&name.as_str()) {
-                let hint = crate::manifest::diagnostic::suggest(name, known.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                return Err(CliError::new(
-                    exit::INVALID,
-                    format!("fleet: unknown service `{name}`{hint}"),
-                ));
+            if known.contains(&name.as_str()) {
+                expand(name, None);
+                continue;
+            }
+            let replica = name.rsplit_once('.').and_then(|(service, number)| {
+                let number = number.parse::<u32>().ok()?;
+                known.contains(&service).then_some((service, number))
+            });
+            let exists = replica.is_some_and(|(service, number)| {
+                crate::logs::log_path(
+                    &dir,
+                    &crate::event::ReplicaId::new(service, number).file_name(),
+                )
+                .exists()
+            });
+            match replica {
+                Some((service, number)) if exists => expand(service, Some(number)),
+                _ => {
+                    let hint = crate::manifest::diagnostic::suggest(name, known.iter().copied())
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    return Err(CliError::new(
+                        exit::INVALID,
+                        format!("fleet: unknown service `{name}`{hint}"),
+                    ));
+                }
             }
         }
-        args.services.clone()
+    }
+    let label_of: std::collections::HashMap<String, String> = files.iter().cloned().collect();
+    let names: Vec<String> = files.iter().map(|(file, _)| file.clone()).collect();
+    let all_names: Vec<String> = files.iter().map(|(_, label)| label.clone()).collect();
+    let shown: Vec<String> = all_names.clone();
+    let labels = Labels::new(&all_names, &shown, use_color(&std::io::stdout()));
+    let label = |file: &str| {
+        label_of
+            .get(file)
+            .cloned()
+            .unwrap_or_else(|| file.to_string())
     };
-    let all_names: Vec<String> = manifest.services.iter().map(|s| s.name.clone()).collect();
-    let labels = Labels::new(&all_names, &names, use_color(&std::io::stdout()));
     let mut merged: Vec<(String, String, crate::logs::LogLine)> = Vec::new();
     for name in &names {
         let lines = crate::logs::read_tail(&dir, name, args.lines).map_err(|err| {
@@ -177,7 +229,7 @@ pub(super) fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (_, name, line) in merged.into_iter().skip(skip) {
-        let _ = writeln!(out, "{}{}", labels.prefix(&name), line.text);
+        let _ = writeln!(out, "{}{}", labels.prefix(&label(&name)), line.text);
     }
     let _ = out.flush();
     if !args.follow {
@@ -196,7 +248,7 @@ pub(super) fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
         batch.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = std::io::BufWriter::new(stdout.lock());
         for (_, name, text) in batch {
-            if writeln!(out, "{}{}", labels.prefix(&name), text).is_err() {
+            if writeln!(out, "{}{}", labels.prefix(&label(&name)), text).is_err() {
                 return Ok(exit::SUCCESS);
             }
         }

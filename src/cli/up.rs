@@ -9,12 +9,23 @@ use super::{exit, small_runtime, supervisor_runtime, CliError, UpArgs};
 use crate::control::client::Client;
 use crate::control::{Endpoint, SupervisorLock};
 use crate::event::{Command, Snapshot};
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Activation, Manifest};
 use crate::protocol::Request;
 use crate::supervisor::launch::{launch, Ended, Front, Launch};
 
+/// The services `fleet up` runs: `--profile` flags and `FLEET_PROFILES`, and the
+/// services named.
+pub(super) fn activation(profiles: &[String], services: &[String]) -> Activation {
+    let env = std::env::var("FLEET_PROFILES").ok();
+    Activation::new(profiles, env.as_deref(), services)
+}
+
 pub(super) fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
-    let manifest = manifest::load(path)?;
+    let activation = activation(&args.profiles, &args.services);
+    let manifest = manifest::load_with(path, &activation)?;
+    manifest
+        .check_activation(&activation)
+        .map_err(|problem| CliError::new(exit::INVALID, format!("error: {problem}")))?;
     let endpoint = Endpoint::for_manifest(&manifest.path).map_err(|err| {
         CliError::new(
             exit::FAILURE,
@@ -29,11 +40,11 @@ pub(super) fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
     })?;
     let Some(lock) = lock else {
         // A supervisor already runs this project: apply the manifest as it is now.
-        return small_runtime()?.block_on(apply_to_running(&manifest, &args));
+        return small_runtime()?.block_on(apply_to_running(&manifest, &args, &activation));
     };
     if (args.detach || args.wait) && !args.detached_child {
         drop(lock);
-        return detach(&manifest, &args);
+        return detach(&manifest, &args, &activation);
     }
     let runtime = supervisor_runtime()?;
     let tui = !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
@@ -50,7 +61,7 @@ pub(super) fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
     };
     let ended = runtime.block_on(launch(Launch {
         manifest,
-        services: args.services,
+        activation,
         endpoint,
         lock,
         front,
@@ -62,7 +73,11 @@ pub(super) fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
 }
 
 /// `fleet up` while a supervisor runs: reload the manifest, start what was asked.
-async fn apply_to_running(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
+async fn apply_to_running(
+    manifest: &Manifest,
+    args: &UpArgs,
+    activation: &Activation,
+) -> Result<i32, CliError> {
     let mut client = Client::connect(&manifest.path).await?;
     let reply = client
         .call(Request::Command {
@@ -76,7 +91,13 @@ async fn apply_to_running(manifest: &Manifest, args: &UpArgs) -> Result<i32, Cli
     let reply = client
         .call(Request::Command {
             command: Command::Start {
-                services: args.services.clone(),
+                // Profiles asked for now may not be the running fleet's: name what
+                // they enable.
+                services: if args.services.is_empty() && !activation.profiles.is_empty() {
+                    manifest.selection(activation)
+                } else {
+                    args.services.clone()
+                },
             },
         })
         .await?;
@@ -84,14 +105,14 @@ async fn apply_to_running(manifest: &Manifest, args: &UpArgs) -> Result<i32, Cli
         println!("{text}");
     }
     if args.wait {
-        return wait_until_ready(manifest, &args.services, args.wait_timeout, true).await;
+        return wait_until_ready(manifest, activation, args.wait_timeout, true).await;
     }
     Ok(exit::SUCCESS)
 }
 
 /// Starts the supervisor as a background process and waits until it has started the
 /// services (with `--wait`: until they are healthy).
-fn detach(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
+fn detach(manifest: &Manifest, args: &UpArgs, activation: &Activation) -> Result<i32, CliError> {
     let state_dir = manifest.state_dir();
     std::fs::create_dir_all(&state_dir).map_err(|err| {
         CliError::new(
@@ -120,6 +141,12 @@ fn detach(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
         .arg("-f")
         .arg(&manifest.path)
         .args(["up", "--no-tui", "--detached-child"])
+        .args(
+            activation
+                .profiles
+                .iter()
+                .flat_map(|profile| ["--profile", profile.as_str()]),
+        )
         .args(&args.services)
         .current_dir(&manifest.root)
         .stdin(std::process::Stdio::null())
@@ -168,7 +195,7 @@ fn detach(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
             child.id(),
             log_path.display()
         );
-        wait_until_ready(manifest, &args.services, args.wait_timeout, args.wait).await
+        wait_until_ready(manifest, activation, args.wait_timeout, args.wait).await
     })
 }
 
@@ -176,17 +203,22 @@ fn detach(manifest: &Manifest, args: &UpArgs) -> Result<i32, CliError> {
 /// with `healthy`, ready: healthy, running without a probe, or completed).
 async fn wait_until_ready(
     manifest: &Manifest,
-    services: &[String],
+    activation: &Activation,
     timeout: std::time::Duration,
     healthy: bool,
 ) -> Result<i32, CliError> {
     let mut client = Client::connect(&manifest.path).await?;
     client.start_stream(Request::Subscribe).await?;
-    let selected: Vec<String> = if services.is_empty() {
-        manifest.services.iter().map(|s| s.name.clone()).collect()
-    } else {
-        let graph = crate::supervisor::graph::Graph::new(manifest);
-        graph.with_dependencies(services).into_iter().collect()
+    let selected: Vec<String> = manifest.selection(activation);
+    // Every replica of a selected service; none of one scaled to zero.
+    let rows = |snapshot: &Snapshot| -> Vec<crate::event::ServiceSnapshot> {
+        snapshot
+            .services
+            .iter()
+            .filter(|row| selected.contains(&row.service) || selected.contains(&row.name))
+            .filter(|row| row.replica.unwrap_or(1) <= row.replicas)
+            .cloned()
+            .collect()
     };
     // `--wait-timeout` is capped at parse time; checked anyway, as `Instant + Duration`
     // panics where it overflows.
@@ -208,40 +240,32 @@ async fn wait_until_ready(
         let Ok(snapshot) = serde_json::from_value::<Snapshot>(snapshot.clone()) else {
             continue;
         };
-        let states: Vec<crate::event::ServiceState> = selected
-            .iter()
-            .filter_map(|name| snapshot.service(name).map(|s| s.status.state))
-            .collect();
+        let current = rows(&snapshot);
+        let states: Vec<crate::event::ServiceState> =
+            current.iter().map(|row| row.status.state).collect();
         let failed = states.contains(&crate::event::ServiceState::Failed);
         // A service waiting on a dependency that failed for good will not start: for
         // `-d` that is settled (reported below), for `--wait` it is a failure.
-        let blocked = selected
-            .iter()
-            .filter_map(|name| snapshot.service(name))
-            .any(|service| {
-                service.status.state == crate::event::ServiceState::Waiting
-                    && service.waiting_for.as_ref().is_some_and(|w| w.failed)
-            });
+        let blocked = current.iter().any(|service| {
+            service.status.state == crate::event::ServiceState::Waiting
+                && service.waiting_for.as_ref().is_some_and(|w| w.failed)
+        });
         let done = if healthy {
             states.iter().all(|s| s.is_ready())
         } else {
-            selected
-                .iter()
-                .filter_map(|name| snapshot.service(name))
-                .all(|service| {
-                    let s = service.status.state;
-                    s.is_up()
-                        || matches!(
-                            s,
-                            crate::event::ServiceState::Completed
-                                | crate::event::ServiceState::Failed
-                        )
-                        || (s == crate::event::ServiceState::Waiting
-                            && service.waiting_for.as_ref().is_some_and(|w| w.failed))
-                })
+            current.iter().all(|service| {
+                let s = service.status.state;
+                s.is_up()
+                    || matches!(
+                        s,
+                        crate::event::ServiceState::Completed | crate::event::ServiceState::Failed
+                    )
+                    || (s == crate::event::ServiceState::Waiting
+                        && service.waiting_for.as_ref().is_some_and(|w| w.failed))
+            })
         };
         if !healthy && done {
-            for service in selected.iter().filter_map(|name| snapshot.service(name)) {
+            for service in &current {
                 if service.status.state == crate::event::ServiceState::Failed {
                     crate::note!(
                         "fleet: {} failed: {}",
@@ -263,8 +287,13 @@ async fn wait_until_ready(
         let failed = failed || (healthy && blocked);
         last = Some(snapshot);
         if done && !(healthy && failed) {
+            let instances = if current.len() == selected.len() {
+                String::new()
+            } else {
+                format!(" ({} instances)", current.len())
+            };
             println!(
-                "fleet: {} services {}",
+                "fleet: {} services{instances} {}",
                 selected.len(),
                 if healthy { "ready" } else { "started" }
             );
@@ -280,10 +309,7 @@ async fn wait_until_ready(
         "fleet: not every service started:\n"
     });
     if let Some(snapshot) = last {
-        for name in &selected {
-            let Some(service) = snapshot.service(name) else {
-                continue;
-            };
+        for service in rows(&snapshot) {
             let fine = if healthy {
                 service.status.state.is_ready()
             } else {
@@ -319,7 +345,8 @@ async fn wait_until_ready(
                 "\n{}: {}{detail}\n",
                 service.name, service.status.state
             ));
-            if let Ok(lines) = crate::logs::read_tail(&manifest.log_dir(), name, 20) {
+            if let Ok(lines) = crate::logs::read_tail(&manifest.log_dir(), &service.log_name(), 20)
+            {
                 for line in lines {
                     report.push_str(&format!("  {} | {}\n", service.name, line.text));
                 }

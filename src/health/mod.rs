@@ -30,6 +30,7 @@ pub mod http;
 use std::io;
 use std::os::unix::net::UnixDatagram as StdUnixDatagram;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,8 +72,18 @@ pub struct ProbeTracker {
     start_period: Duration,
     started: Instant,
     consecutive_failures: u32,
+    /// Probes in a row whose every connection another instance on the same socket
+    /// took (see [`ProbeTracker::record_unreached`]).
+    unreached: u32,
     verdict: Option<Verdict>,
 }
+
+/// Probes in a row that never reach their instance (the socket's other instances
+/// took every connection) before one counts as failed: under load, with replicas
+/// sharing a socket, a probe may miss its instance for a whole timeout without
+/// anything being wrong with it; an instance that never accepts still turns
+/// unhealthy, after `retries` times this many probes.
+const UNREACHED_PER_FAILURE: u32 = 5;
 
 impl ProbeTracker {
     pub fn new(spec: &HealthSpec, started: Instant) -> ProbeTracker {
@@ -81,8 +92,20 @@ impl ProbeTracker {
             start_period: spec.start_period,
             started,
             consecutive_failures: 0,
+            unreached: 0,
             verdict: None,
         }
+    }
+
+    /// Records a probe that timed out without reaching its instance: every connection
+    /// went to another instance on the shared socket. Counts as a failure only every
+    /// [`UNREACHED_PER_FAILURE`]th time in a row.
+    pub fn record_unreached(&mut self, now: Instant) -> Option<Verdict> {
+        self.unreached += 1;
+        if self.unreached < UNREACHED_PER_FAILURE {
+            return None;
+        }
+        self.record(false, now)
     }
 
     pub fn verdict(&self) -> Option<Verdict> {
@@ -91,6 +114,7 @@ impl ProbeTracker {
 
     /// Records one probe outcome; returns the new verdict if it changed.
     pub fn record(&mut self, passed: bool, now: Instant) -> Option<Verdict> {
+        self.unreached = 0;
         if passed {
             self.consecutive_failures = 0;
             return self.change(Verdict::Healthy);
@@ -286,13 +310,22 @@ where
                 let mut attempt = 0;
                 let mut last_error: Option<String> = None;
                 loop {
-                    let outcome = match tokio::time::timeout(
+                    let reach = AtomicU8::new(REACH_NONE);
+                    let timed_out = tokio::time::timeout(
                         setup.spec.timeout,
-                        run_once(probe, &setup, &log),
+                        run_once(probe, &setup, &log, &reach),
                     )
-                    .await
-                    {
+                    .await;
+                    let unreached =
+                        timed_out.is_err() && reach.load(Ordering::Relaxed) == REACH_ELSEWHERE;
+                    let outcome = match timed_out {
                         Ok(outcome) => outcome,
+                        Err(_) if unreached => Err(format!(
+                            "no connection reached this instance within {} (others on the socket took them)",
+                            crate::event::format_duration_ms(
+                                setup.spec.timeout.as_millis().try_into().unwrap_or(u64::MAX)
+                            )
+                        )),
                         Err(_) => Err(format!(
                             "timed out after {}",
                             crate::event::format_duration_ms(
@@ -306,7 +339,11 @@ where
                         )),
                     };
                     let passed = outcome.is_ok();
-                    let verdict = tracker.record(passed, Instant::now());
+                    let verdict = if unreached {
+                        tracker.record_unreached(Instant::now())
+                    } else {
+                        tracker.record(passed, Instant::now())
+                    };
                     match (verdict, outcome) {
                         (Some(verdict), outcome) => {
                             report(verdict, outcome.err().unwrap_or_default());
@@ -333,12 +370,24 @@ where
     })
 }
 
-async fn run_once(probe: &Probe, setup: &ProbeSetup, log: &ServiceLog) -> Result<(), String> {
+/// What the connections of one probe reached, for a probe with an acceptor.
+const REACH_NONE: u8 = 0;
+/// Only other instances on the socket took its connections so far.
+const REACH_ELSEWHERE: u8 = 1;
+/// Its own instance accepted one.
+const REACH_OWN: u8 = 2;
+
+async fn run_once(
+    probe: &Probe,
+    setup: &ProbeSetup,
+    log: &ServiceLog,
+    reach: &AtomicU8,
+) -> Result<(), String> {
     let acceptor = setup.acceptor;
     let exec = setup.exec.as_ref();
     match probe {
         Probe::Tcp { host, port } => {
-            let stream = connect(host, *port, acceptor)
+            let stream = connect(host, *port, acceptor, reach)
                 .await
                 .map_err(|err| format!("{host}:{port}: {err}"))?;
             if setup.behind_proxy {
@@ -354,7 +403,7 @@ async fn run_once(probe: &Probe, setup: &ProbeSetup, log: &ServiceLog) -> Result
         } => match acceptor {
             None => http::get(target, expect_body.as_deref()).await,
             Some(_) => {
-                let stream = connect(&target.host, target.port, acceptor).await?;
+                let stream = connect(&target.host, target.port, acceptor, reach).await?;
                 http::exchange(stream, target, expect_body.as_deref()).await
             }
         },
@@ -432,7 +481,13 @@ async fn stays_open(mut stream: TcpStream) -> Result<(), String> {
 /// acceptor's process tree accepted: on a socket fleet holds, the kernel completes
 /// every connect on its own, so a connect alone proves nothing, and another instance
 /// may accept it. The caller's timeout ends the attempts.
-async fn connect(host: &str, port: u16, acceptor: Option<u32>) -> Result<TcpStream, String> {
+/// `reach` says whether a connection reached the acceptor or only other instances.
+async fn connect(
+    host: &str,
+    port: u16,
+    acceptor: Option<u32>,
+    reach: &AtomicU8,
+) -> Result<TcpStream, String> {
     let Some(acceptor) = acceptor else {
         return TcpStream::connect((host, port))
             .await
@@ -473,9 +528,20 @@ async fn connect(host: &str, port: u16, acceptor: Option<u32>) -> Result<TcpStre
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(20).max(pause));
                 }
-                Ok(Some(true)) => return Ok(stream),
+                Ok(Some(true)) => {
+                    reach.store(REACH_OWN, Ordering::Relaxed);
+                    return Ok(stream);
+                }
                 // Another instance took it (or it is already closed): try again.
-                Ok(Some(false)) => break,
+                Ok(Some(false)) => {
+                    let _ = reach.compare_exchange(
+                        REACH_NONE,
+                        REACH_ELSEWHERE,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    break;
+                }
                 Err(_) => return Err("the connection's owner could not be looked up".into()),
             }
         }
@@ -623,6 +689,29 @@ mod tests {
     }
 
     #[test]
+    fn probes_that_never_reach_their_replica_count_only_every_fifth_time() {
+        let start = Instant::now();
+        let mut tracker = ProbeTracker::new(&spec(3, 0), start);
+        assert_eq!(tracker.record(true, start), Some(Verdict::Healthy));
+        // Under load its siblings on the socket took every connection: not a failure ...
+        for _ in 0..(UNREACHED_PER_FAILURE * 3 - 1) {
+            assert_eq!(tracker.record_unreached(start), None);
+        }
+        // ... until it never got one for `retries` times five probes.
+        assert_eq!(tracker.record_unreached(start), Some(Verdict::Unhealthy));
+        // A probe that reaches it resets the count.
+        assert_eq!(tracker.record(true, start), Some(Verdict::Healthy));
+        for _ in 0..4 {
+            assert_eq!(tracker.record_unreached(start), None);
+        }
+        assert_eq!(tracker.record(true, start), None);
+        for _ in 0..(UNREACHED_PER_FAILURE * 2) {
+            assert_eq!(tracker.record_unreached(start), None);
+        }
+        assert_eq!(tracker.record(false, start), Some(Verdict::Unhealthy));
+    }
+
+    #[test]
     fn a_slow_starter_is_never_unhealthy_before_its_first_pass() {
         // Regression: a service that needed 5 s to listen was declared unhealthy after
         // `retries * interval` (3 s) and killed in a loop, so it could never start.
@@ -724,17 +813,26 @@ mod tests {
             drop(accepted);
         });
         let started = Instant::now();
-        let stream = connect("127.0.0.1", port, Some(std::process::id())).await;
+        let stream = connect(
+            "127.0.0.1",
+            port,
+            Some(std::process::id()),
+            &AtomicU8::new(REACH_NONE),
+        )
+        .await;
         assert!(stream.is_ok(), "{:?}", stream.err());
         assert!(started.elapsed() >= Duration::from_millis(100));
         // A process that is not us never accepts it: the probe keeps trying.
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
+        let reach = AtomicU8::new(REACH_NONE);
         let stranger = tokio::time::timeout(
             Duration::from_millis(300),
-            connect("127.0.0.1", port, Some(1)),
+            connect("127.0.0.1", port, Some(1), &reach),
         )
         .await;
+        // Queued, not taken by anyone: a plain failure, not a miss.
+        assert_eq!(reach.load(Ordering::Relaxed), REACH_NONE);
         assert!(
             stranger.is_err(),
             "a connection nobody of pid 1 accepted counted"

@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use super::raw::{one_of, Entry, Table, Value};
+use super::raw::{one_of, Entry, Kind, Table, Value};
 use super::validate::Checker;
 use super::values::{parse_http_url, regex_problem, HTTPS_UNSUPPORTED};
-use super::{HealthSpec, Probe};
+use super::{CommandLine, EngineHealthCheck, HealthSpec, Probe};
 
 pub(super) const HEALTH_KEYS: &[&str] = &[
     "http",
@@ -39,7 +39,7 @@ impl Checker<'_> {
         service: &str,
         table: &Table,
         is_container: bool,
-    ) -> Option<HealthSpec> {
+    ) -> (Option<HealthSpec>, Option<EngineHealthCheck>) {
         let notify = match table.get("notify") {
             Some(value) => value.boolean(&mut self.diagnostics).unwrap_or(false),
             None => false,
@@ -72,9 +72,12 @@ impl Checker<'_> {
             start_period: Duration::ZERO,
         };
         let Some(value) = table.get("health") else {
-            return notify.then_some(spec);
+            return (notify.then_some(spec), None);
         };
-        let health = value.table(&mut self.diagnostics)?;
+        let Some(health) = value.table(&mut self.diagnostics) else {
+            return (None, None);
+        };
+        let mut engine_test = None;
         health.check_keys(
             HEALTH_KEYS,
             &format!(" in `health` of service `{service}`"),
@@ -113,14 +116,24 @@ impl Checker<'_> {
                             None
                         }
                     }),
-                _ => match entry.value.boolean(&mut self.diagnostics) {
+                _ => match &entry.value.kind {
                     // `docker = false` asks for no probe, which is the same as leaving it out.
-                    Some(false) | None => continue,
-                    Some(true) if !is_container => {
+                    Kind::Boolean(false) => continue,
+                    Kind::Boolean(true) | Kind::String(_) | Kind::Array(_) if !is_container => {
                         self.only_for_containers(entry.key_span.clone(), "health.docker");
                         None
                     }
-                    Some(true) => Some(Probe::Docker),
+                    Kind::Boolean(true) => Some(Probe::Docker),
+                    Kind::String(_) | Kind::Array(_) => {
+                        engine_test = self.engine_test(&entry.value);
+                        engine_test.as_ref().map(|_| Probe::Docker)
+                    }
+                    _ => {
+                        self.push(entry.value.expected(
+                            "`true` (the image's HEALTHCHECK) or a command the engine runs in the container",
+                        ));
+                        None
+                    }
                 },
             };
             probes.push((entry, probe));
@@ -168,7 +181,57 @@ impl Checker<'_> {
                 None => {}
             }
         }
-        Some(spec)
+        let engine = engine_test.map(|test| EngineHealthCheck {
+            test,
+            interval: spec.interval,
+            timeout: spec.timeout,
+            retries: spec.retries,
+            start_period: spec.start_period,
+        });
+        (Some(spec), engine)
+    }
+
+    /// The command of `health.docker`: a string (run by the container's shell, the
+    /// engine's `CMD-SHELL`), an array exec'd directly, or an array in the engine's own
+    /// form, `["CMD", program, args...]` or `["CMD-SHELL", script]`.
+    fn engine_test(&mut self, value: &Value) -> Option<CommandLine> {
+        const WHAT: &str = "`health.docker`";
+        let Kind::Array(items) = &value.kind else {
+            return self.command_line(value, WHAT);
+        };
+        let first = items.first().and_then(|item| match &item.kind {
+            Kind::String(text) => Some(text.as_str()),
+            _ => None,
+        });
+        let rest = || Value {
+            kind: Kind::Array(items[1..].to_vec()),
+            span: value.span.clone(),
+        };
+        match first {
+            Some("CMD") => self.command_line(&rest(), WHAT),
+            Some("CMD-SHELL") => match &items[1..] {
+                [script] => self.command_line(script, WHAT),
+                _ => {
+                    self.error(
+                        "`CMD-SHELL` takes one string, the script",
+                        value.span.clone(),
+                    )
+                    .help = Some("like `docker = [\"CMD-SHELL\", \"pg_isready -U app\"]`, or the script alone as a string".to_string());
+                    None
+                }
+            },
+            Some("NONE") => {
+                self.error(
+                    "`NONE` turns the engine's health check off, which is no probe",
+                    value.span.clone(),
+                )
+                .help = Some(
+                    "leave out `health` (fleet then ignores the image's HEALTHCHECK)".to_string(),
+                );
+                None
+            }
+            _ => self.command_line(value, WHAT),
+        }
     }
 
     pub(super) fn http_probe(
@@ -342,6 +405,123 @@ error: `volumes` is only for container services
    = help: a service with an `image` or a `build` table runs in a container
 
 error: could not load fleet.toml: 5 errors"#,
+        );
+    }
+
+    #[test]
+    fn an_engine_health_check_from_the_manifest() {
+        use crate::manifest::{CommandLine, EngineHealthCheck, ServiceKind};
+        use std::time::Duration;
+        let manifest = parse_ok(
+            r#"[services.shell]
+image = "db:1"
+health = { docker = "pg_isready -U app", interval = "2s", timeout = "3s", retries = 5, start_period = "30s" }
+[services.exec]
+image = "db:1"
+health = { docker = ["/bin/check", "--quick"] }
+[services.cmd]
+image = "db:1"
+health = { docker = ["CMD", "/bin/check"] }
+[services.cmd_shell]
+image = "db:1"
+health = { docker = ["CMD-SHELL", "test -f /ready"] }
+[services.image]
+image = "db:1"
+health = { docker = true }
+"#,
+        );
+        let engine = |name: &str| match &manifest.service(name).expect("declared").kind {
+            ServiceKind::Container(container) => container.healthcheck.clone(),
+            ServiceKind::Process(_) => None,
+        };
+        assert_eq!(
+            engine("shell"),
+            Some(EngineHealthCheck {
+                test: CommandLine::Shell("pg_isready -U app".into()),
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(3),
+                retries: 5,
+                start_period: Duration::from_secs(30),
+            })
+        );
+        let argv =
+            |words: &[&str]| CommandLine::Argv(words.iter().map(|w| w.to_string()).collect());
+        assert_eq!(
+            engine("exec").map(|check| check.engine_test()),
+            Some(vec![
+                "CMD".to_string(),
+                "/bin/check".into(),
+                "--quick".into()
+            ])
+        );
+        assert_eq!(
+            engine("cmd").map(|check| check.test),
+            Some(argv(&["/bin/check"]))
+        );
+        assert_eq!(
+            engine("cmd_shell").map(|check| check.engine_test()),
+            Some(vec!["CMD-SHELL".to_string(), "test -f /ready".into()])
+        );
+        assert_eq!(engine("image"), None);
+        for name in ["shell", "exec", "image"] {
+            assert_eq!(
+                manifest
+                    .service(name)
+                    .and_then(|s| s.health.as_ref())
+                    .map(|h| &h.probe),
+                Some(&Probe::Docker)
+            );
+        }
+    }
+
+    #[test]
+    fn engine_health_check_mistakes() {
+        check(
+            r#"[services.a]
+image = "x"
+health = { docker = ["NONE"] }
+[services.b]
+image = "x"
+health = { docker = ["CMD-SHELL", "a", "b"] }
+[services.c]
+command = "c"
+health = { docker = "true" }
+[services.d]
+image = "x"
+health = { docker = 5 }
+"#,
+            r#"
+error: `NONE` turns the engine's health check off, which is no probe
+ --> fleet.toml:3:21
+  |
+3 | health = { docker = ["NONE"] }
+  |                     ^^^^^^^^
+  |
+  = help: leave out `health` (fleet then ignores the image's HEALTHCHECK)
+
+error: `CMD-SHELL` takes one string, the script
+ --> fleet.toml:6:21
+  |
+6 | health = { docker = ["CMD-SHELL", "a", "b"] }
+  |                     ^^^^^^^^^^^^^^^^^^^^^^^
+  |
+  = help: like `docker = ["CMD-SHELL", "pg_isready -U app"]`, or the script alone as a string
+
+error: `health.docker` is only for container services
+ --> fleet.toml:9:12
+  |
+9 | health = { docker = "true" }
+  |            ^^^^^^
+  |
+  = help: a service with an `image` or a `build` table runs in a container
+
+error: expected `true` (the image's HEALTHCHECK) or a command the engine runs in the container, found integer
+  --> fleet.toml:12:21
+   |
+12 | health = { docker = 5 }
+   |                     ^
+
+error: could not load fleet.toml: 4 errors"#,
         );
     }
 

@@ -1,6 +1,7 @@
 //! The manifest: `fleet.toml` turned into a validated [`Manifest`].
 //!
-//! Owns: finding the file, parsing it (`raw`), checking it (`validate` walks the
+//! Owns: finding the file, parsing it (`raw`), interpolating its strings
+//! (`interpolate`: `${VAR}` from the environment and `.env`), checking it (`validate` walks the
 //! tables, `values` reads single values, `health` the probe, `checks` compares
 //! services) and rendering what is wrong with it (`diagnostic`). It never starts
 //! anything and never touches the OS beyond reading files and checking that paths
@@ -19,7 +20,9 @@ use std::time::Duration;
 mod checks;
 pub mod diagnostic;
 mod health;
+pub mod interpolate;
 mod raw;
+pub mod render;
 pub mod schema;
 #[cfg(test)]
 mod test_support;
@@ -70,6 +73,9 @@ pub const MAX_REPLICAS: u32 = 1000;
 pub struct Activation {
     pub profiles: Vec<String>,
     pub services: Vec<String>,
+    /// The profiles given as flags: each must be declared by some service. Those
+    /// from `FLEET_PROFILES` need not (a variable set for many projects at once).
+    pub flags: Vec<String>,
 }
 
 impl Activation {
@@ -90,6 +96,7 @@ impl Activation {
         Activation {
             profiles,
             services: services.to_vec(),
+            flags: flags.to_vec(),
         }
     }
 
@@ -303,6 +310,37 @@ pub struct ContainerSpec {
     pub volumes: Vec<String>,
     /// Overrides the image's command.
     pub command: Option<Vec<String>>,
+    /// A health check the engine runs inside the container, set when it is created
+    /// (`health = { docker = "..." }`); `None` keeps the image's own `HEALTHCHECK`.
+    pub healthcheck: Option<EngineHealthCheck>,
+}
+
+/// The engine's health check of a container, as fleet configures it: the engine runs
+/// `test` inside the container every `interval` and calls the container unhealthy after
+/// `retries` failures in a row; fleet's `docker` probe reads its verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EngineHealthCheck {
+    /// A string runs through the container's `/bin/sh -c` (the engine's `CMD-SHELL`);
+    /// an array is exec'd directly (`CMD`).
+    pub test: CommandLine,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    /// Failures during this time after the start don't count (the engine's
+    /// `start_period`).
+    pub start_period: Duration,
+}
+
+impl EngineHealthCheck {
+    /// The engine's form of the test: `["CMD-SHELL", script]` or `["CMD", argv...]`.
+    pub fn engine_test(&self) -> Vec<String> {
+        match &self.test {
+            CommandLine::Shell(script) => vec!["CMD-SHELL".to_string(), script.clone()],
+            CommandLine::Argv(argv) => std::iter::once("CMD".to_string())
+                .chain(argv.iter().cloned())
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -465,13 +503,22 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 pub fn load_with(path: &Path, activation: &Activation) -> Result<Manifest, ManifestError> {
     let source =
         std::fs::read_to_string(path).map_err(|err| ManifestError::unreadable(path, &err))?;
-    parse_with(path, &source, activation)
+    validated(path, &source, activation, None)
 }
 
 /// Parses and validates manifest text as if read from `path` (which names the file in
 /// errors and anchors relative paths).
 pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
-    parse_with(path, source, &Activation::default())
+    validated(path, source, &Activation::default(), None)
+}
+
+/// [`parse`] with the variables given instead of the environment and `.env`.
+pub fn parse_with_variables(
+    path: &Path,
+    source: &str,
+    variables: &interpolate::Variables,
+) -> Result<Manifest, ManifestError> {
+    validated(path, source, &Activation::default(), Some(variables))
 }
 
 /// [`parse`] for a run with `activation` (see [`load_with`]).
@@ -480,7 +527,16 @@ pub fn parse_with(
     source: &str,
     activation: &Activation,
 ) -> Result<Manifest, ManifestError> {
-    let manifest = validate::validate(path, source, activation);
+    validated(path, source, activation, None)
+}
+
+fn validated(
+    path: &Path,
+    source: &str,
+    activation: &Activation,
+    variables: Option<&interpolate::Variables>,
+) -> Result<Manifest, ManifestError> {
+    let manifest = validate::validate(path, source, activation, variables);
     // Every manifest a unit test gets through the validator must pass the editors'
     // schema too: the widest check that the two stay in step.
     #[cfg(test)]
@@ -512,12 +568,12 @@ impl Manifest {
         profiles
     }
 
-    /// What is wrong with `activation` itself: profiles no service declares and
+    /// What is wrong with `activation` itself: profile flags no service declares and
     /// services the manifest does not have, each described.
     pub fn check_activation(&self, activation: &Activation) -> Result<(), String> {
         let declared = self.profiles();
         let mut problems = Vec::new();
-        for profile in &activation.profiles {
+        for profile in &activation.flags {
             if !declared.contains(profile) {
                 let known = if declared.is_empty() {
                     "no service has `profiles`".to_string()

@@ -41,6 +41,9 @@ const PORT_TEXT: &str =
 /// An IPv4 address (no leading zeros, as Rust's parser wants) or a loose IPv6 one
 /// (brackets optional, at least two colons).
 const IP_TEXT: &str = r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}|\[?[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*\]?)";
+/// A variable in a string value: `${...}` or `$NAME` (`$$` is a literal `$`, but a
+/// pattern cannot count dollars cheaply, so that counts too: the schema stays looser).
+const VARIABLE_PATTERN: &str = r"\$(\{|[A-Za-z_])";
 /// Service names become file and container names (Docker's container-name rule).
 const NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$";
 /// `NAME.N` names replica N of service `NAME`, so no service name ends that way.
@@ -54,7 +57,50 @@ const NOT_BLANK: &str = r"\S";
 pub fn manifest_schema() -> Value {
     let mut schema = written_schema();
     inline_described_refs(&mut schema);
+    allow_variables(&mut schema);
     schema
+}
+
+/// A string value may hold variables (`${PORT}`, `$HOST`; see `manifest::interpolate`),
+/// replaced when the manifest loads; the editor sees the text as written. So a string
+/// that must match a pattern or be one of a list may instead hold a variable. Keys are
+/// never interpolated: `propertyNames` keep their patterns.
+fn allow_variables(schema: &mut Value) {
+    fn walk(value: &mut Value, is_key: bool) {
+        match value {
+            Value::Object(map) => {
+                // Children first, so the `anyOf` made below is not walked again.
+                for (key, child) in map.iter_mut() {
+                    walk(child, key == "propertyNames" || (is_key && key == "not"));
+                }
+                if !is_key && let Some(Value::String(pattern)) = map.get("pattern") {
+                    let pattern = format!("(?:{pattern})|{VARIABLE_PATTERN}");
+                    map.insert("pattern".to_string(), Value::String(pattern));
+                }
+                if let Some(Value::Array(choices)) = map.get("enum")
+                    && choices.iter().all(Value::is_string)
+                    && !map.contains_key("anyOf")
+                {
+                    let choices = Value::Array(choices.clone());
+                    map.remove("enum");
+                    map.insert(
+                        "anyOf".to_string(),
+                        json!([
+                            { "enum": choices },
+                            { "type": "string", "pattern": VARIABLE_PATTERN }
+                        ]),
+                    );
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    walk(item, is_key);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(schema, false);
 }
 
 /// Editors read a key's hover text from the key's own schema, but taplo, like draft 7,
@@ -225,7 +271,7 @@ fn service() -> Value {
     let one_probe: Vec<Value> = probes
         .iter()
         .map(|probe| json!({ "required": [probe] }))
-        .chain([json!({ "required": ["docker"], "properties": { "docker": { "const": true } } })])
+        .chain([json!({ "required": ["docker"], "properties": { "docker": { "not": { "const": false } } } })])
         .collect();
     json!({
         "description": "A service: a process (`command`) or a container (`image` or a `build` table).",
@@ -451,8 +497,11 @@ fn health() -> Value {
                 "format": "regex"
             },
             "docker": {
-                "description": "Container only: the image's own HEALTHCHECK, as the engine reports it. `false` is the same as leaving it out.",
-                "type": "boolean"
+                "description": "Container only: the engine's health check, as the engine reports it. `true`: the image's own HEALTHCHECK. A command replaces it, run inside the container with this table's interval, timeout, retries and start_period: a string (the container's `/bin/sh -c`), an array exec'd directly, or the engine's `[\"CMD\", ...]` / `[\"CMD-SHELL\", \"script\"]`. `false` is the same as leaving it out.",
+                "anyOf": [
+                    { "type": "boolean" },
+                    { "$ref": "#/$defs/command_line" }
+                ]
             },
             "interval": {
                 "description": "Time between probes of a healthy instance (a starting one is probed faster).",

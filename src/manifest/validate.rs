@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use super::checks::{PortSource, ServiceSpans};
 use super::diagnostic::{suggest, Diagnostic, ManifestError};
+use super::interpolate::{interpolate_table, Variables};
 use super::raw::{self, Entry, Kind, Span, Table, Value};
 use super::values::{
     format_duration, is_valid_env_name, is_valid_name, normalize, parse_port_mapping, parse_volume,
@@ -29,9 +30,9 @@ use super::values::{
 };
 use super::{
     Activation, BackoffSpec, CommandLine, ContainerSpec, Dependency, DependencyCondition,
-    ImageBuild, Manifest, PortMapping, ProcessSpec, Project, RedeployStrategy, RestartPolicy,
-    ServiceKind, ServiceSpec, SocketSpec, StopSignal, DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE,
-    MAX_REPLICAS,
+    EngineHealthCheck, ImageBuild, Manifest, PortMapping, ProcessSpec, Project, RedeployStrategy,
+    RestartPolicy, ServiceKind, ServiceSpec, SocketSpec, StopSignal, DEFAULT_LOG_KEEP,
+    DEFAULT_LOG_MAX_SIZE, MAX_REPLICAS,
 };
 
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &["project", "services"];
@@ -93,8 +94,9 @@ pub(crate) fn validate(
     path: &Path,
     source: &str,
     activation: &Activation,
+    variables: Option<&Variables>,
 ) -> Result<Manifest, ManifestError> {
-    let document =
+    let mut document =
         raw::parse(source).map_err(|syntax| ManifestError::invalid(path, source, vec![syntax]))?;
     let manifest_path = match absolute(path) {
         Ok(manifest_path) => manifest_path,
@@ -103,6 +105,23 @@ pub(crate) fn validate(
     let root = manifest_path
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    // Interpolation comes before any value is read; a string it cannot finish would
+    // only cause confusing errors later, so its errors are reported alone.
+    let read;
+    let variables = match variables {
+        Some(variables) => variables,
+        None => {
+            read = Variables::for_folder(&root).map_err(|err| {
+                ManifestError::invalid(path, source, vec![Diagnostic::new(err.to_string(), 0..0)])
+            })?;
+            &read
+        }
+    };
+    let mut problems = Vec::new();
+    interpolate_table(&mut document, source, variables, &mut problems);
+    if !problems.is_empty() {
+        return Err(ManifestError::invalid(path, source, problems));
+    }
     let mut checker = Checker {
         root,
         source,
@@ -300,7 +319,7 @@ impl Checker<'_> {
                 number: nix::sys::signal::Signal::SIGTERM as i32,
             });
         let stop_timeout = self.duration_or(table.get("stop_timeout"), DEFAULT_STOP_TIMEOUT);
-        let health = self.health(&name, table, is_container);
+        let (health, engine_health) = self.health(&name, table, is_container);
         let restart_on_unhealthy = table
             .get("restart_on_unhealthy")
             .and_then(|value| value.boolean(&mut self.diagnostics))
@@ -349,7 +368,7 @@ impl Checker<'_> {
         });
 
         let kind = if is_container {
-            self.container(project, &name, table, &mut ports)
+            self.container(project, &name, table, &mut ports, engine_health)
         } else {
             self.process(&name, entry, table, &mut ports)
         };
@@ -566,6 +585,7 @@ impl Checker<'_> {
         name: &str,
         table: &Table,
         ports: &mut Vec<(u16, Span, PortSource)>,
+        healthcheck: Option<EngineHealthCheck>,
     ) -> ServiceKind {
         self.only_for_processes(
             table,
@@ -651,6 +671,7 @@ impl Checker<'_> {
             ports: mappings,
             volumes,
             command,
+            healthcheck,
         })
     }
 
@@ -1593,6 +1614,7 @@ redeploy = "start-first"
                     ],
                     // Plain words run without a shell: scratch images have none.
                     command: Some(vec!["/cache".into(), "--port".into(), "6380".into()]),
+                    healthcheck: None,
                 }),
             )
         };
@@ -1612,6 +1634,7 @@ redeploy = "start-first"
                     ports: Vec::new(),
                     volumes: Vec::new(),
                     command: Some(vec!["/migrate".into()]),
+                    healthcheck: None,
                 }),
             )
         };

@@ -111,19 +111,14 @@ impl Checker<'_> {
                 return;
             }
         };
-        for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let line = line.strip_prefix("export ").map_or(line, str::trim_start);
-            match line.split_once('=') {
-                Some((key, value)) if is_valid_env_name(key.trim()) => {
-                    env.insert(key.trim().to_string(), unquote(value.trim()).to_string());
+        for entry in env_file_entries(&text) {
+            match entry {
+                Ok((key, value)) => {
+                    env.insert(key, value);
                 }
-                _ => {
+                Err(line) => {
                     self.error(
-                        format!("invalid line {} in env_file `{file}`", index + 1),
+                        format!("invalid line {line} in env_file `{file}`"),
                         span.clone(),
                     )
                     .help = Some("expected `KEY=VALUE`".to_string());
@@ -395,6 +390,27 @@ pub(super) fn is_valid_name(name: &str) -> bool {
 /// `execve` takes `NAME=value` strings, so a name can't hold `=` or NUL.
 pub(super) fn is_valid_env_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['=', '\0']) && !name.contains(char::is_whitespace)
+}
+
+/// The `KEY=VALUE` pairs of an env file's text, in order; a line that is not one is
+/// `Err(line number)`. `#` comments, blank lines and an `export ` prefix are allowed, and
+/// one pair of matching quotes around a value is removed.
+pub(super) fn env_file_entries(text: &str) -> Vec<Result<(String, String), usize>> {
+    let mut entries = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").map_or(line, str::trim_start);
+        entries.push(match line.split_once('=') {
+            Some((key, value)) if is_valid_env_name(key.trim()) => {
+                Ok((key.trim().to_string(), unquote(value.trim()).to_string()))
+            }
+            _ => Err(index + 1),
+        });
+    }
+    entries
 }
 
 fn unquote(value: &str) -> &str {
@@ -794,8 +810,9 @@ error: could not load fleet.toml: 2 errors"#,
     #[test]
     fn env_file_with_a_bad_line() {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join(".env"), "# ok\nA=1\nnot a pair\n").expect("write .env");
-        let source = "[services.a]\ncommand = \"a\"\nenv_file = \".env\"\n";
+        std::fs::write(dir.path().join("app.env"), "# ok\nA=1\nnot a pair\n")
+            .expect("write app.env");
+        let source = "[services.a]\ncommand = \"a\"\nenv_file = \"app.env\"\n";
         let err =
             super::super::parse(&dir.path().join("fleet.toml"), source).expect_err("bad env file");
         let messages: Vec<&str> = err
@@ -803,7 +820,7 @@ error: could not load fleet.toml: 2 errors"#,
             .iter()
             .map(|d| d.message.as_str())
             .collect();
-        assert_eq!(messages, ["invalid line 3 in env_file `.env`"]);
+        assert_eq!(messages, ["invalid line 3 in env_file `app.env`"]);
     }
 
     #[test]

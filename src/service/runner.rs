@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::event::{
     now_ms, BuildStatus, EventKind, ExitStatus, Generation, HealthStatus, InstanceStatus,
-    ServiceState,
+    ReplicaId, ServiceState,
 };
 use crate::health::{self, ExecContext, ProbeSetup, Verdict};
 use crate::logs::{LogHub, ServiceLog, Stream};
@@ -94,19 +95,27 @@ impl ProjectContext {
 
 #[derive(Debug, Clone)]
 pub enum Report {
-    /// The runner's view of its service, sent after every change.
+    /// The runner's view of its replica, sent after every change.
     Status {
-        service: String,
+        replica: ReplicaId,
         status: InstanceStatus,
         /// Nothing runs and nothing is about to: the supervisor's shutdown and reload
         /// wait for it. Not part of [`InstanceStatus`], as no client needs it.
         idle: bool,
     },
     Event {
-        service: String,
+        replica: ReplicaId,
         generation: Generation,
         event: EventKind,
     },
+}
+
+/// Which replica a runner drives, and how many its service has now (shared by the
+/// service's runners; `FLEET_REPLICAS` of each new instance).
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub id: ReplicaId,
+    pub count: Arc<AtomicU32>,
 }
 
 /// The supervisor's handle to a runner. Dropping it ends the runner, which first
@@ -157,7 +166,11 @@ enum LiveBuild {
 }
 
 pub struct ServiceRunner {
+    /// The replica's spec (ports moved up by its index).
     spec: Arc<ServiceSpec>,
+    replica: Replica,
+    /// `replica.id.file_name()`: its log, markers and container names.
+    name: String,
     project: Arc<ProjectContext>,
     machine: ServiceMachine,
     log: Arc<ServiceLog>,
@@ -172,10 +185,13 @@ pub struct ServiceRunner {
 }
 
 impl ServiceRunner {
-    /// Starts the runner task. The listener, if any, is the socket fleet holds for
-    /// the service's `socket` setting.
+    /// Starts the runner task for `replica` of a service whose spec is `spec`. The
+    /// listener, if any, is the socket fleet holds for the service's `socket`
+    /// setting, shared by all its replicas. Replica 1 runs the service's build; the
+    /// others start with what it built.
     pub fn spawn(
-        spec: Arc<ServiceSpec>,
+        spec: &ServiceSpec,
+        replica: Replica,
         project: Arc<ProjectContext>,
         log: Arc<ServiceLog>,
         listener: Option<Arc<TcpListener>>,
@@ -183,8 +199,13 @@ impl ServiceRunner {
     ) -> (RunnerHandle, JoinHandle<()>) {
         let (inbox, receiver) = mpsc::unbounded_channel();
         let (close, closed) = oneshot::channel();
+        let spec = Arc::new(spec.replica(replica.id.replica.saturating_sub(1)));
+        let mut policy = Policy::from_spec(&spec);
+        policy.has_build &= replica.id.replica == 1;
         let runner = ServiceRunner {
-            machine: ServiceMachine::new(Policy::from_spec(&spec)),
+            machine: ServiceMachine::new(policy),
+            name: replica.id.file_name(),
+            replica,
             spec,
             project,
             log,
@@ -242,7 +263,7 @@ impl ServiceRunner {
     }
 
     fn name(&self) -> &str {
-        &self.spec.name
+        &self.name
     }
 
     async fn apply(&mut self, effect: Effect) {
@@ -305,7 +326,7 @@ impl ServiceRunner {
     fn start_probe(&self, setup: ProbeSetup, generation: Generation) -> JoinHandle<()> {
         health::start(
             setup,
-            self.spec.name.clone(),
+            self.name.clone(),
             self.log.clone(),
             self.verdicts_to_inbox(generation),
         )
@@ -388,7 +409,7 @@ impl ServiceRunner {
             _ => self.log.write_fleet_line(&event.to_string()),
         }
         let _ = self.reports.send(Report::Event {
-            service: self.spec.name.clone(),
+            replica: self.replica.id.clone(),
             generation,
             event,
         });
@@ -401,13 +422,21 @@ impl ServiceRunner {
         let marker = self
             .project
             .instance_marker(self.name(), &generation.to_string());
-        let env = instance::environment(
+        let mut env = instance::environment(
             &spec,
             &self.project.name,
             &self.project.base_env,
             &marker,
             Some(generation),
         );
+        env.push((
+            "FLEET_REPLICA".into(),
+            self.replica.id.replica.saturating_sub(1).to_string(),
+        ));
+        env.push((
+            "FLEET_REPLICAS".into(),
+            self.replica.count.load(Ordering::Relaxed).to_string(),
+        ));
         let launched = match &spec.kind {
             ServiceKind::Process(process) => self.start_process(generation, process, marker, env),
             ServiceKind::Container(container) => {
@@ -620,7 +649,7 @@ impl ServiceRunner {
             self.last_status = Some(report.clone());
             let (status, idle) = report;
             let _ = self.reports.send(Report::Status {
-                service: self.spec.name.clone(),
+                replica: self.replica.id.clone(),
                 status,
                 idle,
             });

@@ -31,7 +31,7 @@ use super::{StartError, Supervisor, SupervisorHandle};
 use crate::control::{Endpoint, SupervisorLock};
 use crate::event::Command;
 use crate::logs::{LogBatch, LogHub};
-use crate::manifest::Manifest;
+use crate::manifest::{Activation, Manifest};
 use crate::protocol::{Hello, PROTOCOL_VERSION};
 use crate::runtime::container::{ContainerError, Docker};
 use crate::runtime::process::ProcessRuntime;
@@ -118,8 +118,9 @@ impl Drop for RunCleanup {
 /// Everything [`launch`] needs; the caller has taken the project's lock.
 pub struct Launch {
     pub manifest: Manifest,
-    /// The services to start with their dependencies (all when empty).
-    pub services: Vec<String>,
+    /// The services to start (those named, with their dependencies, or every one its
+    /// profiles enable).
+    pub activation: Activation,
     pub endpoint: Endpoint,
     pub lock: SupervisorLock,
     pub front: Front,
@@ -129,7 +130,7 @@ pub struct Launch {
 pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
     let Launch {
         manifest,
-        services,
+        activation,
         endpoint,
         lock: _lock,
         front,
@@ -163,7 +164,7 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
     };
     // Ports and names are checked before anything is created: a fleet that cannot start
     // leaves no trace.
-    let preflight = super::preflight(&manifest, &services)?;
+    let preflight = super::preflight(&manifest, &activation)?;
     let journal = Journal::open(&state_dir, &run_id).map_err(setup("cannot write .fleet/"))?;
     let marker = crate::project::run_marker(&token, &run_id);
     let has_containers = manifest.services.iter().any(|s| s.is_container());
@@ -189,7 +190,16 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
         run_id,
         engine: tokio::sync::OnceCell::new_with(engine),
     });
-    let names: Vec<String> = manifest.services.iter().map(|s| s.name.clone()).collect();
+    // Every replica's log name (`web`, `web.2`, ...), for the output's labels.
+    let names: Vec<String> = manifest
+        .services
+        .iter()
+        .flat_map(|spec| {
+            (1..=spec.replicas.max(1)).map(|replica| {
+                crate::event::ReplicaId::new(spec.name.as_str(), replica).file_name()
+            })
+        })
+        .collect();
     let hello = Hello {
         version: PROTOCOL_VERSION,
         project: manifest.project.name.clone(),
@@ -197,7 +207,7 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
         pid: std::process::id(),
     };
     let engine_project = project.clone();
-    let (supervisor, handle) = Supervisor::new(manifest, project, &services, preflight)?;
+    let (supervisor, handle) = Supervisor::new(manifest, project, activation, preflight)?;
     let listener = super::server::bind(&endpoint.socket).map_err(|source| LaunchError::Listen {
         socket: endpoint.socket.clone(),
         source,

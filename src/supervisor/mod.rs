@@ -14,29 +14,32 @@ pub mod decide;
 pub mod graph;
 pub mod launch;
 pub mod printer;
+pub mod roll;
 pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::event::{
-    now_ms, Command, Event, EventKind, InstanceStatus, ServiceKindName, ServiceSnapshot,
-    ServiceState, Snapshot,
+    now_ms, Command, Event, EventKind, Generation, InstanceStatus, ReplicaId, ServiceKindName,
+    ServiceSnapshot, ServiceState, Snapshot,
 };
 use crate::logs::ServiceLog;
-use crate::manifest::{Manifest, ServiceSpec};
+use crate::manifest::{Activation, Manifest, ServiceSpec, MAX_REPLICAS};
 use crate::protocol::ErrorCode;
 use crate::runtime::ports;
-use crate::service::runner::{ProjectContext, Report, RunnerHandle, ServiceRunner};
+use crate::service::runner::{ProjectContext, Replica, Report, RunnerHandle, ServiceRunner};
 use crate::service::state::Input;
 
 use crate::watch::{WatchEvent, WatchSpec, Watcher, DEFAULT_DEBOUNCE};
-use decide::{Decision, Phase, ReloadDiff, Replacement, SlotState};
+use decide::{Decision, Phase, ReloadDiff, Replacement, SlotState, Slots};
 use graph::Graph;
+use roll::{Roll, RollAction, RollKind};
 
 /// Least time between two published snapshots while the fleet is busy; an idle
 /// fleet publishes a change at once.
@@ -97,13 +100,13 @@ impl SupervisorHandle {
     }
 }
 
-/// What the supervisor holds for one service beside its [`SlotState`]: the runner and
-/// what it says about the service itself.
+/// What the supervisor holds for one replica beside its [`SlotState`]: the runner and
+/// what it says about the replica itself.
 struct Runner {
     handle: RunnerHandle,
     task: JoinHandle<()>,
     last_event: Option<(u64, String)>,
-    /// For the supervisor's own lines about this service (waiting, file changes).
+    /// For the supervisor's own lines about this replica (waiting, file changes).
     log: Arc<ServiceLog>,
 }
 
@@ -119,12 +122,29 @@ pub struct Preflight {
     listeners: HashMap<String, Arc<TcpListener>>,
 }
 
-/// Checks, before anything is created or started, that the selected services (all
-/// when `selection` is empty) and their dependencies can start: the names exist, their
-/// ports are free and their sockets can be bound. Reports every problem at once.
-pub fn preflight(manifest: &Manifest, selection: &[String]) -> Result<Preflight, StartError> {
-    let graph = Graph::new(manifest);
-    let unknown: Vec<String> = selection
+/// The host ports `spec`'s replicas `from..to` (0-based) listen on, busy ones
+/// described, each line naming the replica.
+fn busy_replica_ports(spec: &ServiceSpec, from: u32, to: u32) -> Vec<String> {
+    let socket_port = spec.socket.as_ref().map(|socket| socket.port);
+    (from..to)
+        .flat_map(|index| {
+            let replica = spec.replica(index);
+            let name = ReplicaId::new(spec.name.as_str(), index + 1)
+                .display_name(spec.replicas > 1 || to > 1);
+            ports::busy(replica.ports.iter().copied(), socket_port)
+                .map(move |detail| format!("service `{name}`: {detail}"))
+                .collect::<Vec<String>>()
+        })
+        .collect()
+}
+
+/// Checks, before anything is created or started, that the services `activation`
+/// selects and their dependencies can start: the names and profiles exist, every
+/// replica's ports are free and the sockets can be bound. Reports every problem at
+/// once.
+pub fn preflight(manifest: &Manifest, activation: &Activation) -> Result<Preflight, StartError> {
+    let unknown: Vec<String> = activation
+        .services
         .iter()
         .filter(|name| manifest.service(name).is_none())
         .cloned()
@@ -132,18 +152,14 @@ pub fn preflight(manifest: &Manifest, selection: &[String]) -> Result<Preflight,
     if !unknown.is_empty() {
         return Err(StartError::UnknownServices(unknown));
     }
-    let selected = graph.with_dependencies(selection);
+    let selected = manifest.selection(activation);
     let mut busy = Vec::new();
     let mut listeners = HashMap::new();
     for service in &manifest.services {
-        if !selection.is_empty() && !selected.contains(&service.name) {
+        if !selected.contains(&service.name) {
             continue;
         }
-        let socket_port = service.socket.as_ref().map(|socket| socket.port);
-        busy.extend(
-            ports::busy(service.ports.iter().copied(), socket_port)
-                .map(|detail| format!("service `{}`: {detail}", service.name)),
-        );
+        busy.extend(busy_replica_ports(service, 0, service.replicas));
         if let Some(socket) = &service.socket {
             match TcpListener::bind((socket.host.as_str(), socket.port)) {
                 Ok(listener) => {
@@ -166,14 +182,30 @@ pub fn preflight(manifest: &Manifest, selection: &[String]) -> Result<Preflight,
     Ok(Preflight { listeners })
 }
 
+fn unknown(names: &[String], hint: String) -> CommandError {
+    CommandError {
+        code: ErrorCode::UnknownService,
+        message: format!("unknown service: {}{hint}", names.join(", ")),
+    }
+}
+
 pub struct Supervisor {
     manifest: Manifest,
     project: Arc<ProjectContext>,
     graph: Graph,
-    /// What the decisions read, one per service ...
-    slots: BTreeMap<String, SlotState>,
-    /// ... and the runner beside each; both maps always hold the same names.
-    runners: BTreeMap<String, Runner>,
+    /// Which services `fleet up` enabled (profiles, names).
+    activation: Activation,
+    /// Each service's spec as it runs now, and its replica count (shared with its
+    /// runners for `FLEET_REPLICAS`).
+    specs: BTreeMap<String, Arc<ServiceSpec>>,
+    counts: BTreeMap<String, Arc<AtomicU32>>,
+    /// What the decisions read, one per replica ...
+    slots: Slots,
+    /// ... and the runner beside each; both maps always hold the same keys.
+    runners: BTreeMap<ReplicaId, Runner>,
+    /// Rolling redeploys and reloads under way, by service.
+    rolls: BTreeMap<String, Roll>,
+    incarnations: u64,
     listeners: HashMap<String, Arc<TcpListener>>,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
@@ -198,12 +230,12 @@ fn watch_specs(manifest: &Manifest) -> Vec<WatchSpec> {
 }
 
 impl Supervisor {
-    /// Sets up one runner per service (none started yet) and marks the selection
-    /// (all when empty) and its dependencies wanted. Call [`preflight`] first.
+    /// Sets up the runners of every replica of every service (none started yet) and
+    /// marks what `activation` selects wanted. Call [`preflight`] first.
     pub fn new(
         manifest: Manifest,
         project: Arc<ProjectContext>,
-        selection: &[String],
+        activation: Activation,
         preflight: Preflight,
     ) -> Result<(Supervisor, SupervisorHandle), StartError> {
         let graph = Graph::new(&manifest);
@@ -216,8 +248,13 @@ impl Supervisor {
             graph,
             manifest,
             project,
+            activation,
+            specs: BTreeMap::new(),
+            counts: BTreeMap::new(),
             slots: BTreeMap::new(),
             runners: BTreeMap::new(),
+            rolls: BTreeMap::new(),
+            incarnations: 0,
             listeners,
             reports_tx,
             reports,
@@ -231,9 +268,10 @@ impl Supervisor {
         };
         let specs: Vec<ServiceSpec> = supervisor.manifest.services.clone();
         for spec in specs {
-            supervisor.add_slot(spec).map_err(StartError::Io)?;
+            supervisor.add_service(spec).map_err(StartError::Io)?;
         }
-        supervisor.select(selection)?;
+        let selection = supervisor.manifest.selection(&supervisor.activation);
+        supervisor.want(&selection);
         supervisor.publish();
         let handle = SupervisorHandle {
             requests: requests_tx,
@@ -243,34 +281,58 @@ impl Supervisor {
         Ok((supervisor, handle))
     }
 
-    fn add_slot(&mut self, spec: ServiceSpec) -> std::io::Result<()> {
+    /// A service's spec, count and replica slots (at least replica 1's, so that a
+    /// service scaled to zero stays in `ps`).
+    fn add_service(&mut self, spec: ServiceSpec) -> std::io::Result<()> {
+        let spec = Arc::new(spec);
+        self.counts
+            .insert(spec.name.clone(), Arc::new(AtomicU32::new(spec.replicas)));
+        self.specs.insert(spec.name.clone(), spec.clone());
+        for replica in 1..=spec.replicas.max(1) {
+            self.add_slot(ReplicaId::new(spec.name.as_str(), replica), spec.clone())?;
+        }
+        Ok(())
+    }
+
+    fn add_slot(&mut self, id: ReplicaId, spec: Arc<ServiceSpec>) -> std::io::Result<()> {
         let log = ServiceLog::open(
             &self.project.log_dir,
-            &spec.name,
+            &id.file_name(),
             self.project.log_max_size,
             self.project.log_keep,
             self.project.hub.clone(),
         )?;
-        let spec = Arc::new(spec);
         let listener = self.listeners.get(&spec.name).cloned();
+        let count = self
+            .counts
+            .entry(spec.name.clone())
+            .or_insert_with(|| Arc::new(AtomicU32::new(spec.replicas)))
+            .clone();
         let (handle, task) = ServiceRunner::spawn(
-            spec.clone(),
+            &spec,
+            Replica {
+                id: id.clone(),
+                count,
+            },
             self.project.clone(),
             log.clone(),
             listener,
             self.reports_tx.clone(),
         );
+        self.incarnations += 1;
+        let ports = spec.replica(id.replica.saturating_sub(1)).listening_ports();
         self.slots.insert(
-            spec.name.clone(),
+            id.clone(),
             SlotState {
-                spec: spec.clone(),
+                spec,
                 phase: Phase::Unwanted,
-                status: InstanceStatus::stopped(spec.listening_ports()),
+                status: InstanceStatus::stopped(ports),
                 idle: true,
+                incarnation: self.incarnations,
             },
         );
         self.runners.insert(
-            spec.name.clone(),
+            id,
             Runner {
                 handle,
                 task,
@@ -281,38 +343,115 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Sends an input to a service's runner.
-    fn send(&self, service: &str, input: Input) {
-        if let Some(runner) = self.runners.get(service) {
+    fn count(&self, service: &str) -> u32 {
+        self.counts
+            .get(service)
+            .map_or(0, |count| count.load(Ordering::Relaxed))
+    }
+
+    /// Whether the service's rows carry replica numbers: it runs, or is about to
+    /// stop, more than one.
+    fn replicated(&self, service: &str) -> bool {
+        self.count(service) > 1
+            || self
+                .slots
+                .range(ReplicaId::new(service, 2)..=ReplicaId::new(service, u32::MAX))
+                .next()
+                .is_some()
+    }
+
+    fn display(&self, id: &ReplicaId) -> String {
+        id.display_name(self.replicated(&id.service))
+    }
+
+    /// The replicas of `service` meant to stay.
+    fn replica_ids(&self, service: &str) -> Vec<ReplicaId> {
+        decide::replicas_of(&self.slots, service)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Sends an input to a replica's runner.
+    fn send(&self, id: &ReplicaId, input: Input) {
+        if let Some(runner) = self.runners.get(id) {
             runner.handle.send(input);
         }
     }
 
-    fn set_phase(&mut self, service: &str, phase: Phase) {
-        if let Some(slot) = self.slots.get_mut(service) {
+    fn set_phase(&mut self, id: &ReplicaId, phase: Phase) {
+        if let Some(slot) = self.slots.get_mut(id) {
             slot.phase = phase;
         }
     }
 
-    /// Marks `services` (all when empty) and their dependencies as wanted.
-    fn select(&mut self, services: &[String]) -> Result<(), StartError> {
-        let unknown: Vec<String> = services
-            .iter()
-            .filter(|s| !self.slots.contains_key(*s))
-            .cloned()
-            .collect();
-        if !unknown.is_empty() {
-            return Err(StartError::UnknownServices(unknown));
-        }
-        let names: Vec<String> = if services.is_empty() {
-            self.slots.keys().cloned().collect()
-        } else {
-            self.graph.with_dependencies(services).into_iter().collect()
-        };
+    /// Marks every replica of `services` and of their dependencies wanted (unless
+    /// it is already).
+    fn want(&mut self, services: &[String]) {
+        let names: Vec<String> = self.graph.with_dependencies(services).into_iter().collect();
         for name in names {
-            self.set_phase(&name, Phase::Waiting { blocked_on: None });
+            for id in self.replica_ids(&name) {
+                if id.replica > self.count(&name) {
+                    continue;
+                }
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    let retry = slot.status.state == ServiceState::Failed
+                        && !matches!(slot.phase, Phase::Replacing(_));
+                    if matches!(slot.phase, Phase::Unwanted) || retry {
+                        slot.phase = Phase::Waiting { blocked_on: None };
+                    }
+                }
+            }
         }
-        Ok(())
+    }
+
+    /// The replicas `names` mean: a service's name is all its replicas, `NAME.N` one
+    /// of them; no names is every replica of every service.
+    fn resolve(&self, names: &[String]) -> Result<Vec<ReplicaId>, CommandError> {
+        if names.is_empty() {
+            return Ok(self
+                .slots
+                .iter()
+                .filter(|(_, slot)| !slot.leaving())
+                .map(|(id, _)| id.clone())
+                .collect());
+        }
+        let mut ids = Vec::new();
+        let mut missing = Vec::new();
+        let mut hint = String::new();
+        for name in names {
+            if self.specs.contains_key(name) {
+                ids.extend(self.replica_ids(name));
+                continue;
+            }
+            let replica = name.rsplit_once('.').and_then(|(service, number)| {
+                let id = ReplicaId::new(service, number.parse().ok()?);
+                self.slots
+                    .get(&id)
+                    .is_some_and(|slot| !slot.leaving())
+                    .then_some(id)
+            });
+            match replica {
+                Some(id) => ids.push(id),
+                None => {
+                    if let Some((service, _)) = name.rsplit_once('.')
+                        && self.specs.contains_key(service)
+                    {
+                        let count = self.count(service);
+                        hint = format!(
+                            " (`{service}` has {count} replica{}: {service}.1 to {service}.{count})",
+                            if count == 1 { "" } else { "s" }
+                        );
+                    }
+                    missing.push(name.clone());
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(unknown(&missing, hint));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        Ok(ids)
     }
 
     /// Runs until the fleet is down (after `Down` or `Kill`). Returns true when it
@@ -384,7 +523,7 @@ impl Supervisor {
             .into_values()
             .map(|runner| runner.task)
             .collect();
-        // (the handles were dropped with the slots)
+        // (the handles were dropped with the runners)
         for task in tasks {
             let _ = task.await;
         }
@@ -395,17 +534,15 @@ impl Supervisor {
     fn handle_watch(&mut self, change: WatchEvent) {
         match change {
             WatchEvent::Redeploy { service, paths } => {
-                let Some(slot) = self.slots.get_mut(&service) else {
-                    return;
-                };
                 // A service the user stopped stays stopped; a failed one gets its retry.
-                if !slot.phase.wanted() || self.shutdown.is_some() {
+                let wanted: Vec<ReplicaId> = self
+                    .replica_ids(&service)
+                    .into_iter()
+                    .filter(|id| self.slots.get(id).is_some_and(|slot| slot.phase.wanted()))
+                    .collect();
+                if wanted.is_empty() || self.shutdown.is_some() {
                     return;
                 }
-                slot.phase = Phase::Launched {
-                    seen: slot.phase.seen(),
-                };
-                self.send(&service, Input::Redeploy);
                 let shown: Vec<String> = paths
                     .iter()
                     .take(3)
@@ -419,30 +556,74 @@ impl Supervisor {
                         format!("{} and {more} more changed, redeploying", shown.join(", "))
                     }
                 };
-                self.emit(&service, EventKind::Message { text });
+                self.emit_service(&service, EventKind::Message { text });
+                self.redeploy_service(&service, wanted);
             }
             WatchEvent::Paused { service, reason } => {
-                self.emit(&service, EventKind::RedeployPaused { reason })
+                self.emit_service(&service, EventKind::RedeployPaused { reason })
             }
             WatchEvent::Error { message } => crate::note!("fleet: file watching: {message}"),
         }
     }
 
-    fn emit(&mut self, service: &str, event: EventKind) {
+    /// Redeploys `replicas` of `service`: at once when it has one, else one at a time.
+    fn redeploy_service(&mut self, service: &str, replicas: Vec<ReplicaId>) {
+        if replicas.len() <= 1 {
+            self.rolls.remove(service);
+            for id in replicas {
+                self.relaunch(&id, Input::Redeploy);
+            }
+            return;
+        }
+        // The latest request wins: a roll under way starts over with it.
+        let roll = Roll::new(
+            service,
+            RollKind::Redeploy,
+            replicas.iter().map(|id| id.replica),
+        );
+        self.rolls.insert(service.to_string(), roll);
+    }
+
+    fn emit(&mut self, id: &ReplicaId, event: EventKind) {
         let at_ms = now_ms();
         let generation = self
             .slots
-            .get(service)
+            .get(id)
             .map(|slot| slot.status.generation)
             .unwrap_or_default();
-        if let Some(runner) = self.runners.get_mut(service) {
+        if let Some(runner) = self.runners.get_mut(id) {
             runner.last_event = Some((at_ms, event.to_string()));
             runner.log.write_fleet_line(&event.to_string());
+        }
+        let service = self.display(id);
+        self.held_events.push(Event {
+            at_ms,
+            service,
+            generation,
+            kind: event,
+        });
+    }
+
+    /// An event about a service as a whole (a roll, a file change): written to
+    /// replica 1's log and sent under the service's name.
+    fn emit_service(&mut self, service: &str, event: EventKind) {
+        if !self.replicated(service) {
+            self.emit(&ReplicaId::new(service, 1), event);
+            return;
+        }
+        let at_ms = now_ms();
+        if let Some(runner) = self.runners.get_mut(&ReplicaId::new(service, 1)) {
+            runner.log.write_fleet_line(&event.to_string());
+        }
+        for id in self.replica_ids(service) {
+            if let Some(runner) = self.runners.get_mut(&id) {
+                runner.last_event = Some((at_ms, event.to_string()));
+            }
         }
         self.held_events.push(Event {
             at_ms,
             service: service.to_string(),
-            generation,
+            generation: Generation(0),
             kind: event,
         });
     }
@@ -450,17 +631,17 @@ impl Supervisor {
     fn handle_report(&mut self, report: Report) {
         match report {
             Report::Status {
-                service,
+                replica,
                 status,
                 idle,
             } => {
-                if let Some(slot) = self.slots.get_mut(&service) {
+                if let Some(slot) = self.slots.get_mut(&replica) {
                     slot.status = status;
                     slot.idle = idle;
                 }
             }
             Report::Event {
-                service,
+                replica,
                 generation,
                 event,
             } => {
@@ -468,15 +649,17 @@ impl Supervisor {
                     // Carried by the snapshot; sending both would double every line.
                     return;
                 }
+                self.note_roll_failure(&replica, generation, &event);
                 let at_ms = now_ms();
-                let current = self.slots.get(&service).map(|slot| slot.status.generation);
-                if let (Some(runner), Some(current)) = (self.runners.get_mut(&service), current) {
+                let current = self.slots.get(&replica).map(|slot| slot.status.generation);
+                if let (Some(runner), Some(current)) = (self.runners.get_mut(&replica), current) {
                     // The exit of a replaced instance is routine; what the user wants to
                     // see is the redeploy that replaced it.
                     if !event.is_routine_for(generation, current) {
                         runner.last_event = Some((at_ms, event.to_string()));
                     }
                 }
+                let service = self.display(&replica);
                 self.held_events.push(Event {
                     at_ms,
                     service,
@@ -484,6 +667,40 @@ impl Supervisor {
                     kind: event,
                 });
             }
+        }
+    }
+
+    /// News that fails the step of a roll that is replacing `replica`.
+    fn note_roll_failure(
+        &mut self,
+        replica: &ReplicaId,
+        generation: Generation,
+        event: &EventKind,
+    ) {
+        let Some(roll) = self.rolls.get_mut(&replica.service) else {
+            return;
+        };
+        if roll.current() != Some(replica.replica) {
+            return;
+        }
+        let incarnation = self.slots.get(replica).map_or(0, |slot| slot.incarnation);
+        match event {
+            EventKind::BuildFailed { reason } | EventKind::RedeployAborted { reason } => {
+                roll.fail_build(replica.replica, reason.clone())
+            }
+            EventKind::Exited { status, cause, .. } => {
+                let reason = match cause {
+                    Some(cause) => format!("new instance {cause}"),
+                    None => format!("new instance {status}"),
+                };
+                roll.fail(replica.replica, generation, incarnation, reason)
+            }
+            EventKind::StartFailed { .. }
+            | EventKind::NotReady { .. }
+            | EventKind::GaveUp { .. } => {
+                roll.fail(replica.replica, generation, incarnation, event.to_string())
+            }
+            _ => {}
         }
     }
 
@@ -507,58 +724,111 @@ impl Supervisor {
                 self.down_waiters.push(reply);
                 return;
             }
-            Command::Start { services } => {
-                self.for_services(&services, "started", |supervisor, name| {
-                    let dependencies: Vec<String> = supervisor
-                        .graph
-                        .with_dependencies(&[name.to_string()])
-                        .into_iter()
-                        .collect();
-                    for dependency in dependencies {
-                        if let Some(slot) = supervisor.slots.get_mut(&dependency) {
-                            let retry = slot.status.state == ServiceState::Failed
-                                && !matches!(slot.phase, Phase::Replacing(_));
-                            if matches!(slot.phase, Phase::Unwanted) || retry {
-                                slot.phase = Phase::Waiting { blocked_on: None };
-                            }
-                        }
-                    }
-                })
-            }
+            Command::Start { services } => self.start(&services),
             Command::Stop { services } => {
-                self.for_services(&services, "stopped", |supervisor, name| {
+                self.for_replicas(&services, "stopped", |supervisor, id| {
+                    // A stopped service's roll is over: the user stopped it for a reason.
+                    supervisor.rolls.remove(&id.service);
                     if !matches!(
-                        supervisor.slots.get(name).map(|slot| &slot.phase),
+                        supervisor.slots.get(id).map(|slot| &slot.phase),
                         Some(Phase::Replacing(_))
                     ) {
-                        supervisor.set_phase(name, Phase::Unwanted);
+                        supervisor.set_phase(id, Phase::Unwanted);
                     }
-                    supervisor.send(name, Input::Stop);
+                    supervisor.send(id, Input::Stop);
                 })
             }
             Command::Restart { services } => {
-                self.for_services(&services, "restarting", |supervisor, name| {
-                    supervisor.relaunch(name, Input::Restart);
+                self.for_replicas(&services, "restarting", |supervisor, id| {
+                    supervisor.relaunch(id, Input::Restart);
                 })
             }
-            Command::Redeploy { services } => {
-                self.for_services(&services, "redeploying", |supervisor, name| {
-                    if let Some(watcher) = &supervisor.watcher {
-                        // A user's redeploy lifts a redeploy-loop pause.
-                        watcher.resume(name);
-                    }
-                    supervisor.relaunch(name, Input::Redeploy);
-                })
-            }
+            Command::Redeploy { services } => self.redeploy(&services),
             Command::Reload => self.reload(),
+            Command::Scale { counts } => self.scale(&counts),
         };
         let _ = reply.send(result);
     }
 
-    /// Restart or redeploy on the user's word: the service is wanted and launched from
-    /// now on, whatever it waited for.
-    fn relaunch(&mut self, name: &str, input: Input) {
-        let Some(slot) = self.slots.get_mut(name) else {
+    /// `fleet start`: the named services (by default those `fleet up` enabled) and
+    /// their dependencies. A service scaled to zero gets one replica back.
+    fn start(&mut self, names: &[String]) -> CommandResult {
+        let ids = if names.is_empty() {
+            let selection = self.manifest.selection(&Activation {
+                services: Vec::new(),
+                ..self.activation.clone()
+            });
+            self.resolve(&selection)?
+        } else {
+            self.resolve(names)?
+        };
+        let mut services: Vec<String> = Vec::new();
+        for id in &ids {
+            if self.count(&id.service) == 0
+                && let Some(count) = self.counts.get(&id.service)
+            {
+                count.store(1, Ordering::Relaxed);
+            }
+            if !services.contains(&id.service) {
+                services.push(id.service.clone());
+            }
+            // The named replica itself, and (below) its service's dependencies.
+            if let Some(slot) = self.slots.get_mut(id) {
+                let retry = slot.status.state == ServiceState::Failed
+                    && !matches!(slot.phase, Phase::Replacing(_));
+                if matches!(slot.phase, Phase::Unwanted) || retry {
+                    slot.phase = Phase::Waiting { blocked_on: None };
+                }
+            }
+        }
+        for service in &services {
+            let dependencies: Vec<String> = self.graph.dependencies(service).to_vec();
+            self.want(&dependencies);
+        }
+        let shown: Vec<String> = ids.iter().map(|id| self.display(id)).collect();
+        Ok(format!("started: {}", shown.join(", ")))
+    }
+
+    /// `fleet redeploy`: a replicated service named whole rolls; a replica or a
+    /// single-replica service is redeployed at once.
+    fn redeploy(&mut self, names: &[String]) -> CommandResult {
+        let ids = self.resolve(names)?;
+        let whole: Vec<String> = if names.is_empty() {
+            self.specs.keys().cloned().collect()
+        } else {
+            names
+                .iter()
+                .filter(|name| self.specs.contains_key(*name))
+                .cloned()
+                .collect()
+        };
+        for service in &whole {
+            if let Some(watcher) = &self.watcher {
+                // A user's redeploy lifts a redeploy-loop pause.
+                watcher.resume(service);
+            }
+            let replicas: Vec<ReplicaId> = ids
+                .iter()
+                .filter(|id| &id.service == service)
+                .cloned()
+                .collect();
+            self.redeploy_service(service, replicas);
+        }
+        for id in ids.iter().filter(|id| !whole.contains(&id.service)) {
+            self.relaunch(id, Input::Redeploy);
+        }
+        let shown: Vec<String> = if names.is_empty() {
+            self.specs.keys().cloned().collect()
+        } else {
+            names.to_vec()
+        };
+        Ok(format!("redeploying: {}", shown.join(", ")))
+    }
+
+    /// Restart or redeploy on the user's word: the replica is wanted and launched
+    /// from now on, whatever it waited for.
+    fn relaunch(&mut self, id: &ReplicaId, input: Input) {
+        let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
         if matches!(slot.phase, Phase::Replacing(_)) {
@@ -568,52 +838,153 @@ impl Supervisor {
         slot.phase = Phase::Launched {
             seen: slot.phase.seen(),
         };
-        self.send(name, input);
+        self.send(id, input);
     }
 
-    /// Applies `action` to each named service (every service when `names` is empty),
+    /// Applies `action` to each replica `names` mean (see [`Supervisor::resolve`]),
     /// after checking that all names exist.
-    fn for_services(
+    fn for_replicas(
         &mut self,
         names: &[String],
         verb: &str,
-        mut action: impl FnMut(&mut Supervisor, &str),
+        mut action: impl FnMut(&mut Supervisor, &ReplicaId),
     ) -> CommandResult {
-        let unknown: Vec<&String> = names
-            .iter()
-            .filter(|name| !self.slots.contains_key(*name))
-            .collect();
-        if !unknown.is_empty() {
-            let list: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
-            return Err(CommandError {
-                code: ErrorCode::UnknownService,
-                message: format!("unknown service: {}", list.join(", ")),
-            });
+        let ids = self.resolve(names)?;
+        for id in &ids {
+            action(self, id);
         }
-        let targets: Vec<String> = if names.is_empty() {
-            self.slots.keys().cloned().collect()
-        } else {
-            names.to_vec()
-        };
-        for name in &targets {
-            action(self, name);
-        }
-        Ok(format!("{verb}: {}", targets.join(", ")))
+        let shown: Vec<String> = ids.iter().map(|id| self.display(id)).collect();
+        Ok(format!("{verb}: {}", shown.join(", ")))
     }
 
-    /// Re-reads the manifest and applies the difference: added services start, removed
-    /// ones stop, changed ones restart with their new definition, and nothing else is
-    /// touched. An invalid manifest changes nothing.
+    /// `fleet scale`: checks every count first (known service, within what its
+    /// ports allow, the new replicas' ports free), then applies them all. Replicas
+    /// that stay are not touched.
+    fn scale(&mut self, counts: &[(String, u32)]) -> CommandResult {
+        let mut problems = Vec::new();
+        for (service, count) in counts {
+            let Some(spec) = self.specs.get(service) else {
+                let replica_hint = service
+                    .rsplit_once('.')
+                    .filter(|(base, _)| self.specs.contains_key(*base))
+                    .map(|(base, _)| format!(" (scale the service: `{base}=N`)"))
+                    .unwrap_or_default();
+                problems.push(format!("unknown service: {service}{replica_hint}"));
+                continue;
+            };
+            let limit = spec.replica_limit();
+            if *count > limit {
+                let why = if limit < MAX_REPLICAS {
+                    "its host port range has one port per replica".to_string()
+                } else {
+                    format!("fleet runs at most {MAX_REPLICAS} of one service")
+                };
+                problems.push(format!(
+                    "`{service}` cannot have {count} replicas: at most {limit} ({why})"
+                ));
+                continue;
+            }
+            let now = self.count(service);
+            if *count > now {
+                problems.extend(busy_replica_ports(spec, now, *count));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(CommandError {
+                code: if problems
+                    .iter()
+                    .all(|problem| problem.starts_with("unknown service"))
+                {
+                    ErrorCode::UnknownService
+                } else {
+                    ErrorCode::InvalidArgument
+                },
+                message: problems.join("\n"),
+            });
+        }
+        let mut changes = Vec::new();
+        for (service, count) in counts {
+            let before = self.count(service);
+            self.set_count(service, *count)
+                .map_err(|err| CommandError {
+                    code: ErrorCode::Internal,
+                    message: format!("service `{service}`: {err}"),
+                })?;
+            changes.push(format!("{service} {before} -> {count}"));
+        }
+        Ok(format!("scaled: {}", changes.join(", ")))
+    }
+
+    /// Sets a service's replica count: new replicas are added and started, the
+    /// highest ones beyond the count stop and go (replica 1 stays, stopped, at zero).
+    fn set_count(&mut self, service: &str, count: u32) -> std::io::Result<()> {
+        let Some(spec) = self.specs.get(service).cloned() else {
+            return Ok(());
+        };
+        if let Some(shared) = self.counts.get(service) {
+            shared.store(count, Ordering::Relaxed);
+        }
+        for id in self.replica_ids(service) {
+            if id.replica <= count {
+                continue;
+            }
+            if id.replica == 1 {
+                self.set_phase(&id, Phase::Unwanted);
+            } else {
+                self.set_phase(&id, Phase::Replacing(Replacement::Remove));
+            }
+            self.send(&id, Input::Stop);
+        }
+        for replica in 1..=count {
+            let id = ReplicaId::new(service, replica);
+            match self.slots.get(&id) {
+                Some(slot) if !slot.leaving() => {
+                    if matches!(slot.phase, Phase::Unwanted) {
+                        self.set_phase(&id, Phase::Waiting { blocked_on: None });
+                    }
+                }
+                // Still stopping from an earlier scale-down: it comes back once gone.
+                Some(_) => {
+                    self.set_phase(
+                        &id,
+                        Phase::Replacing(Replacement::Spec(Box::new((*spec).clone()))),
+                    );
+                }
+                None => {
+                    self.add_slot(id.clone(), spec.clone())?;
+                    self.set_phase(&id, Phase::Waiting { blocked_on: None });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the manifest and applies the difference: added services start,
+    /// removed ones stop, changed ones are replaced with their new definition (one
+    /// replica at a time), new counts scale, and nothing else is touched. An invalid
+    /// manifest changes nothing.
     fn reload(&mut self) -> CommandResult {
-        let manifest = crate::manifest::load(&self.manifest.path).map_err(|err| CommandError {
-            code: ErrorCode::InvalidManifest,
-            message: err.render(false),
-        })?;
-        let diff = ReloadDiff::new(&self.slots, &manifest);
+        let activation = Activation {
+            services: Vec::new(),
+            ..self.activation.clone()
+        };
+        let manifest =
+            crate::manifest::load_with(&self.manifest.path, &activation).map_err(|err| {
+                CommandError {
+                    code: ErrorCode::InvalidManifest,
+                    message: err.render(false),
+                }
+            })?;
+        let diff = ReloadDiff::new(&self.specs, &manifest);
         // Bind every new socket before changing anything, so a busy port leaves the
         // running fleet as it was.
         let mut bound = Vec::new();
-        for name in &diff.added {
+        let moved = diff.changed.iter().filter(|name| {
+            let before = self.specs.get(*name).and_then(|spec| spec.socket.as_ref());
+            let after = manifest.service(name).and_then(|spec| spec.socket.as_ref());
+            after.is_some() && before != after
+        });
+        for name in diff.added.iter().chain(moved) {
             let Some(socket) = manifest.service(name).and_then(|spec| spec.socket.as_ref()) else {
                 continue;
             };
@@ -630,24 +1001,77 @@ impl Supervisor {
             bound.push((name.clone(), Arc::new(listener)));
         }
         self.listeners.extend(bound);
+        let internal = |name: &str, err: std::io::Error| CommandError {
+            code: ErrorCode::Internal,
+            message: format!("service `{name}`: {err}"),
+        };
         for name in &diff.changed {
-            if let Some(spec) = manifest.service(name) {
-                let replacement = Replacement::Spec(Box::new(spec.clone()));
-                self.set_phase(name, Phase::Replacing(replacement));
-                self.send(name, Input::Stop);
-            }
+            let Some(spec) = manifest.service(name) else {
+                continue;
+            };
+            let spec = Arc::new(spec.clone());
+            self.specs.insert(name.clone(), spec.clone());
+            let keep: Vec<u32> = self
+                .replica_ids(name)
+                .iter()
+                .map(|id| id.replica)
+                .filter(|replica| *replica <= spec.replicas.max(1))
+                .collect();
+            self.set_count(name, spec.replicas)
+                .map_err(|err| internal(name, err))?;
+            self.rolls
+                .insert(name.clone(), Roll::new(name, RollKind::Reload(spec), keep));
         }
         for name in &diff.removed {
-            self.set_phase(name, Phase::Replacing(Replacement::Remove));
-            self.send(name, Input::Stop);
+            self.rolls.remove(name);
+            self.specs.remove(name);
+            self.counts.remove(name);
+            for id in self
+                .slots
+                .range(ReplicaId::new(name.as_str(), 0)..=ReplicaId::new(name.as_str(), u32::MAX))
+                .map(|(id, _)| id.clone())
+                .collect::<Vec<_>>()
+            {
+                self.set_phase(&id, Phase::Replacing(Replacement::Remove));
+                self.send(&id, Input::Stop);
+            }
         }
         for name in &diff.added {
             if let Some(spec) = manifest.service(name) {
-                self.add_slot(spec.clone()).map_err(|err| CommandError {
-                    code: ErrorCode::Internal,
-                    message: format!("service `{name}`: {err}"),
-                })?;
-                self.set_phase(name, Phase::Waiting { blocked_on: None });
+                self.add_service(spec.clone())
+                    .map_err(|err| internal(name, err))?;
+                if activation.enables(spec) {
+                    for id in self.replica_ids(name) {
+                        if id.replica <= spec.replicas {
+                            self.set_phase(&id, Phase::Waiting { blocked_on: None });
+                        }
+                    }
+                }
+            }
+        }
+        // A count changed alone: scale.
+        for spec in &manifest.services {
+            if diff.added.contains(&spec.name) || diff.changed.contains(&spec.name) {
+                continue;
+            }
+            if self.count(&spec.name) != spec.replicas {
+                let wanted = self
+                    .replica_ids(&spec.name)
+                    .iter()
+                    .any(|id| self.slots.get(id).is_some_and(|slot| slot.phase.wanted()));
+                self.set_count(&spec.name, spec.replicas)
+                    .map_err(|err| internal(&spec.name, err))?;
+                if !wanted {
+                    // A service nobody started stays stopped at its new count.
+                    for id in self.replica_ids(&spec.name) {
+                        if matches!(
+                            self.slots.get(&id).map(|slot| &slot.phase),
+                            Some(Phase::Waiting { .. })
+                        ) {
+                            self.set_phase(&id, Phase::Unwanted);
+                        }
+                    }
+                }
             }
         }
         self.manifest = manifest;
@@ -658,24 +1082,33 @@ impl Supervisor {
         Ok(diff.describe())
     }
 
-    /// A reload replacement whose old instance is gone: drop the service, or start its
-    /// new definition.
-    fn replace(&mut self, name: &str) {
-        let Some(slot) = self.slots.remove(name) else {
+    /// A replacement whose old instance is gone: drop the replica, or start its new
+    /// definition.
+    fn replace(&mut self, id: &ReplicaId) {
+        let Some(slot) = self.slots.remove(id) else {
             return;
         };
         // Dropping the handle ends the runner (it has nothing left to stop).
-        self.runners.remove(name);
+        self.runners.remove(id);
         match slot.phase {
             Phase::Replacing(Replacement::Spec(spec)) => {
-                if let Err(err) = self.add_slot(*spec) {
-                    crate::note!("fleet: cannot restart `{name}` after reload: {err}");
+                if let Err(err) = self.add_slot(id.clone(), Arc::new(*spec)) {
+                    crate::note!("fleet: cannot restart `{id}` after reload: {err}");
                     return;
                 }
-                self.set_phase(name, Phase::Waiting { blocked_on: None });
+                self.set_phase(id, Phase::Waiting { blocked_on: None });
+            }
+            Phase::Replacing(Replacement::Idle(spec)) => {
+                if let Err(err) = self.add_slot(id.clone(), Arc::new(*spec)) {
+                    crate::note!("fleet: cannot take the new definition of `{id}`: {err}");
+                }
             }
             _ => {
-                self.listeners.remove(name);
+                let gone = !self.specs.contains_key(&id.service)
+                    && self.replica_ids(&id.service).is_empty();
+                if gone {
+                    self.listeners.remove(&id.service);
+                }
             }
         }
     }
@@ -685,69 +1118,154 @@ impl Supervisor {
             return;
         }
         self.shutdown = Some(mode);
+        self.rolls.clear();
         if mode == Shutdown::Kill {
-            let names: Vec<String> = self.slots.keys().cloned().collect();
-            for name in names {
-                self.set_phase(&name, Phase::Stopping);
-                self.send(&name, Input::Kill);
+            let ids: Vec<ReplicaId> = self.slots.keys().cloned().collect();
+            for id in ids {
+                self.set_phase(&id, Phase::Stopping);
+                self.send(&id, Input::Kill);
             }
         }
     }
 
     /// Carries out what [`decide::reconcile`] decides, until it has nothing more to say
-    /// (a replacement or a start can unblock more in the same pass).
+    /// (a replacement or a start can unblock more in the same pass); then moves the
+    /// rolls along.
     fn reconcile(&mut self) {
         for _ in 0..self.slots.len() + 2 {
             let decisions = decide::reconcile(&self.slots, &self.graph, self.shutdown.is_some());
-            if decisions.is_empty() {
-                return;
-            }
             let mut replaced = false;
             for decision in decisions {
                 match decision {
-                    Decision::Start { service, seen } => {
-                        self.set_phase(&service, Phase::Launched { seen });
-                        self.send(&service, Input::Start);
+                    Decision::Start { replica, seen } => {
+                        self.set_phase(&replica, Phase::Launched { seen });
+                        self.send(&replica, Input::Start);
                     }
-                    Decision::Restart { service, seen } => {
-                        self.set_phase(&service, Phase::Launched { seen });
-                        self.send(&service, Input::Restart);
+                    Decision::Restart { replica, seen } => {
+                        self.set_phase(&replica, Phase::Launched { seen });
+                        self.send(&replica, Input::Restart);
                     }
-                    Decision::Wait { service, blocker } => {
+                    Decision::Wait { replica, blocker } => {
                         let text = format!("waiting for {blocker}");
                         self.set_phase(
-                            &service,
+                            &replica,
                             Phase::Waiting {
                                 blocked_on: Some(blocker),
                             },
                         );
-                        self.emit(&service, EventKind::Message { text });
+                        self.emit(&replica, EventKind::Message { text });
                     }
-                    Decision::Stop { service } => {
-                        self.set_phase(&service, Phase::Stopping);
-                        self.send(&service, Input::Stop);
+                    Decision::Stop { replica } => {
+                        self.set_phase(&replica, Phase::Stopping);
+                        self.send(&replica, Input::Stop);
                     }
-                    Decision::Replace { service } => {
-                        self.replace(&service);
+                    Decision::Replace { replica } => {
+                        self.replace(&replica);
                         replaced = true;
                     }
                 }
             }
-            if !replaced {
+            let rolled = self.advance_rolls();
+            if !replaced && !rolled {
                 // Starts and stops change nothing until the runners report back.
                 return;
             }
         }
     }
 
+    /// Moves each roll one step where it can. True when a step changed a slot.
+    fn advance_rolls(&mut self) -> bool {
+        let mut changed = false;
+        let services: Vec<String> = self.rolls.keys().cloned().collect();
+        for service in services {
+            let Some(mut roll) = self.rolls.remove(&service) else {
+                continue;
+            };
+            // Before the step: a halt empties what is left to do.
+            let total = roll.total();
+            let action = roll.advance(&self.slots);
+            let verb = match roll.kind {
+                RollKind::Redeploy => "rolling redeploy",
+                RollKind::Reload(_) => "rolling reload",
+            };
+            match action {
+                RollAction::Wait => {
+                    self.rolls.insert(service, roll);
+                }
+                RollAction::Replace { replica } => {
+                    let id = ReplicaId::new(service.as_str(), replica);
+                    let text = format!(
+                        "{verb}: {} ({} of {})",
+                        self.display(&id),
+                        roll.position(),
+                        roll.total()
+                    );
+                    if roll.total() > 1 {
+                        self.emit_service(&service, EventKind::Message { text });
+                    }
+                    match &roll.kind {
+                        RollKind::Redeploy => self.relaunch(&id, Input::Redeploy),
+                        RollKind::Reload(spec) => {
+                            let wanted =
+                                self.slots.get(&id).is_some_and(|slot| slot.phase.wanted());
+                            let spec = Box::new((**spec).clone());
+                            let replacement = if wanted {
+                                Replacement::Spec(spec)
+                            } else {
+                                Replacement::Idle(spec)
+                            };
+                            self.set_phase(&id, Phase::Replacing(replacement));
+                            self.send(&id, Input::Stop);
+                        }
+                    }
+                    changed = true;
+                    self.rolls.insert(service, roll);
+                }
+                RollAction::Finished { replaced } => {
+                    if replaced.len() > 1 {
+                        let text = format!("{verb} done: {} replicas replaced", replaced.len());
+                        self.emit_service(&service, EventKind::Message { text });
+                    }
+                }
+                RollAction::Halted {
+                    replica,
+                    reason,
+                    untouched,
+                } => {
+                    let id = ReplicaId::new(service.as_str(), replica);
+                    let mut text = format!("{verb} stopped at {}: {reason}", self.display(&id));
+                    if !untouched.is_empty() {
+                        let names: Vec<String> = untouched
+                            .iter()
+                            .map(|replica| {
+                                self.display(&ReplicaId::new(service.as_str(), *replica))
+                            })
+                            .collect();
+                        text.push_str(&format!(
+                            "; {} keep{} the previous version",
+                            names.join(", "),
+                            if names.len() == 1 { "s" } else { "" }
+                        ));
+                    }
+                    if total > 1 {
+                        self.emit_service(&service, EventKind::Message { text });
+                    }
+                }
+            }
+        }
+        changed
+    }
+
     /// Publishes the snapshot, then the events it already reflects.
     fn publish(&mut self) {
-        let services = self
-            .manifest
-            .services
-            .iter()
-            .filter_map(|spec| self.slots.get(&spec.name))
-            .map(|slot| {
+        let mut services = Vec::with_capacity(self.slots.len());
+        for spec in &self.manifest.services {
+            let replicated = self.replicated(&spec.name);
+            let count = self.count(&spec.name);
+            let enabled = self.activation.enables(spec);
+            let range = ReplicaId::new(spec.name.as_str(), 0)
+                ..=ReplicaId::new(spec.name.as_str(), u32::MAX);
+            for (id, slot) in self.slots.range(range) {
                 let mut status = slot.status.clone();
                 let waiting_for = match &slot.phase {
                     Phase::Waiting { blocked_on } => {
@@ -760,10 +1278,15 @@ impl Supervisor {
                 };
                 let last_event = self
                     .runners
-                    .get(&slot.spec.name)
+                    .get(id)
                     .and_then(|runner| runner.last_event.clone());
-                ServiceSnapshot {
-                    name: slot.spec.name.clone(),
+                let inactive = !enabled
+                    && slot.phase == Phase::Unwanted
+                    && slot.idle
+                    && status.state == ServiceState::Stopped
+                    && status.generation.0 == 0;
+                services.push(ServiceSnapshot {
+                    name: id.display_name(replicated),
                     kind: if slot.spec.is_container() {
                         ServiceKindName::Container
                     } else {
@@ -773,15 +1296,21 @@ impl Supervisor {
                     last_event_at_ms: last_event.as_ref().map(|(at, _)| *at),
                     last_event: last_event.map(|(_, text)| text),
                     waiting_for,
-                }
-            })
-            .collect();
+                    service: spec.name.clone(),
+                    replica: replicated.then_some(id.replica),
+                    replicas: count,
+                    profiles: spec.profiles.clone(),
+                    inactive,
+                });
+            }
+        }
         let snapshot = Snapshot {
             project: self.project.name.clone(),
             manifest: self.manifest.path.display().to_string(),
             supervisor_pid: std::process::id(),
             services,
             shutting_down: self.shutdown.is_some(),
+            profiles: self.activation.profiles.clone(),
         };
         self.snapshot.send_if_modified(|current| {
             if **current == snapshot {

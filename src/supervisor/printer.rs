@@ -53,12 +53,13 @@ impl Labels {
         Labels { prefixes, colors }
     }
 
-    /// `users   | ` for an output line.
-    pub fn prefix(&self, name: &str) -> &str {
-        self.prefixes
-            .get(name)
-            .map(String::as_str)
-            .unwrap_or("? | ")
+    /// `users   | ` for an output line; a name not known at the start (a replica
+    /// added by `fleet scale`) gets its name, unpadded.
+    pub fn prefix(&self, name: &str) -> std::borrow::Cow<'_, str> {
+        match self.prefixes.get(name) {
+            Some(prefix) => std::borrow::Cow::Borrowed(prefix.as_str()),
+            None => std::borrow::Cow::Owned(format!("{name} | ")),
+        }
     }
 
     /// `users: started (pid 4242)` for a status line.

@@ -625,6 +625,13 @@ pub fn describe(command: &Command) -> String {
         Command::Restart { services } => ("restart", services),
         Command::Redeploy { services } => ("redeploy", services),
         Command::Reload => return "reload".into(),
+        Command::Scale { counts } => {
+            let counts: Vec<String> = counts
+                .iter()
+                .map(|(service, count)| format!("{service}={count}"))
+                .collect();
+            return format!("scale {}", counts.join(" "));
+        }
         Command::Down => return "down".into(),
         Command::Kill => return "kill".into(),
     };

@@ -27,6 +27,11 @@ pub(super) fn service(name: &str, state: ServiceState) -> ServiceSnapshot {
         last_event: None,
         last_event_at_ms: None,
         waiting_for: None,
+        service: name.into(),
+        replica: None,
+        replicas: 1,
+        profiles: Vec::new(),
+        inactive: false,
     }
 }
 
@@ -37,6 +42,7 @@ pub(super) fn snapshot(services: Vec<ServiceSnapshot>) -> Arc<Snapshot> {
         supervisor_pid: 1,
         services,
         shutting_down: false,
+        profiles: Vec::new(),
     })
 }
 

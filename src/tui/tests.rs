@@ -47,6 +47,11 @@ fn service(name: &str, state: ServiceState, pid: u32) -> ServiceSnapshot {
         last_event: None,
         last_event_at_ms: None,
         waiting_for: None,
+        service: name.into(),
+        replica: None,
+        replicas: 1,
+        profiles: Vec::new(),
+        inactive: false,
     }
 }
 
@@ -103,6 +108,7 @@ fn healthy_fleet() -> Snapshot {
         supervisor_pid: 41_000,
         services: vec![gateway, users, orders, postgres, notifications],
         shutting_down: false,
+        profiles: Vec::new(),
     }
 }
 

@@ -1205,3 +1205,76 @@ command = "{helper} --name steady"
     let steady = project.wait_for_state("steady", "running", WAIT);
     assert!(pid_alive(pid_of(&steady)));
 }
+
+#[test]
+fn container_replicas_publish_one_host_port_each_from_a_range() {
+    let first = free_port();
+    let second = first + 1;
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", second)).is_ok(),
+        "port {second} (after the free port {first}) is taken; rerun"
+    );
+    let Some(project) = DockerProject::new(|p| {
+        p.var("first", first).var("second", second).manifest(
+            r#"
+[project]
+name = "{project}"
+
+[services.cache]
+image = "{image}"
+build = { context = "img" }
+replicas = 2
+ports = ["127.0.0.1:{first}-{second}:8080"]
+health = { http = "http://127.0.0.1:{first}/health" }
+stop_timeout = "2s"
+"#,
+        )
+    }) else {
+        return;
+    };
+    let fleet = project.up_detached(&["--wait", "--wait-timeout", "90s"]);
+    assert_eq!(fleet.up.code, 0, "{:#?}", fleet.up);
+    let ps = project.ps_json();
+    let rows: Vec<&Value> = ps.iter().filter(|row| row["service"] == "cache").collect();
+    assert_eq!(rows.len(), 2, "{ps:#?}");
+    assert_eq!(rows[0]["name"], "cache.1", "{ps:#?}");
+    assert_eq!(rows[1]["name"], "cache.2", "{ps:#?}");
+    assert_eq!(rows[0]["ports"], serde_json::json!([first]), "{ps:#?}");
+    assert_eq!(rows[1]["ports"], serde_json::json!([second]), "{ps:#?}");
+    let ids: Vec<String> = rows.iter().map(|row| container_of(row)).collect();
+    assert_ne!(ids[0], ids[1], "two replicas, two containers");
+    // Each container really publishes its own port, and each port answers.
+    for (id, port) in ids.iter().zip([first, second]) {
+        let found = inspect(id).unwrap_or_else(|| panic!("container {id} does not exist"));
+        let bindings = &found["HostConfig"]["PortBindings"]["8080/tcp"];
+        assert_eq!(
+            bindings[0]["HostPort"],
+            port.to_string(),
+            "{id}: {bindings:#}"
+        );
+        assert_eq!(http_get(port, "/health"), Some((200, "ok".to_string())));
+    }
+    assert_eq!(
+        found_names(&ids),
+        [
+            format!("/{}-cache-1", project.name),
+            format!("/{}-cache.2-1", project.name)
+        ]
+    );
+    let down = project.run(&["down"]);
+    assert_eq!(down.code, 0, "{down:#?}");
+    assert!(
+        ids.iter().all(|id| !container_exists(id)),
+        "a replica's container is left after down"
+    );
+}
+
+fn found_names(ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            inspect(id)
+                .and_then(|found| found["Name"].as_str().map(str::to_string))
+                .unwrap_or_default()
+        })
+        .collect()
+}

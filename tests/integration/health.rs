@@ -340,11 +340,11 @@ fn a_service_with_ports_gets_port_set_to_the_first() {
         .manifest(
             r#"
 [services.web]
-command = "sh -c 'echo port=$PORT; exec sleep 30'"
+command = "sh -c 'echo port=$$PORT; exec sleep 30'"
 ports = [{port}, {other}]
 
 [services.plain]
-command = "sh -c 'echo port=${PORT-unset}; exec sleep 30'"
+command = "sh -c 'echo port=$${PORT-unset}; exec sleep 30'"
 "#,
         );
     let mut fleet = project.up(&["--no-tui"]);

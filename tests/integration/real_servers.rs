@@ -71,7 +71,7 @@ const INSTALLED_BY_CI: &str = "`.ci/run` installs it (run it, or install by hand
      `apt-get install postgresql-15 busybox-static`)";
 
 /// The gunicorn and uvicorn apps and the keep-alive server (see their docstrings).
-const WSGI_APP: &str = include_str!("../fixtures/real/wsgi_app.py");
+pub const WSGI_APP: &str = include_str!("../fixtures/real/wsgi_app.py");
 const ASGI_APP: &str = include_str!("../fixtures/real/asgi_app.py");
 const KEEPALIVE_SERVER: &str = include_str!("../fixtures/real/keepalive_server.py");
 
@@ -89,7 +89,7 @@ const LONG_WAIT: Duration = Duration::from_secs(60);
 
 /// `program` on PATH (as fleet, which inherits the test's environment, will find it);
 /// panics, naming what installs it, when it is missing.
-fn require_program(program: &str) -> PathBuf {
+pub fn require_program(program: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
@@ -126,27 +126,27 @@ fn postgres_bin() -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // Snapshot rows and log lines
 
-fn pid(status: &Value) -> u32 {
+pub fn pid(status: &Value) -> u32 {
     status["pid"]
         .as_u64()
         .and_then(|pid| u32::try_from(pid).ok())
         .unwrap_or_else(|| panic!("no pid in {status:#}"))
 }
 
-fn generation(status: &Value) -> u64 {
+pub fn generation(status: &Value) -> u64 {
     status["generation"]
         .as_u64()
         .unwrap_or_else(|| panic!("no generation in {status:#}"))
 }
 
-fn restarts(status: &Value) -> u64 {
+pub fn restarts(status: &Value) -> u64 {
     status["restarts"]
         .as_u64()
         .unwrap_or_else(|| panic!("no restarts in {status:#}"))
 }
 
 /// `service`'s row of `fleet ps --json` (the CLI a user runs, not the socket).
-fn ps_row(project: &Project, service: &str) -> Value {
+pub fn ps_row(project: &Project, service: &str) -> Value {
     let rows = project.ps_json();
     rows.iter()
         .find(|row| row["name"] == service)
@@ -275,16 +275,16 @@ fn redeploy(project: &Project, service: &str) {
 
 /// One answer: which pid served it and what version of the app it ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Answer {
-    pid: u32,
-    version: String,
+pub struct Answer {
+    pub pid: u32,
+    pub version: String,
 }
 
 #[derive(Debug, Default)]
-struct Traffic {
-    answered: Vec<Answer>,
+pub struct Traffic {
+    pub answered: Vec<Answer>,
     /// Each failed request: when (ms since the Unix epoch, as in the log files) and how.
-    failed: Vec<(u64, String)>,
+    pub failed: Vec<(u64, String)>,
 }
 
 impl Traffic {
@@ -299,7 +299,7 @@ impl Traffic {
 /// `GET /` on a new connection (connect within 1 s, answer within 5 s: generous for a
 /// busy CI machine, short enough to catch a request nobody accepts), `Connection:
 /// close`; the answer `hello from <server> pid N version V`, or how the request failed.
-fn get_root(port: u16) -> Result<Answer, String> {
+pub fn get_root(port: u16) -> Result<Answer, String> {
     let body = crate::support::get_on_new_connection(port, "/", Duration::from_secs(5))?;
     let body = body.as_str();
     let found = regex(r"^hello from \S+ pid (\d+) version (\S+)$")
@@ -315,14 +315,14 @@ fn get_root(port: u16) -> Result<Answer, String> {
 
 /// Sends `GET /` on a fresh connection, one after another, until finished (or
 /// [`CLIENT_LIMIT`]).
-struct Client {
+pub struct Client {
     stop: Arc<AtomicBool>,
     traffic: Arc<Mutex<Traffic>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Client {
-    fn start(port: u16) -> Client {
+    pub fn start(port: u16) -> Client {
         let stop = Arc::new(AtomicBool::new(false));
         let traffic = Arc::new(Mutex::new(Traffic::default()));
         let thread = {
@@ -347,7 +347,7 @@ impl Client {
     }
 
     /// Whether `count` answers (of any kind) arrive within `within`.
-    fn answers_within(&self, count: usize, within: Duration) -> bool {
+    pub fn answers_within(&self, count: usize, within: Duration) -> bool {
         wait_until(within, || {
             self.traffic
                 .lock()
@@ -357,7 +357,7 @@ impl Client {
 
     /// Waits until `count` answers satisfy `matches`; panics (with what was seen) after
     /// `within`.
-    fn wait_for_answers(
+    pub fn wait_for_answers(
         &self,
         what: &str,
         count: usize,
@@ -391,7 +391,7 @@ impl Client {
     }
 
     /// Stops the loop; what it saw.
-    fn finish(mut self) -> Traffic {
+    pub fn finish(mut self) -> Traffic {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             thread.join().expect("the client thread does not panic");
@@ -427,7 +427,7 @@ fn tail_of<T: Clone>(items: &[T], count: usize) -> Vec<T> {
 }
 
 /// The app file with its `VERSION` line set to `version`.
-fn app_version(app: &str, version: &str) -> String {
+pub fn app_version(app: &str, version: &str) -> String {
     assert!(
         app.contains("VERSION = \"v1\""),
         "the fixture lost its VERSION line"
@@ -788,7 +788,7 @@ health = { exec = "{pg}/pg_isready -h 127.0.0.1 -p {port} -U postgres -d postgre
 /// A manifest of one gunicorn service `web` on fleet's socket. gunicorn adopts the
 /// socket by itself (`LISTEN_FDS`/`LISTEN_PID`, as under systemd); `--bind fd://3` as
 /// well would adopt fd 3 twice and crash (see the module docs).
-fn gunicorn_project(port: u16, extra_flags: &str, extra_keys: &str) -> Project {
+pub fn gunicorn_project(port: u16, extra_flags: &str, extra_keys: &str) -> Project {
     let gunicorn = require_program("gunicorn");
     let project = Project::new()
         .var("port", port)
@@ -1250,8 +1250,8 @@ use crate::containers::{docker_ready, try_docker};
 
 /// Removes every Docker object of one test project when dropped (containers labelled
 /// with it, its network, its images), even when the test fails.
-struct DockerObjects {
-    name: String,
+pub struct DockerObjects {
+    pub name: String,
 }
 
 impl Drop for DockerObjects {
@@ -1280,7 +1280,7 @@ impl Drop for DockerObjects {
 
 /// Whether a 64-bit little-endian ELF file has no program interpreter (`PT_INTERP`),
 /// so it runs in an empty image.
-fn elf_is_static(elf: &[u8]) -> bool {
+pub fn elf_is_static(elf: &[u8]) -> bool {
     if elf.len() < 0x40 || elf[..4] != *b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
         return false;
     }

@@ -402,7 +402,7 @@ command = "{helper} --name svc --port {port}"
 socket = {port}
 redeploy = "start-first"
 start_timeout = "1s"
-health = { exec = "test ! -f {dir}/sick-$FLEET_GENERATION", interval = "100ms", retries = 2 }
+health = { exec = "test ! -f {dir}/sick-$$FLEET_GENERATION", interval = "100ms", retries = 2 }
 "#,
     );
     let mut fleet = project.up(&["--no-tui"]);

@@ -123,8 +123,8 @@ command = '''
 if [ -e {dir}/crashed ]; then
   gone=yes
   stat=/proc/$(cat {dir}/gc1.pid)/stat
-  if [ -r "$stat" ] && ! grep -q ') Z' "$stat"; then gone=no; fi
-  echo "generation 1 grandchild gone at restart: $gone"
+  if [ -r "$$stat" ] && ! grep -q ') Z' "$$stat"; then gone=no; fi
+  echo "generation 1 grandchild gone at restart: $$gone"
   exec {helper} --grandchild {dir}/gc2.pid
 fi
 touch {dir}/crashed

@@ -312,9 +312,14 @@ impl Project {
 
     /// Runs `fleet ARGS` to completion (within [`WAIT`]).
     pub fn run(&self, args: &[&str]) -> Finished {
+        self.run_within(args, WAIT)
+    }
+
+    /// Runs `fleet ARGS` to completion within `within` (image builds take longer).
+    pub fn run_within(&self, args: &[&str], within: Duration) -> Finished {
         let mut running = self.spawn(args);
         running.kill_marked_on_drop = false;
-        let status = running.wait_exit(WAIT);
+        let status = running.wait_exit(within);
         let code = status.code().unwrap_or_else(|| {
             panic!(
                 "`{}` was killed by {status}\n{}",
@@ -1007,9 +1012,14 @@ impl Project {
     /// Runs `fleet up -d ARGS` to completion and returns a guard that takes the fleet
     /// down on drop. Does not check the exit code: `--wait` tests expect failures.
     pub fn up_detached(&self, args: &[&str]) -> Detached<'_> {
+        self.up_detached_within(args, WAIT)
+    }
+
+    /// [`Project::up_detached`], waiting up to `within` for `up` to return.
+    pub fn up_detached_within(&self, args: &[&str], within: Duration) -> Detached<'_> {
         let mut all = vec!["up", "-d"];
         all.extend_from_slice(args);
-        let up = self.run(&all);
+        let up = self.run_within(&all, within);
         let supervisor_pid = regex(r"supervisor running in the background \(pid (\d+)\)")
             .captures(&up.stdout)
             .map(|found| found[1].parse().expect("a pid is a number"));

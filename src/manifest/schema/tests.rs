@@ -293,6 +293,23 @@ profiles = ["full"]
 [services."api.v2"]
 command = "api"
 "#,
+    r#"
+[services.web]
+command = "web --port ${FLEET_SCHEMA_TEST_PORT:-8080} $$HOME"
+ports = [8080]
+stop_timeout = "${FLEET_SCHEMA_TEST_STOP:-10s}"
+restart = "${FLEET_SCHEMA_TEST_RESTART:-always}"
+stop_signal = "${FLEET_SCHEMA_TEST_SIGNAL:-SIGINT}"
+health = { http = "http://127.0.0.1:${FLEET_SCHEMA_TEST_PORT:-8080}/health", interval = "${FLEET_SCHEMA_TEST_INTERVAL:-2s}" }
+[services.db]
+image = "postgres:${FLEET_SCHEMA_TEST_PG:-16}"
+ports = ["${FLEET_SCHEMA_TEST_DB_PORT:-5432}:5432"]
+volumes = ["${FLEET_SCHEMA_TEST_DATA:-./data}:/data"]
+health = { docker = ["CMD-SHELL", "pg_isready -U app"], retries = 5 }
+[services.cache]
+image = "redis:7"
+health = { docker = "redis-cli ping" }
+"#,
 ];
 
 #[test]

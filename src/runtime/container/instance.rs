@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthStatusEnum, HostConfig, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, LogsOptions,
@@ -36,6 +36,7 @@ use super::{
     LABEL_SERVICE, STREAM_TIMEOUT,
 };
 use crate::logs::{LineWriter, ServiceLog, Stream};
+use crate::manifest::EngineHealthCheck;
 
 /// Added to a stop request's timeout: the engine answers only once the container is
 /// gone, which is the grace period plus the time SIGKILL and teardown take.
@@ -55,7 +56,7 @@ impl Docker {
         log: Arc<ServiceLog>,
     ) -> Result<StartedContainer, ContainerError> {
         self.ensure_named_volumes(request).await?;
-        let name = container_name(&request.project, &request.service, request.generation);
+        let name = container_name(&request.project, &request.instance, request.generation);
         let id = self.create(request, &name).await?;
         let (waiter, exit) = oneshot::channel();
         // Before start: an instance that dies at once must find its waiter.
@@ -221,7 +222,7 @@ fn whole_seconds(duration: Duration) -> i32 {
 fn create_body(request: &ContainerRequest) -> ContainerCreateBody {
     let labels = HashMap::from([
         (LABEL_PROJECT.to_string(), request.project.clone()),
-        (LABEL_SERVICE.to_string(), request.service.clone()),
+        (LABEL_SERVICE.to_string(), request.instance.clone()),
         (LABEL_GENERATION.to_string(), request.generation.to_string()),
         (LABEL_RUN.to_string(), request.run.clone()),
     ]);
@@ -268,10 +269,24 @@ fn create_body(request: &ContainerRequest) -> ContainerCreateBody {
         exposed_ports: Some(exposed_ports),
         stop_signal: Some(request.stop_signal.clone()),
         stop_timeout: Some(i64::from(whole_seconds(request.stop_timeout))),
+        healthcheck: request.healthcheck.as_ref().map(health_config),
         host_config: Some(host_config),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(request.network.clone(), endpoint)])),
         }),
+        ..Default::default()
+    }
+}
+
+/// The engine's form of a health check: its durations are nanoseconds.
+fn health_config(check: &EngineHealthCheck) -> HealthConfig {
+    let nanos = |duration: Duration| i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX);
+    HealthConfig {
+        test: Some(check.engine_test()),
+        interval: Some(nanos(check.interval)),
+        timeout: Some(nanos(check.timeout)),
+        retries: Some(i64::from(check.retries)),
+        start_period: Some(nanos(check.start_period)),
         ..Default::default()
     }
 }
@@ -537,6 +552,58 @@ mod tests {
         docker.remove(&started.id).await;
         docker.remove(&plain.id).await;
         assert_eq!(docker.health_status(&started.id).await, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_health_check_from_the_manifest_is_run_by_the_engine() -> TestResult {
+        let Some(docker) =
+            docker_or_skip("a_health_check_from_the_manifest_is_run_by_the_engine").await?
+        else {
+            return Ok(());
+        };
+        test_image(&docker).await?;
+        let project = unique_project("enginehealth");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "db", 0, 1, LogHub::default())?;
+        let check = |argv: &[&str]| EngineHealthCheck {
+            test: crate::manifest::CommandLine::Argv(
+                argv.iter().map(|arg| arg.to_string()).collect(),
+            ),
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_secs(5),
+            retries: 1,
+            start_period: Duration::ZERO,
+        };
+        // The test image has no HEALTHCHECK: any verdict comes from the request's.
+        let mut passing = request(&project, "db", 1, &network, &["--sleep-forever"]);
+        passing.healthcheck = Some(check(&["/helper", "--exit-code", "0"]));
+        let mut failing = request(&project, "sick", 1, &network, &["--sleep-forever"]);
+        failing.healthcheck = Some(check(&["/helper", "--exit-code", "1"]));
+        let passing = docker.start(&passing, log.clone()).await?;
+        let failing = docker.start(&failing, log.clone()).await?;
+        let decided_by = Instant::now() + DEADLINE;
+        let mut statuses = (None, None);
+        while Instant::now() < decided_by {
+            statuses = (
+                docker.health_status(&passing.id).await,
+                docker.health_status(&failing.id).await,
+            );
+            if statuses.0.as_deref() == Some("healthy")
+                && statuses.1.as_deref() == Some("unhealthy")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            (statuses.0.as_deref(), statuses.1.as_deref()),
+            (Some("healthy"), Some("unhealthy"))
+        );
+        docker.remove(&passing.id).await;
+        docker.remove(&failing.id).await;
         Ok(())
     }
 

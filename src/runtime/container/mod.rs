@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::event::ExitStatus;
-use crate::manifest::PortMapping;
+use crate::manifest::{EngineHealthCheck, PortMapping};
 
 use events::{follow_exits, ExitDispatcher, Waiters};
 
@@ -101,7 +101,10 @@ impl std::error::Error for ContainerError {}
 #[derive(Debug, Clone)]
 pub struct ContainerRequest {
     pub project: String,
+    /// The service: its alias on the network, which every replica shares.
     pub service: String,
+    /// The replica's own name (`web`, `web.2`): the container's name and label.
+    pub instance: String,
     pub generation: u64,
     /// The supervisor run id; the keeper removes the containers of its run.
     pub run: String,
@@ -120,6 +123,9 @@ pub struct ContainerRequest {
     pub stop_signal: String,
     /// The container's default grace period (used by the engine's own shutdown too).
     pub stop_timeout: Duration,
+    /// A health check for the engine to run inside the container instead of the
+    /// image's `HEALTHCHECK`.
+    pub healthcheck: Option<EngineHealthCheck>,
 }
 
 /// A started container: its id, its exit, and the task copying its output.

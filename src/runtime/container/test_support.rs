@@ -328,6 +328,7 @@ pub(crate) fn request(
     ContainerRequest {
         project: project.to_string(),
         service: service.to_string(),
+        instance: service.to_string(),
         generation,
         run: "test-run".to_string(),
         image: IMAGE_TAG.to_string(),
@@ -338,6 +339,7 @@ pub(crate) fn request(
         network: network.to_string(),
         stop_signal: "SIGTERM".to_string(),
         stop_timeout: Duration::from_secs(1),
+        healthcheck: None,
     }
 }
 

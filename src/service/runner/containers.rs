@@ -50,6 +50,7 @@ impl ServiceRunner {
         let request = ContainerRequest {
             project: self.project.name.clone(),
             service: self.spec.name.clone(),
+            instance: self.name().to_string(),
             generation: generation.0,
             run: self.project.run_id.clone(),
             image: container.image.clone(),
@@ -60,6 +61,7 @@ impl ServiceRunner {
             network,
             stop_signal: self.spec.stop_signal.name.to_string(),
             stop_timeout: self.spec.stop_timeout,
+            healthcheck: container.healthcheck.clone(),
         };
         let started = Instance::start_container(&docker, &request, self.log.clone())
             .await

@@ -55,7 +55,7 @@ fn idle(state: ServiceState) -> bool {
 
 struct Fleet {
     graph: Graph,
-    slots: BTreeMap<String, SlotState>,
+    slots: Slots,
 }
 
 impl Fleet {
@@ -71,8 +71,9 @@ impl Fleet {
                     phase: Phase::Waiting { blocked_on: None },
                     status: status(ServiceState::Stopped, 0),
                     idle: true,
+                    incarnation: 1,
                 };
-                (spec.name.clone(), slot)
+                (key(&spec.name), slot)
             })
             .collect();
         Fleet {
@@ -82,11 +83,19 @@ impl Fleet {
     }
 
     fn set(&mut self, service: &str, state: ServiceState, generation: u64) -> &mut Fleet {
-        if let Some(slot) = self.slots.get_mut(service) {
+        if let Some(slot) = self.slots.get_mut(&key(service)) {
             slot.status = status(state, generation);
             slot.idle = idle(state);
         }
         self
+    }
+
+    /// Each service's spec, as the supervisor keeps them for a reload.
+    fn specs(&self) -> BTreeMap<String, Arc<crate::manifest::ServiceSpec>> {
+        self.slots
+            .iter()
+            .map(|(id, slot)| (id.service.clone(), slot.spec.clone()))
+            .collect()
     }
 
     fn decide(&self) -> Vec<Decision> {
@@ -101,36 +110,48 @@ impl Fleet {
     fn apply(&mut self, decisions: &[Decision]) {
         for decision in decisions {
             match decision {
-                Decision::Start { service, seen } | Decision::Restart { service, seen } => {
-                    if let Some(slot) = self.slots.get_mut(service) {
+                Decision::Start { replica, seen } | Decision::Restart { replica, seen } => {
+                    if let Some(slot) = self.slots.get_mut(replica) {
                         slot.phase = Phase::Launched { seen: seen.clone() };
                     }
                 }
-                Decision::Wait { service, blocker } => {
-                    if let Some(slot) = self.slots.get_mut(service) {
+                Decision::Wait { replica, blocker } => {
+                    if let Some(slot) = self.slots.get_mut(replica) {
                         slot.phase = Phase::Waiting {
                             blocked_on: Some(blocker.clone()),
                         };
                     }
                 }
-                Decision::Stop { service } => {
-                    if let Some(slot) = self.slots.get_mut(service) {
+                Decision::Stop { replica } => {
+                    if let Some(slot) = self.slots.get_mut(replica) {
                         slot.phase = Phase::Stopping;
                     }
                 }
-                Decision::Replace { service } => {
-                    self.slots.remove(service);
+                Decision::Replace { replica } => {
+                    self.slots.remove(replica);
                 }
             }
         }
     }
 }
 
-fn started(decisions: &[Decision]) -> Vec<&str> {
+/// `web` is replica 1 of `web`, `web.2` replica 2.
+fn key(name: &str) -> ReplicaId {
+    match name.rsplit_once('.') {
+        Some((service, number)) => ReplicaId::new(service, number.parse().unwrap_or(1)),
+        None => ReplicaId::new(name, 1),
+    }
+}
+
+fn name(id: &ReplicaId) -> String {
+    id.file_name()
+}
+
+fn started(decisions: &[Decision]) -> Vec<String> {
     decisions
         .iter()
         .filter_map(|decision| match decision {
-            Decision::Start { service, .. } => Some(service.as_str()),
+            Decision::Start { replica, .. } => Some(name(replica)),
             _ => None,
         })
         .collect()
@@ -140,17 +161,17 @@ fn waits(decisions: &[Decision]) -> Vec<String> {
     decisions
         .iter()
         .filter_map(|decision| match decision {
-            Decision::Wait { service, blocker } => Some(format!("{service}: {blocker}")),
+            Decision::Wait { replica, blocker } => Some(format!("{}: {blocker}", name(replica))),
             _ => None,
         })
         .collect()
 }
 
-fn stopped(decisions: &[Decision]) -> Vec<&str> {
+fn stopped(decisions: &[Decision]) -> Vec<String> {
     decisions
         .iter()
         .filter_map(|decision| match decision {
-            Decision::Stop { service } => Some(service.as_str()),
+            Decision::Stop { replica } => Some(name(replica)),
             _ => None,
         })
         .collect()
@@ -189,7 +210,7 @@ fn services_start_as_their_conditions_come_to_hold() {
     let Some(Decision::Start { seen, .. }) = next.first() else {
         panic!("users did not start: {next:?}");
     };
-    assert_eq!(seen.get("db"), Some(&Generation(1)));
+    assert_eq!(seen.get("db"), Some(&vec![Generation(1)]));
     fleet.apply(&next);
     fleet.set("users", ServiceState::Healthy, 1);
     assert_eq!(started(&fleet.decide()), vec!["gateway"]);
@@ -202,7 +223,10 @@ fn a_condition_lost_while_waiting_is_announced_but_a_launched_service_stays() {
     fleet.set("migrate", ServiceState::Completed, 1);
     let decisions = fleet.decide();
     fleet.apply(&decisions);
-    assert!(matches!(fleet.slots["users"].phase, Phase::Launched { .. }));
+    assert!(matches!(
+        fleet.slots[&key("users")].phase,
+        Phase::Launched { .. }
+    ));
     // db turns unhealthy: users (launched) is left alone; nothing restarts it.
     fleet.set("db", ServiceState::Unhealthy, 1);
     assert_eq!(fleet.decide(), vec![]);
@@ -254,11 +278,11 @@ fn a_restart_edge_restarts_the_dependent_when_its_dependency_comes_back() {
     fleet.set("users", ServiceState::Healthy, 2);
     let decisions = fleet.decide();
     assert_eq!(decisions.len(), 1, "{decisions:?}");
-    let Decision::Restart { service, seen } = &decisions[0] else {
+    let Decision::Restart { replica, seen } = &decisions[0] else {
         panic!("gateway was not restarted: {decisions:?}");
     };
-    assert_eq!(service, "gateway");
-    assert_eq!(seen.get("users"), Some(&Generation(2)));
+    assert_eq!(replica, &key("gateway"));
+    assert_eq!(seen.get("users"), Some(&vec![Generation(2)]));
     fleet.apply(&decisions);
     assert_eq!(fleet.decide(), vec![]);
     // users without a restart edge to db: a db restart does not restart users.
@@ -271,7 +295,7 @@ fn shutdown_stops_dependents_before_their_dependencies() {
     let mut fleet = Fleet::up();
     for service in ["db", "migrate", "users", "gateway", "cache"] {
         fleet.set(service, ServiceState::Running, 1);
-        if let Some(slot) = fleet.slots.get_mut(service) {
+        if let Some(slot) = fleet.slots.get_mut(&key(service)) {
             slot.phase = Phase::Launched {
                 seen: BTreeMap::new(),
             };
@@ -310,8 +334,11 @@ fn shutdown_waits_for_a_slow_dependent() {
     fleet.set("users", ServiceState::Stopping, 1);
     fleet.set("db", ServiceState::Running, 1);
     let decisions = fleet.shutdown();
-    assert!(!stopped(&decisions).contains(&"db"), "{decisions:?}");
-    assert!(stopped(&decisions).contains(&"users"));
+    assert!(
+        !stopped(&decisions).contains(&"db".to_string()),
+        "{decisions:?}"
+    );
+    assert!(stopped(&decisions).contains(&"users".to_string()));
 }
 
 #[test]
@@ -325,7 +352,7 @@ fn reload_diff_names_added_removed_and_changed_services() {
             "depends_on = { db = \"healthy\" }",
         )
         + "\n[services.mail]\ncommand = \"mail\"\n";
-    let diff = ReloadDiff::new(&fleet.slots, &manifest(&changed));
+    let diff = ReloadDiff::new(&fleet.specs(), &manifest(&changed));
     assert_eq!(
         diff,
         ReloadDiff {
@@ -339,7 +366,7 @@ fn reload_diff_names_added_removed_and_changed_services() {
         "added: mail; removed: migrate; changed: users, cache"
     );
     assert_eq!(
-        ReloadDiff::new(&fleet.slots, &manifest(FLEET)).describe(),
+        ReloadDiff::new(&fleet.specs(), &manifest(FLEET)).describe(),
         "no changes"
     );
 }
@@ -347,19 +374,19 @@ fn reload_diff_names_added_removed_and_changed_services() {
 #[test]
 fn a_replaced_service_is_swapped_once_idle() {
     let mut fleet = Fleet::up();
-    if let Some(slot) = fleet.slots.get_mut("cache") {
+    if let Some(slot) = fleet.slots.get_mut(&key("cache")) {
         slot.phase = Phase::Replacing(Replacement::Remove);
         slot.status = status(ServiceState::Stopping, 1);
         slot.idle = idle(ServiceState::Stopping);
     }
     assert!(!fleet.decide().contains(&Decision::Replace {
-        service: "cache".into()
+        replica: key("cache")
     }));
     fleet.set("cache", ServiceState::Stopped, 1);
     assert_eq!(
         fleet.decide().first(),
         Some(&Decision::Replace {
-            service: "cache".into()
+            replica: key("cache")
         })
     );
 }
@@ -405,25 +432,26 @@ mod properties {
             shutting_down in any::<bool>(),
         ) {
             let mut fleet = Fleet::up();
-            let names: Vec<String> = fleet.slots.keys().cloned().collect();
+            let names: Vec<String> = fleet.slots.keys().map(name).collect();
             for (name, (state, choice, generation)) in names.iter().zip(rows) {
                 fleet.set(name, STATES[state], generation);
-                if let Some(slot) = fleet.slots.get_mut(name) {
+                if let Some(slot) = fleet.slots.get_mut(&key(name)) {
                     slot.phase = phase(choice);
                 }
             }
             let decisions = reconcile(&fleet.slots, &fleet.graph, shutting_down);
             let mut decided = BTreeSet::new();
             for decision in &decisions {
-                let service = match decision {
-                    Decision::Start { service, .. }
-                    | Decision::Restart { service, .. }
-                    | Decision::Wait { service, .. }
-                    | Decision::Stop { service }
-                    | Decision::Replace { service } => service,
+                let replica = match decision {
+                    Decision::Start { replica, .. }
+                    | Decision::Restart { replica, .. }
+                    | Decision::Wait { replica, .. }
+                    | Decision::Stop { replica }
+                    | Decision::Replace { replica } => replica,
                 };
-                prop_assert!(decided.insert(service.clone()), "{service} decided twice");
-                let slot = &fleet.slots[service];
+                let service = &replica.service;
+                prop_assert!(decided.insert(replica.clone()), "{replica} decided twice");
+                let slot = &fleet.slots[replica];
                 match decision {
                     Decision::Start { .. } | Decision::Restart { .. } => {
                         prop_assert!(!shutting_down);
@@ -432,7 +460,7 @@ mod properties {
                     Decision::Stop { .. } => {
                         prop_assert!(shutting_down);
                         for dependent in fleet.graph.dependents(service) {
-                            prop_assert!(fleet.slots[dependent].idle);
+                            prop_assert!(fleet.slots[&key(dependent)].idle);
                         }
                     }
                     Decision::Wait { .. } | Decision::Replace { .. } => {
@@ -444,4 +472,105 @@ mod properties {
     }
 
     use std::collections::BTreeSet;
+}
+
+/// `web` has two replicas and a build; `api` needs it healthy; `edge` restarts with it.
+const REPLICATED: &str = r#"
+[services.web]
+command = "web"
+build = "make web"
+socket = 8080
+replicas = 2
+health = { tcp = 8080 }
+
+[services.api]
+command = "api"
+depends_on = { web = "healthy" }
+
+[services.edge]
+command = "edge"
+depends_on = { web = { condition = "healthy", restart = true } }
+"#;
+
+fn replicated() -> Fleet {
+    let manifest = manifest(REPLICATED);
+    let mut slots = Slots::new();
+    for spec in &manifest.services {
+        for replica in 1..=spec.replicas {
+            slots.insert(
+                ReplicaId::new(spec.name.as_str(), replica),
+                SlotState {
+                    spec: Arc::new(spec.clone()),
+                    phase: Phase::Waiting { blocked_on: None },
+                    status: status(ServiceState::Stopped, 0),
+                    idle: true,
+                    incarnation: 1,
+                },
+            );
+        }
+    }
+    Fleet {
+        graph: Graph::new(&manifest),
+        slots,
+    }
+}
+
+#[test]
+fn replica_1_builds_first_and_a_dependency_holds_when_every_replica_does() {
+    let mut fleet = replicated();
+    let first = fleet.decide();
+    assert_eq!(started(&first), vec!["web"]);
+    assert_eq!(
+        waits(&first),
+        vec![
+            "api: web (healthy)",
+            "edge: web (healthy)",
+            "web.2: web.1 (built)",
+        ]
+    );
+    fleet.apply(&first);
+    fleet.set("web", ServiceState::Building, 0);
+    assert_eq!(fleet.decide(), vec![]);
+    // Built and starting: replica 2 starts with what it built.
+    fleet.set("web", ServiceState::Starting, 1);
+    let next = fleet.decide();
+    assert_eq!(started(&next), vec!["web.2"]);
+    fleet.apply(&next);
+    // One healthy replica of two is not enough.
+    fleet.set("web", ServiceState::Healthy, 1);
+    fleet.set("web.2", ServiceState::Starting, 1);
+    assert_eq!(fleet.decide(), vec![]);
+    fleet.set("web.2", ServiceState::Healthy, 1);
+    let next = fleet.decide();
+    assert_eq!(started(&next), vec!["api", "edge"]);
+    let Some(Decision::Start { seen, .. }) = next.first() else {
+        panic!("api did not start: {next:?}");
+    };
+    assert_eq!(seen.get("web"), Some(&vec![Generation(1), Generation(1)]));
+    fleet.apply(&next);
+}
+
+#[test]
+fn a_restart_edge_fires_once_every_replica_was_replaced_not_when_one_crashes() {
+    let mut fleet = replicated();
+    fleet.set("web", ServiceState::Healthy, 1);
+    fleet.set("web.2", ServiceState::Healthy, 1);
+    let first = fleet.decide();
+    fleet.apply(&first);
+    fleet.set("api", ServiceState::Running, 1);
+    fleet.set("edge", ServiceState::Running, 1);
+    assert_eq!(fleet.decide(), vec![]);
+    // web.2 crashes and comes back: edge keeps running.
+    fleet.set("web.2", ServiceState::Backoff, 1);
+    assert_eq!(fleet.decide(), vec![]);
+    fleet.set("web.2", ServiceState::Healthy, 2);
+    assert_eq!(fleet.decide(), vec![]);
+    // A roll replaces web.1 too: now every replica is new, and edge restarts.
+    fleet.set("web", ServiceState::Healthy, 2);
+    let decisions = fleet.decide();
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    assert!(
+        matches!(&decisions[0], Decision::Restart { replica, .. } if *replica == key("edge")),
+        "{decisions:?}"
+    );
 }
