@@ -421,6 +421,10 @@ const EXIT_CODES: &[(i32, &str)] = &[
 
 const ENVIRONMENT: &[(&str, &str)] = &[
     (
+        "FLEET_PROFILES",
+        "Profiles to enable, comma-separated, as with --profile (which adds to them).",
+    ),
+    (
         "DOCKER_HOST",
         "The Docker engine's API, for container services (default: /var/run/docker.sock).",
     ),

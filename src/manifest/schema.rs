@@ -14,7 +14,7 @@
 //! every key in the schema is one the validator knows (compared with the validator's
 //! own key lists), each `default` gives the same service as leaving the key out, the
 //! demo, the examples and every README snippet pass, the invalid manifests here are
-//! rejected by both, and (in `manifest::parse`, under `cfg(test)`) every manifest a
+//! rejected by both, and (in `manifest::validated`, under `cfg(test)`) every manifest a
 //! unit test gets through the validator passes the schema too. The integration tests'
 //! harness does the same for every manifest it runs `fleet` on.
 
