@@ -10,14 +10,17 @@
 //! - `tui.rs`: `tui`, and the TUI beside a foreground `up`
 //! - `check.rs`: `check`
 //! - `import.rs`: `import` (compose files and Procfiles) and `config`
+//! - `editors.rs`: `schema`, `completions`, `man` and the hidden `__services`
 
 mod check;
 mod control;
+mod editors;
 mod import;
 mod status;
 mod tui;
 mod up;
 
+pub use editors::{CompletionShell, EditorCommand};
 pub use status::render_ps;
 
 use std::path::PathBuf;
@@ -131,6 +134,8 @@ pub enum Commands {
     Import(ImportArgs),
     /// Print the manifest after interpolation and defaults, as a complete fleet.toml.
     Config,
+    #[command(flatten)]
+    Editors(EditorCommand),
 }
 
 #[derive(Args, Debug)]
@@ -273,9 +278,11 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             format!("cannot read the current folder: {err}"),
         )
     })?;
-    // `import` makes the manifest, so it needs none.
+    // `import` makes the manifest, so it needs none; the editors' commands work
+    // without one (`__services` must even stay quiet without one).
     let command = match cli.command {
         Commands::Import(args) => return import::import(&cwd, args),
+        Commands::Editors(command) => return editors::run(&command, cli.file.as_deref(), &cwd),
         command => command,
     };
     let path = manifest::find(cli.file.as_deref(), &cwd)?;
@@ -298,6 +305,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Commands::Reload => control::send(&path, Command::Reload, false),
         Commands::Scale { counts } => control::send(&path, Command::Scale { counts }, false),
         Commands::Down { volumes } => control::send(&path, Command::Down, volumes),
+        Commands::Editors(command) => editors::run(&command, cli.file.as_deref(), &cwd),
     }
 }
 
