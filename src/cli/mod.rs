@@ -11,15 +11,18 @@
 //! - `check.rs`: `check`
 //! - `import.rs`: `import` (compose files and Procfiles) and `config`
 //! - `run.rs`: `run` (its orchestration is [`crate::run`]) and `exec`
+//! - `editors.rs`: `schema`, `completions`, `man` and the hidden `__services`
 
 mod check;
 mod control;
+mod editors;
 mod import;
 mod run;
 mod status;
 mod tui;
 mod up;
 
+pub use editors::{CompletionShell, EditorCommand};
 pub use status::render_ps;
 
 use std::path::PathBuf;
@@ -141,6 +144,8 @@ pub enum Commands {
     /// Run a command in a service's context: a process's folder, environment and
     /// PORT, or inside a container service's running container. Exits with its code.
     Exec(ExecArgs),
+    #[command(flatten)]
+    Editors(EditorCommand),
 }
 
 #[derive(Args, Debug)]
@@ -186,6 +191,9 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 pub struct ExecArgs {
     /// The service (`web`, or a replica: `web.2`).
+    // The id every argument that takes services has: shell completion offers the
+    // manifest's names there.
+    #[arg(id = "services", value_name = "SERVICE")]
     pub service: String,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -332,9 +340,11 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             format!("cannot read the current folder: {err}"),
         )
     })?;
-    // `import` makes the manifest, so it needs none.
+    // `import` makes the manifest, so it needs none; the editors' commands work
+    // without one (`__services` must even stay quiet without one).
     let command = match cli.command {
         Commands::Import(args) => return import::import(&cwd, args),
+        Commands::Editors(command) => return editors::run(&command, cli.file.as_deref(), &cwd),
         command => command,
     };
     let path = manifest::find(cli.file.as_deref(), &cwd)?;
@@ -359,6 +369,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Commands::Reload => control::send(&path, Command::Reload, false),
         Commands::Scale { counts } => control::send(&path, Command::Scale { counts }, false),
         Commands::Down { volumes } => control::send(&path, Command::Down, volumes),
+        Commands::Editors(command) => editors::run(&command, cli.file.as_deref(), &cwd),
     }
 }
 
