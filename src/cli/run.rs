@@ -63,9 +63,14 @@ pub(super) fn exec(path: &Path, args: ExecArgs) -> Result<i32, CliError> {
             env.retain(|(key, _)| key != crate::runtime::process::MARKER_VAR);
             env.push(("FLEET_REPLICA".into(), (replica - 1).to_string()));
             env.push(("FLEET_REPLICAS".into(), spec.replicas.to_string()));
-            let program = &args.command[0];
+            let Some((program, arguments)) = args.command.split_first() else {
+                return Err(CliError::new(
+                    exit::INVALID,
+                    "fleet: exec needs a command after --",
+                ));
+            };
             let err = std::process::Command::new(program)
-                .args(&args.command[1..])
+                .args(arguments)
                 .current_dir(&process.cwd)
                 .env_clear()
                 .envs(env)
