@@ -14,7 +14,8 @@
 //!
 //! # Dependencies point one way
 //! ```text
-//! main -> cli -> { supervisor, control::client, tui }
+//! main -> cli -> { supervisor, control::client, tui, import, export }
+//!   export -> { import (its YAML reader), manifest }    import -> manifest
 //!   supervisor (launch, server, printer) -> { service, watch, control }
 //!   service -> { health, runtime }
 //!   health -> runtime
@@ -44,6 +45,7 @@ macro_rules! note {
 pub mod cli;
 pub mod control;
 pub mod event;
+pub mod export;
 pub mod health;
 pub mod import;
 pub mod logs;

@@ -10,9 +10,11 @@
 //! - `tui.rs`: `tui`, and the TUI beside a foreground `up`
 //! - `check.rs`: `check`
 //! - `import.rs`: `import` (compose files and Procfiles) and `config`
+//! - `export.rs`: `export swarm` and `export kubernetes`
 
 mod check;
 mod control;
+mod export;
 mod import;
 mod status;
 mod tui;
@@ -131,6 +133,54 @@ pub enum Commands {
     Import(ImportArgs),
     /// Print the manifest after interpolation and defaults, as a complete fleet.toml.
     Config,
+    /// Write what Docker Swarm or Kubernetes runs for this manifest.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub target: ExportTarget,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportTarget {
+    /// A compose file for `docker stack deploy`.
+    Swarm {
+        #[command(flatten)]
+        common: ExportCommon,
+        /// `ingress`: ports on every node through the routing mesh, service names on a
+        /// virtual IP (both IPVS); `host`: ports on the task's node and names resolving
+        /// to the tasks (endpoint_mode dnsrr), for engines without IPVS.
+        #[arg(long, value_enum, default_value = "ingress")]
+        publish: crate::export::PublishMode,
+    },
+    /// Kubernetes objects: Deployments, Jobs, Services, ConfigMaps, ...
+    Kubernetes {
+        #[command(flatten)]
+        common: ExportCommon,
+        /// The namespace written on every object.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ExportCommon {
+    /// Services to export, with their dependencies, whatever their profiles (default:
+    /// every service the active profiles enable).
+    pub services: Vec<String>,
+    /// Also export the services with this profile (repeatable; added to
+    /// FLEET_PROFILES).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// A key with no counterpart is an error (exit 2), and nothing is written.
+    #[arg(long)]
+    pub strict: bool,
+    /// Where to write (default: stdout). Kubernetes: a folder (existing, or ending in
+    /// `/`) gets one file per object.
+    #[arg(short = 'o', long = "output", value_name = "FILE|DIR")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -282,6 +332,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
     match command {
         Commands::Import(args) => import::import(&cwd, args),
         Commands::Config => import::config(&path),
+        Commands::Export(args) => export::export(&cwd, &path, args),
         Commands::Check { profiles } => check::check(&path, &up::activation(&profiles, &[])),
         Commands::Up(args) => up::up(&path, args),
         Commands::Ps { json, all } => status::ps(&path, json, all),
