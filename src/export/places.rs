@@ -137,7 +137,7 @@ mod tests {
             paths,
             ["image", "health.http", "health.interval", "backoff.max"]
         );
-        assert_eq!(places.line_of(Some("web"), "health.interval"), (6, 39));
+        assert_eq!(places.line_of(Some("web"), "health.interval"), (6, 40));
         assert_eq!(places.line_of(Some("web"), "health"), (6, 12));
         assert_eq!(places.line_of(Some("web"), "backoff.max"), (9, 1));
         assert_eq!(places.line_of(Some("web"), "watch"), (4, 11));

@@ -161,7 +161,7 @@ fn service(
             VolumeSource::Bind(source) => {
                 mount.push("type", Yaml::str("bind"));
                 mount.push("source", lit(source));
-                findings.note(
+                findings.unmapped(
                     name,
                     "volumes",
                     format!("the bind mount `{source}` is a folder of this machine: it must exist on every node the task may run on"),
