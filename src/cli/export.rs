@@ -58,6 +58,12 @@ pub(super) fn export(cwd: &Path, path: &Path, args: ExportArgs) -> Result<i32, C
     for (level, finding) in findings {
         crate::note!("{level}: {}", finding.render(&file));
     }
+    if report.exported.is_empty() {
+        return Err(CliError::new(
+            exit::INVALID,
+            "error: no service to export: every selected service is a process without `export.image`; nothing was written",
+        ));
+    }
     if strict && !report.unmapped.is_empty() {
         let count = report.unmapped.len();
         return Err(CliError::new(

@@ -168,6 +168,27 @@ fn an_invalid_manifest_or_an_unknown_profile_exports_nothing() {
     assert!(exported.stderr.contains("fleet.toml:3:12"), "{exported:#?}");
     assert!(!project.path("stack.yaml").exists());
 
+    let project =
+        Project::new().manifest("[services.web]\nimage = \"web:1\"\nexport = { secret = true }\n");
+    let exported = project.run(&["export", "kubernetes"]);
+    assert_eq!(exported.code, 2, "{exported:#?}");
+    assert!(
+        exported.stderr.contains(
+            "`export.secret` needs an `env_file`: it marks that file's values as secrets"
+        ),
+        "{exported:#?}"
+    );
+    assert!(exported.stdout.is_empty(), "{exported:#?}");
+
+    let project = Project::new().manifest("[services.web]\ncommand = \"sleep 100\"\n");
+    let exported = project.run(&["export", "swarm", "-o", "stack.yaml"]);
+    assert_eq!(exported.code, 2, "{exported:#?}");
+    assert!(
+        exported.stderr.contains("error: no service to export"),
+        "{exported:#?}"
+    );
+    assert!(!project.path("stack.yaml").exists());
+
     let project = Project::new().manifest("[services.web]\nimage = \"web:1\"\n");
     let exported = project.run(&["export", "kubernetes", "--profile", "nope"]);
     assert_eq!(exported.code, 2, "{exported:#?}");
