@@ -547,7 +547,7 @@ struct FolderWatch {
 /// One followed log file: where the reader is, and which file (inode) that offset is
 /// in, so a rotated-in file is read from its start even if it is already longer, and
 /// the end of the rotated-out one is not lost.
-struct Followed {
+pub struct Followed {
     service: String,
     path: PathBuf,
     offset: u64,
@@ -587,16 +587,7 @@ impl LogFollower {
     pub fn new(dir: PathBuf, services: Vec<String>) -> LogFollower {
         let files = services
             .into_iter()
-            .map(|service| {
-                let path = log_path(&dir, &service);
-                let metadata = std::fs::metadata(&path).ok();
-                Followed {
-                    offset: metadata.as_ref().map_or(0, |m| m.len()),
-                    inode: inode_of(&path).map(|(_, inode)| inode),
-                    service,
-                    path,
-                }
-            })
+            .map(|service| Followed::at_end(&dir, service))
             .collect();
         let (wake_sender, wakes) = std::sync::mpsc::channel();
         let mut follower = LogFollower {
@@ -616,6 +607,27 @@ impl LogFollower {
     pub fn skip_when_behind(mut self, bytes: u64) -> LogFollower {
         self.max_behind = Some(bytes);
         self
+    }
+
+    /// Follows one more file from where it ended when `file` was made (a replica
+    /// added at runtime: its position is taken when its name becomes known, so what it
+    /// writes before this call is not lost), unless that file is followed already.
+    pub fn add(&mut self, file: Followed) {
+        if self.files.iter().any(|followed| followed.path == file.path) {
+            return;
+        }
+        self.files.push(file);
+        // Its lines so far may have woken a read that skipped it: check every file.
+        let _ = self.wake_sender.send(Wake::Rescan);
+    }
+
+    /// Wakes a [`LogFollower::next_lines`] waiting on another thread, so that it
+    /// returns soon (for instance to take a file to [`LogFollower::add`]).
+    pub fn waker(&self) -> impl Fn() + Send + 'static {
+        let sender = self.wake_sender.clone();
+        move || {
+            let _ = sender.send(Wake::Rescan);
+        }
     }
 
     /// Whether an inotify watch is set (otherwise the follower polls).
@@ -706,6 +718,31 @@ impl LogFollower {
 }
 
 impl Followed {
+    /// `<dir>/<service>.log` from its first line: a file that appeared after the
+    /// follow began.
+    pub fn from_start(dir: &Path, service: String) -> Followed {
+        let path = log_path(dir, &service);
+        Followed {
+            offset: 0,
+            inode: inode_of(&path).map(|(_, inode)| inode),
+            service,
+            path,
+        }
+    }
+
+    /// `<dir>/<service>.log` from its current end (from its start once it exists, if
+    /// it does not yet).
+    pub fn at_end(dir: &Path, service: String) -> Followed {
+        let path = log_path(dir, &service);
+        let metadata = std::fs::metadata(&path).ok();
+        Followed {
+            offset: metadata.as_ref().map_or(0, |m| m.len()),
+            inode: inode_of(&path).map(|(_, inode)| inode),
+            service,
+            path,
+        }
+    }
+
     /// Whole lines appended since the last read. A rotation (another file at the path)
     /// starts over at the new file's beginning, after the lines the old file got since
     /// the last read, which it holds under its rotated name.
@@ -875,6 +912,31 @@ mod tests {
         let mut expected = vec!["last before rotation"];
         expected.extend(long);
         assert_eq!(collect(&mut follower, "svc", 21), expected);
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_added_to_a_follower_is_read_from_where_it_ended_when_it_was_named() -> io::Result<()>
+    {
+        let dir = tempfile::tempdir()?;
+        let mut follower = LogFollower::new(dir.path().to_path_buf(), vec!["web".into()]);
+        let replica = log_path(dir.path(), "web.2");
+        append(&replica, &["from an earlier run"])?;
+        let file = Followed::at_end(dir.path(), "web.2".into());
+        // Written after the name was known, before the follower took it.
+        append(&replica, &["first"])?;
+        assert!(follower.next_lines().is_empty(), "not followed yet");
+        follower.add(file);
+        append(&replica, &["second"])?;
+        assert_eq!(collect(&mut follower, "web.2", 2), ["first", "second"]);
+        let again = Followed::at_end(dir.path(), "web.2".into());
+        follower.add(again);
+        append(&replica, &["third"])?;
+        assert_eq!(
+            collect(&mut follower, "web.2", 1),
+            ["third"],
+            "followed once"
+        );
         Ok(())
     }
 

@@ -163,14 +163,18 @@ pub(super) fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
             files.push((id.file_name(), id.display_name(replicated)));
         }
     };
+    // Services followed whole: replicas added later (`fleet scale`) join the follow.
+    let mut whole: Vec<String> = Vec::new();
     if args.services.is_empty() {
         for service in &known {
             expand(service, None);
+            whole.push(service.to_string());
         }
     } else {
         for name in &args.services {
             if known.contains(&name.as_str()) {
                 expand(name, None);
+                whole.push(name.clone());
                 continue;
             }
             let replica = name.rsplit_once('.').and_then(|(service, number)| {
@@ -198,17 +202,11 @@ pub(super) fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
             }
         }
     }
-    let label_of: std::collections::HashMap<String, String> = files.iter().cloned().collect();
+    let mut label_of: std::collections::HashMap<String, String> = files.iter().cloned().collect();
     let names: Vec<String> = files.iter().map(|(file, _)| file.clone()).collect();
     let all_names: Vec<String> = files.iter().map(|(_, label)| label.clone()).collect();
     let shown: Vec<String> = all_names.clone();
     let labels = Labels::new(&all_names, &shown, use_color(&std::io::stdout()));
-    let label = |file: &str| {
-        label_of
-            .get(file)
-            .cloned()
-            .unwrap_or_else(|| file.to_string())
-    };
     let mut merged: Vec<(String, String, crate::logs::LogLine)> = Vec::new();
     for name in &names {
         let lines = crate::logs::read_tail(&dir, name, args.lines).map_err(|err| {
@@ -229,14 +227,28 @@ pub(super) fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (_, name, line) in merged.into_iter().skip(skip) {
-        let _ = writeln!(out, "{}{}", labels.prefix(&label(&name)), line.text);
+        let label = label_of.get(&name).map_or(name.as_str(), String::as_str);
+        let _ = writeln!(out, "{}{}", labels.prefix(label), line.text);
     }
     let _ = out.flush();
     if !args.follow {
         return Ok(exit::SUCCESS);
     }
-    let mut follower = crate::logs::LogFollower::new(dir, names);
+    let mut follower = crate::logs::LogFollower::new(dir.clone(), names);
     loop {
+        for service in &whole {
+            for replica in crate::logs::replica_logs(&dir, service) {
+                let id = crate::event::ReplicaId::new(service.as_str(), replica);
+                if label_of.contains_key(&id.file_name()) {
+                    continue;
+                }
+                // A new replica's file: followed from its first line.
+                follower.add(crate::logs::Followed::from_start(&dir, id.file_name()));
+                label_of.insert(id.file_name(), id.display_name(true));
+                // Replica 1 is `NAME.1` now that there are several.
+                label_of.insert(service.clone(), format!("{service}.1"));
+            }
+        }
         let mut batch: Vec<(String, String, String)> = Vec::new();
         for (name, lines) in follower.next_lines() {
             batch.extend(
@@ -248,7 +260,8 @@ pub(super) fn logs(path: &Path, args: LogsArgs) -> Result<i32, CliError> {
         batch.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = std::io::BufWriter::new(stdout.lock());
         for (_, name, text) in batch {
-            if writeln!(out, "{}{}", labels.prefix(&label(&name)), text).is_err() {
+            let label = label_of.get(&name).map_or(name.as_str(), String::as_str);
+            if writeln!(out, "{}{}", labels.prefix(label), text).is_err() {
                 return Ok(exit::SUCCESS);
             }
         }

@@ -492,7 +492,9 @@ fn children_in(tasks: &str) -> Vec<i32> {
     children
 }
 
-fn is_zombie(pid: i32) -> bool {
+/// Whether `pid` has ended: gone, or a zombie (its files, sockets included, are
+/// closed by then).
+pub fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {

@@ -121,6 +121,10 @@ pub struct Swept {
     pub processes: usize,
 }
 
+/// How long a sweep waits for what it killed to exit (SIGKILL takes effect within
+/// milliseconds; a process stuck in the kernel may take longer, and is not waited for).
+const SWEEP_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Kills what earlier runs of this project left: every journal's groups and every
 /// process carrying `project_marker`. Called by `fleet up` before it starts anything.
 pub fn sweep_previous(state_dir: &Path, project_marker: &str) -> Swept {
@@ -144,6 +148,7 @@ pub fn sweep_previous(state_dir: &Path, project_marker: &str) -> Swept {
 /// journals.
 pub fn sweep(journals: &[PathBuf], marker: &str) -> Swept {
     let mut swept = Swept::default();
+    let mut killed: Vec<i32> = Vec::new();
     let mut groups = HashMap::new();
     for journal in journals {
         groups.extend(read_journal(journal));
@@ -158,6 +163,7 @@ pub fn sweep(journals: &[PathBuf], marker: &str) -> Swept {
         }
         if killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok() {
             swept.groups += 1;
+            killed.push(pgid);
         }
     }
     // Processes that escaped their group. Repeat: killing one may orphan others, and a
@@ -170,9 +176,18 @@ pub fn sweep(journals: &[PathBuf], marker: &str) -> Swept {
         for pid in found {
             if !matches!(kill(Pid::from_raw(pid), Signal::SIGKILL), Err(Errno::ESRCH)) {
                 swept.processes += 1;
+                killed.push(pid);
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // A killed process lets go of its ports only once it has exited: wait for that
+    // (briefly), so the caller's port check does not find them still held.
+    let deadline = std::time::Instant::now() + SWEEP_SETTLE;
+    while killed.iter().any(|pid| !super::process::is_zombie(*pid))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
     for journal in journals {
         let _ = std::fs::remove_file(journal);

@@ -77,7 +77,10 @@ impl ServiceMachine {
 
     pub fn state(&self) -> ServiceState {
         if let Some(active) = &self.active {
+            // Asked for but not spawned yet: nothing runs until the runtime says so.
+            let spawned = active.pid.is_some() || active.container.is_some();
             return match (active.health, self.policy.has_health) {
+                (_, false) if !spawned => ServiceState::Starting,
                 (_, false) => ServiceState::Running,
                 (Health::Pending, true) => ServiceState::Starting,
                 (Health::Healthy, true) => ServiceState::Healthy,

@@ -190,15 +190,23 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
         run_id,
         engine: tokio::sync::OnceCell::new_with(engine),
     });
-    // Every replica's log name (`web`, `web.2`, ...), for the output's labels.
+    // Every replica's name (`web`, or `web.1`, `web.2`, ...), for the output's labels.
     let names: Vec<String> = manifest
         .services
         .iter()
         .flat_map(|spec| {
             (1..=spec.replicas.max(1)).map(|replica| {
-                crate::event::ReplicaId::new(spec.name.as_str(), replica).file_name()
+                crate::event::ReplicaId::new(spec.name.as_str(), replica)
+                    .display_name(spec.replicas > 1)
             })
         })
+        .collect();
+    // Replica 1 of a replicated service writes the service's own log (`web`).
+    let aliases: Vec<(String, String)> = manifest
+        .services
+        .iter()
+        .filter(|spec| spec.replicas > 1)
+        .map(|spec| (spec.name.clone(), format!("{}.1", spec.name)))
         .collect();
     let hello = Hello {
         version: PROTOCOL_VERSION,
@@ -220,6 +228,7 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
             let service_output = service_output && !crate::runtime::process::stdout_is_null();
             let printer = Printer::start(
                 &names,
+                &aliases,
                 service_output.then(|| hub.subscribe()),
                 handle.events.subscribe(),
             );
@@ -239,7 +248,7 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
                     return None;
                 }
                 // The terminal is back to normal: show the shutdown as plain status lines.
-                let printer = Printer::start(&names, None, handle.events.subscribe());
+                let printer = Printer::start(&names, &aliases, None, handle.events.subscribe());
                 crate::note!(
                     "fleet: stopping every service (press Ctrl-C again to kill them at once)"
                 );

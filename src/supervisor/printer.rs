@@ -53,6 +53,14 @@ impl Labels {
         Labels { prefixes, colors }
     }
 
+    /// Lines of `file` (a log name: `web` is replica 1 of a replicated `web`) are
+    /// labelled as `shown` (`web.1`).
+    pub fn alias(&mut self, file: &str, shown: &str) {
+        if let Some(prefix) = self.prefixes.get(shown).cloned() {
+            self.prefixes.insert(file.to_string(), prefix);
+        }
+    }
+
     /// `users   | ` for an output line; a name not known at the start (a replica
     /// added by `fleet scale`) gets its name, unpadded.
     pub fn prefix(&self, name: &str) -> std::borrow::Cow<'_, str> {
@@ -87,12 +95,18 @@ pub struct Printer {
 }
 
 impl Printer {
+    /// `names` are the labels shown; `aliases` map a log name to one of them
+    /// (replica 1 of a replicated `web` writes `web`, shown as `web.1`).
     pub fn start(
         names: &[String],
+        aliases: &[(String, String)],
         logs: Option<broadcast::Receiver<Arc<LogBatch>>>,
         mut events: broadcast::Receiver<Event>,
     ) -> Printer {
-        let labels = Labels::new(names, names, use_color(&std::io::stdout()));
+        let mut labels = Labels::new(names, names, use_color(&std::io::stdout()));
+        for (file, shown) in aliases {
+            labels.alias(file, shown);
+        }
         let (stop, mut stopped) = oneshot::channel::<()>();
         // Without output to show, a receiver that never receives stands in; its sender
         // lives as long as the thread, so it never reports "closed" either.

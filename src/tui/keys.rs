@@ -21,16 +21,16 @@ pub const HELP: &[(&str, &str)] = &[
     ("Tab", "switch pane"),
     ("Enter", "focus the log"),
     ("Esc", "clear search, filter; back"),
-    ("r", "restart service"),
+    ("Space → ← / l h", "open / fold a service's replicas"),
+    ("r", "restart service or replica"),
     ("d", "redeploy (rebuild) service"),
     ("s", "stop / start service"),
+    ("+ -", "scale: one replica more / fewer"),
+    ("i", "show inactive (profile) services"),
     ("a", "all services' logs"),
-    ("/", "search the log"),
-    ("n N", "next / previous match"),
+    ("/ n N", "search the log; next / previous"),
     ("&", "filter: only matching lines"),
-    ("f", "follow on / off"),
-    ("w", "wrap long lines"),
-    ("t", "timestamps (UTC)"),
+    ("f w t", "follow / wrap / timestamps (UTC)"),
     ("c", "copy mode: plain text"),
     ("?", "this help"),
     ("q", "quit"),
@@ -68,12 +68,21 @@ pub fn map_key(key: KeyEvent, mode: Mode) -> Option<Action> {
         },
         Mode::Normal => movement(key.code, ctrl).or(match key.code {
             KeyCode::Enter => Some(Action::FocusLog),
+            KeyCode::Right => Some(Action::Expand),
+            KeyCode::Left => Some(Action::Collapse),
             KeyCode::Tab | KeyCode::BackTab => Some(Action::SwitchPane),
             KeyCode::Esc => Some(Action::Back),
             KeyCode::Char(c) if !ctrl => match c {
                 'r' => Some(Action::Restart),
                 'd' => Some(Action::Redeploy),
                 's' => Some(Action::StopStart),
+                // `=` is `+` without Shift on most layouts.
+                '+' | '=' => Some(Action::ScaleUp),
+                '-' => Some(Action::ScaleDown),
+                ' ' => Some(Action::ToggleExpand),
+                'l' => Some(Action::Expand),
+                'h' => Some(Action::Collapse),
+                'i' => Some(Action::ToggleInactive),
                 'a' => Some(Action::ToggleAll),
                 '/' => Some(Action::StartSearch),
                 '&' => Some(Action::StartFilter),
@@ -182,8 +191,33 @@ mod tests {
     }
 
     #[test]
+    fn replica_keys_map_to_their_actions_and_type_into_a_search() {
+        let table = [
+            (KeyCode::Char('+'), Action::ScaleUp),
+            (KeyCode::Char('='), Action::ScaleUp),
+            (KeyCode::Char('-'), Action::ScaleDown),
+            (KeyCode::Char(' '), Action::ToggleExpand),
+            (KeyCode::Right, Action::Expand),
+            (KeyCode::Char('l'), Action::Expand),
+            (KeyCode::Left, Action::Collapse),
+            (KeyCode::Char('h'), Action::Collapse),
+            (KeyCode::Char('i'), Action::ToggleInactive),
+            (KeyCode::Enter, Action::FocusLog),
+        ];
+        for (code, action) in table {
+            assert_eq!(map_key(key(code), Mode::Normal), Some(action), "{code:?}");
+        }
+        let search = Mode::Input(InputKind::Search);
+        assert_eq!(
+            map_key(key(KeyCode::Char('-')), search),
+            Some(Action::InputChar('-'))
+        );
+        assert_eq!(map_key(key(KeyCode::Char('+')), Mode::Copy), None);
+    }
+
+    #[test]
     fn every_normal_key_in_the_help_does_something() {
-        for c in "rdsa/&nNfwtc?qjkgG".chars() {
+        for c in "rdsa/&nNfwtc?qjkgG+=- lhi".chars() {
             assert!(
                 map_key(key(KeyCode::Char(c)), Mode::Normal).is_some(),
                 "{c} does nothing"

@@ -173,6 +173,11 @@ impl LogView {
         self.lines.is_empty()
     }
 
+    /// Every line held, oldest first.
+    pub fn lines_in_order(&self) -> impl Iterator<Item = &Arc<Line>> {
+        self.lines.iter()
+    }
+
     pub fn is_detached(&self) -> bool {
         self.lines_after_back > 0
     }

@@ -7,6 +7,7 @@
 //! touches service state, and nothing else in fleet depends on it.
 //!
 //! - [`state`]: everything shown, with pure updates; returns [`Request`]s for the loop.
+//! - [`rows`]: the service table's rows: a replicated service folded into one.
 //! - [`log_view`]: one window of log lines: scroll, follow, search hits, merge.
 //! - [`view`]: the pure draw of a [`TuiState`].
 //! - [`keys`]: key and mouse events to [`Action`]s.
@@ -34,6 +35,7 @@ pub mod keys;
 pub mod layout;
 pub mod log_view;
 pub mod remote;
+pub mod rows;
 pub mod scrollback;
 pub mod state;
 pub mod text;
@@ -288,7 +290,8 @@ fn sample_targets(snapshot: &Snapshot) -> Vec<(String, Target)> {
                 (None, Some(pid)) => Target::Group(pid),
                 (None, None) => return None,
             };
-            Some((service.name.clone(), target))
+            // By log name, which stays when the row's name gains or loses its `.N`.
+            Some((service.log_name(), target))
         })
         .collect()
 }

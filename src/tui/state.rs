@@ -1,8 +1,9 @@
 //! Everything the TUI shows and every choice the user made in it, with pure updates.
 //!
-//! [`TuiState`] owns only presentation: a copy of the latest [`Snapshot`], a bounded
-//! window of log lines per service, scroll positions, search and filter, the resource
-//! history behind the sparklines, and which overlay is open. It never does IO and never
+//! [`TuiState`] owns only presentation: a copy of the latest [`Snapshot`], the table's
+//! rows, a bounded window of log lines per log file (a service's or a replica's),
+//! scroll positions, search and filter, the resource history behind the sparklines,
+//! and which overlay is open. It never does IO and never
 //! reads a clock: the loop in [`super`] feeds it snapshots, events, log lines, resource
 //! samples and [`Action`]s, and carries out the [`Request`]s it returns (send a command,
 //! read older log lines from the file, quit).
@@ -10,6 +11,11 @@
 //! The log windows themselves (scroll, follow, search hits, merge) are [`LogView`]s in
 //! [`super::log_view`]; this module decides which one is on screen and turns what it
 //! needs into [`Request`]s.
+//!
+//! The table is [`super::rows`] over the snapshot: one row per service, a replicated
+//! service's replicas under it when opened. Its half of the state (the rows, the
+//! selection across rebuilds, each replicated service's merged log window, scaling)
+//! is in `replicas`, the log pane's in `log_pane`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -17,12 +23,16 @@ use std::sync::Arc;
 use ratatui::layout::Rect;
 
 use super::layout::{self, Areas};
+use super::rows::TableRow;
 use crate::event::{Command, Event, EventKind, ServiceState, Snapshot};
 
 use super::log_view::Queries;
 pub use super::log_view::{Line, LogGeometry, LogView, INITIAL_TAIL, LOAD_CHUNK, LOG_WINDOW};
 
 mod log_pane;
+mod replicas;
+
+use replicas::PendingScale;
 
 /// Resource samples kept per service: at one sample every 2 s, two minutes.
 pub const HISTORY_SAMPLES: usize = 60;
@@ -74,6 +84,17 @@ pub enum Action {
     Restart,
     Redeploy,
     StopStart,
+    /// `+`: one replica more of the selected service.
+    ScaleUp,
+    /// `-`: one replica fewer (down to 0).
+    ScaleDown,
+    /// Show a replicated service's replicas under it.
+    Expand,
+    /// Fold them back; on a replica, fold its service and select it.
+    Collapse,
+    ToggleExpand,
+    /// Show the services no active profile enables, as `fleet ps --all` does.
+    ToggleInactive,
     ToggleAll,
     ToggleFollow,
     ToggleWrap,
@@ -148,6 +169,17 @@ pub struct Status {
     pub error: bool,
 }
 
+/// What the log pane shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Shown {
+    /// Every service merged.
+    All,
+    /// A replicated service's replicas merged.
+    Group(String),
+    /// One log file: a service's or a replica's (its log name).
+    File(Arc<str>),
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ResourceHistory {
     pub cpu_percent: VecDeque<f32>,
@@ -159,11 +191,23 @@ pub struct TuiState {
     pub(super) tui_mode: TuiMode,
     pub(super) no_color: bool,
     pub(super) snapshot: Arc<Snapshot>,
+    /// Each snapshot row's log name (`web` for replica 1, `web.N` for the others), by
+    /// snapshot index: the key of its log window and resources.
+    pub(super) log_keys: Vec<Arc<str>>,
+    /// The table as shown; `selected` and `table_offset` index it.
+    pub(super) rows: Vec<TableRow>,
+    pub(super) expanded: HashSet<String>,
+    pub(super) show_inactive: bool,
+    /// Per service, in the order sent.
+    pending_scale: HashMap<String, Vec<PendingScale>>,
     pub(super) selected: usize,
     pub(super) table_offset: usize,
     pub(super) focus: Pane,
     pub(super) show_all: bool,
+    /// One window per log file, by log name.
     pub(super) views: HashMap<Arc<str>, LogView>,
+    /// The merged window of each replicated service, by service.
+    pub(super) groups: HashMap<String, LogView>,
     pub(super) all: LogView,
     pub(super) queries: Queries,
     pub(super) input: Option<(InputKind, String)>,
@@ -176,6 +220,7 @@ pub struct TuiState {
     pub(super) confirm_quit: bool,
     pub(super) status: Option<Status>,
     pub(super) last_events: HashMap<String, (String, u64)>,
+    /// By log name, which stays the same when a service gains or loses replicas.
     pub(super) resources: HashMap<String, ResourceHistory>,
     pub(super) size: (u16, u16),
     log_window: usize,
@@ -189,11 +234,17 @@ impl TuiState {
             tui_mode: mode,
             no_color,
             snapshot: Arc::new(Snapshot::default()),
+            log_keys: Vec::new(),
+            rows: Vec::new(),
+            expanded: HashSet::new(),
+            show_inactive: false,
+            pending_scale: HashMap::new(),
             selected: 0,
             table_offset: 0,
             focus: Pane::Services,
             show_all: false,
             views: HashMap::new(),
+            groups: HashMap::new(),
             all: LogView::new(false),
             queries: Queries::default(),
             input: None,
@@ -253,11 +304,24 @@ impl TuiState {
         self.current_view().is_none_or(|view| view.follow)
     }
 
+    /// The name the selected row's commands take: a service (a group acts on all its
+    /// replicas) or one replica (`web.2`).
     pub fn selected_service(&self) -> Option<&str> {
-        self.snapshot
-            .services
-            .get(self.selected)
-            .map(|service| service.name.as_str())
+        self.selected_row().map(|row| row.target(&self.snapshot))
+    }
+
+    pub fn selected_row(&self) -> Option<&TableRow> {
+        self.rows.get(self.selected)
+    }
+
+    /// The table's rows, as drawn.
+    pub fn rows(&self) -> &[TableRow] {
+        &self.rows
+    }
+
+    /// The log name of the snapshot row at `index`.
+    pub(super) fn log_key(&self, index: usize) -> Option<&Arc<str>> {
+        self.log_keys.get(index)
     }
 
     /// True once since the last call if anything on screen may have changed.
@@ -299,7 +363,7 @@ impl TuiState {
     pub fn areas(&self) -> Areas {
         layout::areas(
             Rect::new(0, 0, self.size.0, self.size.1),
-            self.snapshot.services.len(),
+            self.rows.len(),
             self.copy,
         )
     }
@@ -325,35 +389,30 @@ impl TuiState {
     // ----- updates from the fleet -------------------------------------------------
 
     pub fn apply_snapshot(&mut self, snapshot: Arc<Snapshot>, _now_ms: u64) {
-        let selected_name = self.selected_service().map(str::to_owned);
+        let selection = self.selection();
+        let shown = self.shown();
         self.snapshot = snapshot;
-        if let Some(name) = selected_name
-            && let Some(index) = self.snapshot.services.iter().position(|s| s.name == name)
-        {
-            self.selected = index;
-        }
-        self.selected = self
-            .selected
-            .min(self.snapshot.services.len().saturating_sub(1));
-        let names: Vec<String> = self
+        let log_names: Vec<String> = self
             .snapshot
             .services
             .iter()
-            .map(|service| service.name.clone())
+            .map(|service| service.log_name())
             .collect();
-        let known: HashSet<&str> = names.iter().map(String::as_str).collect();
+        self.log_keys = log_names.iter().map(|name| self.view_key(name)).collect();
+        let known: HashSet<&str> = self.log_keys.iter().map(|key| &**key).collect();
         self.views.retain(|name, _| known.contains(&**name));
         self.resources
             .retain(|name, _| known.contains(name.as_str()));
-        for name in &names {
-            let key = self.view_key(name);
+        for key in self.log_keys.clone() {
             self.request_initial(&key);
         }
+        self.update_groups();
+        self.forget_applied_scales();
+        self.rebuild_rows(selection, shown);
         let queries = self.queries.clone();
         if let Some(view) = self.current_view_mut() {
             view.ensure_hits(&queries);
         }
-        self.keep_selection_visible();
         self.dirty = true;
     }
 
@@ -388,6 +447,7 @@ impl TuiState {
 
     /// The outcome of a command sent earlier.
     pub fn command_finished(&mut self, label: &str, outcome: Result<String, String>) {
+        self.scale_finished(label, outcome.is_ok());
         self.status = Some(match outcome {
             Ok(reply) if reply.is_empty() => Status {
                 text: format!("{label}: done"),
@@ -425,7 +485,7 @@ impl TuiState {
                 Pane::Log => self.scroll_to_top(),
             },
             Action::Bottom => match self.focus {
-                Pane::Services => self.select(self.snapshot.services.len().saturating_sub(1)),
+                Pane::Services => self.select(self.rows.len().saturating_sub(1)),
                 Pane::Log => self.follow_on(),
             },
             Action::FocusLog => self.focus = Pane::Log,
@@ -439,6 +499,16 @@ impl TuiState {
             Action::Restart => self.send_for_selected(|services| Command::Restart { services }),
             Action::Redeploy => self.send_for_selected(|services| Command::Redeploy { services }),
             Action::StopStart => self.stop_or_start(),
+            Action::ScaleUp => self.scale_selected(1),
+            Action::ScaleDown => self.scale_selected(-1),
+            Action::Expand => self.set_expanded(Some(true)),
+            Action::Collapse => self.set_expanded(Some(false)),
+            Action::ToggleExpand => self.set_expanded(None),
+            Action::ToggleInactive => {
+                self.show_inactive = !self.show_inactive;
+                let (selection, shown) = (self.selection(), self.shown());
+                self.rebuild_rows(selection, shown);
+            }
             Action::ToggleAll => {
                 self.show_all = !self.show_all;
                 self.view_changed();
@@ -514,7 +584,7 @@ impl TuiState {
     }
 
     fn select(&mut self, index: usize) {
-        let index = index.min(self.snapshot.services.len().saturating_sub(1));
+        let index = index.min(self.rows.len().saturating_sub(1));
         if index != self.selected {
             self.selected = index;
             if !self.show_all {
@@ -542,7 +612,7 @@ impl TuiState {
         } else if self.selected >= self.table_offset + rows {
             self.table_offset = self.selected + 1 - rows;
         }
-        let max_offset = self.snapshot.services.len().saturating_sub(rows);
+        let max_offset = self.rows.len().saturating_sub(rows);
         self.table_offset = self.table_offset.min(max_offset);
     }
 
@@ -559,25 +629,33 @@ impl TuiState {
     fn send_for_selected(&mut self, command: impl FnOnce(Vec<String>) -> Command) {
         if let Some(name) = self.selected_service() {
             let command = command(vec![name.to_owned()]);
-            self.status = Some(Status {
-                text: format!("{}…", describe(&command)),
-                error: false,
-            });
-            self.requests.push(Request::Send(command));
+            self.send(command);
         }
     }
 
+    fn send(&mut self, command: Command) {
+        self.status = Some(Status {
+            text: format!("{}…", describe(&command)),
+            error: false,
+        });
+        self.requests.push(Request::Send(command));
+    }
+
+    /// `s`: stops what runs, starts what does not; a group counts as stopped when
+    /// none of its replicas runs.
     fn stop_or_start(&mut self) {
-        let Some(service) = self.snapshot.services.get(self.selected) else {
+        let Some(row) = self.selected_row() else {
             return;
         };
-        let stopped = matches!(
-            service.status.state,
-            ServiceState::Stopped
-                | ServiceState::Stopping
-                | ServiceState::Failed
-                | ServiceState::Completed
-        );
+        let stopped = row.instances(&self.snapshot).all(|service| {
+            matches!(
+                service.status.state,
+                ServiceState::Stopped
+                    | ServiceState::Stopping
+                    | ServiceState::Failed
+                    | ServiceState::Completed
+            )
+        });
         if stopped {
             self.send_for_selected(|services| Command::Start { services });
         } else {
@@ -605,7 +683,10 @@ impl TuiState {
             self.focus = Pane::Services;
             if row > areas.table.y {
                 let index = self.table_offset + (row - areas.table.y - 1) as usize;
-                if index < self.snapshot.services.len() {
+                // A click on the selected group opens or folds it.
+                if index == self.selected && self.selected_row().is_some_and(TableRow::is_group) {
+                    self.set_expanded(None);
+                } else if index < self.rows.len() {
                     self.select(index);
                 }
             }

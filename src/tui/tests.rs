@@ -194,7 +194,8 @@ fn users_log() -> Vec<LogLine> {
 fn state_for(snapshot: Snapshot, no_color: bool, width: u16, height: u16) -> TuiState {
     let mut state = TuiState::new(TuiMode::Up, no_color);
     state.handle(Action::Resize { width, height });
-    let names: Vec<String> = snapshot.services.iter().map(|s| s.name.clone()).collect();
+    // Resources and logs go by log name: `ratings` for replica 1, `ratings.N` after.
+    let names: Vec<String> = snapshot.services.iter().map(|s| s.log_name()).collect();
     state.apply_snapshot(Arc::new(snapshot), NOW);
     state.drain_requests();
     for (index, name) in names.iter().enumerate() {
@@ -359,6 +360,123 @@ fn copy_mode_is_plain_text() -> io::Result<()> {
     Ok(())
 }
 
+/// `ratings` on a socket with three replicas, one still starting; `worker` scaled to
+/// zero; `mailcatcher` in a profile `fleet up` did not enable.
+fn replicated_fleet() -> Snapshot {
+    let mut snapshot = healthy_fleet();
+    snapshot.services.truncate(2);
+    for n in 1..=3u32 {
+        let mut row = with_event(
+            service(&format!("ratings.{n}"), ServiceState::Healthy, 41_100 + n),
+            "healthy",
+            (40 - u64::from(n)) * SECOND,
+        );
+        row.service = "ratings".into();
+        row.replica = Some(n);
+        row.replicas = 3;
+        row.status.ports = vec![7003];
+        row.status.health = Some(HealthStatus::Healthy);
+        row.status.generation = Generation(2);
+        row.status.started_at_ms = Some(NOW - (41 - u64::from(n)) * SECOND);
+        snapshot.services.push(row);
+    }
+    let starting = &mut snapshot.services[4];
+    starting.status.state = ServiceState::Starting;
+    starting.status.health = Some(HealthStatus::Starting);
+    starting.status.probe_error = Some("connection refused".into());
+    starting.status.started_at_ms = Some(NOW - 3 * SECOND);
+    starting.status.restarts = 1;
+    let mut worker = with_event(
+        service("worker", ServiceState::Stopped, 0),
+        "scaled to 0",
+        30 * SECOND,
+    );
+    worker.replicas = 0;
+    snapshot.services.push(worker);
+    let mut mailcatcher = service("mailcatcher", ServiceState::Stopped, 0);
+    mailcatcher.inactive = true;
+    mailcatcher.profiles = vec!["debug".into()];
+    mailcatcher.status.generation = Generation(0);
+    snapshot.services.push(mailcatcher);
+    snapshot
+}
+
+/// Lines of the three replicas as they arrive: each replica's file is `ratings`,
+/// `ratings.2`, `ratings.3`.
+fn ratings_logs(state: &mut TuiState) {
+    let arrivals = [
+        ("ratings", 39_000, "listening on fd 3 (127.0.0.1:7003)"),
+        ("ratings.2", 38_000, "listening on fd 3 (127.0.0.1:7003)"),
+        ("ratings", 20_000, "GET /ratings/42 200 0.3ms"),
+        (
+            "ratings.3",
+            3_000,
+            "--- generation 2 started (pid 41103) ---",
+        ),
+        ("ratings.2", 2_000, "GET /ratings/7 200 0.2ms"),
+        ("ratings.3", 1_000, "listening on fd 3 (127.0.0.1:7003)"),
+    ];
+    for (file, ms_ago, text) in arrivals {
+        let stream = if text.starts_with("---") {
+            Stream::Fleet
+        } else {
+            Stream::Stdout
+        };
+        state.push_log_lines(file, vec![line(ms_ago, stream, text)]);
+    }
+}
+
+#[test]
+fn a_replicated_service_is_one_row_that_opens_to_its_replicas() -> io::Result<()> {
+    let mut state = state_for(replicated_fleet(), true, 120, 24);
+    ratings_logs(&mut state);
+    let (folded, _) = screen(&state, 120, 24)?;
+    insta::assert_snapshot!("replicas_folded", folded);
+    assert!(folded.contains("▹ ratings"), "{folded}");
+    assert!(folded.contains("◐ 2/3 healthy · 1 starting"), "{folded}");
+    assert!(folded.contains("○ 0 replicas"), "{folded}");
+    assert!(
+        !folded.contains("mailcatcher"),
+        "inactive services hide:\n{folded}"
+    );
+    assert!(
+        folded.contains("4 services (6 instances) · 1 inactive"),
+        "{folded}"
+    );
+
+    // Open the group: its replicas show under it; its log merges theirs, labelled.
+    for action in [Action::Down, Action::Down, Action::Expand] {
+        state.handle(action);
+    }
+    let (open, _) = screen(&state, 120, 24)?;
+    insta::assert_snapshot!("replicas_open", open);
+    for replica in ["  ratings.1", "  ratings.2", "  ratings.3"] {
+        assert!(open.contains(replica), "{replica} missing:\n{open}");
+    }
+    assert!(open.contains("ratings · all replicas"), "{open}");
+    assert!(open.contains("ratings.1 │ GET /ratings/42"), "{open}");
+    assert!(open.contains("space collapse · +/- scale"), "{open}");
+
+    // A replica's own row and log; inactive services on `i`.
+    state.handle(Action::Down);
+    state.handle(Action::Down);
+    state.handle(Action::ToggleInactive);
+    state.handle(Action::Resize {
+        width: 120,
+        height: 30,
+    });
+    let (replica, _) = screen(&state, 120, 30)?;
+    assert!(replica.contains("── ratings.2 ─"), "{replica}");
+    assert!(replica.contains("mailcatcher"), "{replica}");
+    assert!(replica.contains("○ inactive"), "{replica}");
+    assert!(replica.contains("profile debug"), "{replica}");
+    assert!(
+        !replica.contains("│ GET"),
+        "a replica's log has no prefix:\n{replica}"
+    );
+    Ok(())
+}
+
 #[test]
 fn every_size_down_to_tiny_draws_without_panicking() -> io::Result<()> {
     let mut state = state_for(failing_fleet(), false, 60, 15);
@@ -366,6 +484,20 @@ fn every_size_down_to_tiny_draws_without_panicking() -> io::Result<()> {
     for (width, height) in [(60, 15), (30, 8), (10, 3), (1, 1), (200, 60)] {
         state.handle(Action::Resize { width, height });
         screen(&state, width, height)?;
+    }
+    let mut state = state_for(replicated_fleet(), false, 60, 15);
+    ratings_logs(&mut state);
+    for action in [
+        Action::Down,
+        Action::Down,
+        Action::Expand,
+        Action::ToggleAll,
+    ] {
+        state.handle(action);
+        for (width, height) in [(60, 15), (30, 8), (10, 3), (1, 1), (200, 60)] {
+            state.handle(Action::Resize { width, height });
+            screen(&state, width, height)?;
+        }
     }
     Ok(())
 }
@@ -485,6 +617,47 @@ async fn keys_keep_working_while_a_command_is_in_flight() -> io::Result<()> {
             },
             Command::Restart {
                 services: vec!["users".into()]
+            },
+        ]
+    );
+    drop(harness.snapshots);
+    Ok(())
+}
+
+#[tokio::test]
+async fn keys_on_a_replicated_service_scale_it_and_act_on_it_or_one_replica() -> io::Result<()> {
+    let harness = harness_with(replicated_fleet());
+    let sent = harness.sent.clone();
+    let keys = vec![
+        key('j'),
+        key('j'),
+        key('+'),
+        key('r'),
+        key(' '),
+        key('j'),
+        key('j'),
+        key('s'),
+        key('-'),
+        key('q'),
+    ];
+    let exit = drive(harness.source, TuiMode::Attach, keys).await?;
+    assert_eq!(exit, TuiExit::Quit);
+    let sent = sent.lock().map(|sent| sent.clone()).unwrap_or_default();
+    assert_eq!(
+        sent,
+        vec![
+            Command::Scale {
+                counts: vec![("ratings".into(), 4)]
+            },
+            Command::Restart {
+                services: vec!["ratings".into()]
+            },
+            Command::Stop {
+                services: vec!["ratings.2".into()]
+            },
+            // Counted from the scale still on its way.
+            Command::Scale {
+                counts: vec![("ratings".into(), 3)]
             },
         ]
     );

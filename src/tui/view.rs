@@ -19,6 +19,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::layout::{self, Areas};
+use super::rows::RowKind;
 use super::state::{InputKind, TuiState};
 use super::text::{truncate_spans, width};
 use crate::event::ServiceState;
@@ -135,7 +136,7 @@ pub fn state_symbol(state: ServiceState) -> &'static str {
 pub fn draw(frame: &mut Frame, state: &TuiState, now_ms: u64) {
     let area = frame.area();
     let theme = Theme::new(state.no_color);
-    let areas = layout::areas(area, state.snapshot.services.len(), state.copy);
+    let areas = layout::areas(area, state.rows.len(), state.copy);
     if state.copy {
         draw_log_body(frame, state, areas.log_body, theme);
         draw_footer(frame, state, &areas, theme);
@@ -190,7 +191,19 @@ fn draw_footer(frame: &mut Frame, state: &TuiState, areas: &Areas, theme: Theme)
         frame.render_widget(Paragraph::new(line), area);
         return;
     }
-    let hints = "r restart · d redeploy · s stop/start · / search · a all · ? help · q quit";
+    // A replicated service's row adds what only it can do.
+    let hints = match state.selected_row().map(|row| row.kind) {
+        Some(RowKind::Group { expanded: false }) => {
+            "space expand · +/- scale · r restart all · s stop/start · / search · ? help · q quit"
+        }
+        Some(RowKind::Group { expanded: true }) => {
+            "space collapse · +/- scale · r restart all · s stop/start · / search · ? help · q quit"
+        }
+        Some(RowKind::Replica) => {
+            "← collapse · +/- scale · r restart replica · s stop/start · / search · ? help · q quit"
+        }
+        _ => "r restart · d redeploy · s stop/start · / search · a all · ? help · q quit",
+    };
     let spans = match &state.status {
         Some(status) => vec![
             Span::styled(

@@ -270,7 +270,7 @@ fn a_change_during_a_build_cancels_it() {
         r#"
 [services.app]
 command = "{helper} --name app"
-build = "echo $$ >> {dir}/builds; echo building; if test -f {dir}/slow; then sleep 3 & echo $! >> {dir}/sleepers; wait; fi"
+build = "echo $$$$ >> {dir}/builds; echo building; if test -f {dir}/slow; then sleep 3 & echo $$! >> {dir}/sleepers; wait; fi"
 watch = ["src.txt"]
 "#,
     );

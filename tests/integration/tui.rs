@@ -81,8 +81,13 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         // Closing the terminal hangs up on fleet; the project's guard and fleet's keeper
-        // take care of what it started.
-        let _ = self.command().arg("kill-server").status();
+        // take care of what it started. The server is gone already when its only
+        // program (`fleet tui`) quit.
+        let _ = self
+            .command()
+            .arg("kill-server")
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
@@ -171,4 +176,137 @@ command = "{helper} --name beta"
         !crate::support::pid_alive(new_alpha as u32) && !crate::support::pid_alive(beta as u32),
         "services survived q, y"
     );
+}
+
+/// The rows of `fleet ps --json` that belong to `service`, with their pids.
+fn replica_pids(project: &Project, service: &str) -> Vec<(String, Option<u64>)> {
+    project
+        .ps_json()
+        .into_iter()
+        .filter(|row| row["service"] == service)
+        .map(|row| {
+            let name = row["name"].as_str().unwrap_or_default().to_string();
+            (name, row["pid"].as_u64())
+        })
+        .collect()
+}
+
+/// Table rows (not log lines) on the screen that show `name`: indented under the
+/// selection marker's column.
+fn table_row_shows(screen: &str, name: &str) -> bool {
+    screen.lines().any(|line| {
+        line.starts_with(&format!("    {name} ")) || line.starts_with(&format!("▸   {name} "))
+    })
+}
+
+#[test]
+fn fleet_tui_folds_replicas_into_one_row_opens_it_and_scales_with_plus() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; the TUI end-to-end test did not run (.ci/run installs it)");
+        return;
+    }
+    let port = crate::support::free_port();
+    let project = Project::new().var("port", port).manifest(
+        r#"
+[services.web]
+command = "{helper} --name web --port 0 --lines-per-sec 2"
+replicas = 3
+socket = {port}
+"#,
+    );
+    let fleet_up = project.up_detached(&[]);
+    assert_eq!(
+        fleet_up.up.code, 0,
+        "fleet up -d failed: {:#?}",
+        fleet_up.up
+    );
+    let mut before = Vec::new();
+    let started = wait_until(WAIT, || {
+        before = replica_pids(&project, "web");
+        before.len() == 3 && before.iter().all(|(_, pid)| pid.is_some())
+    });
+    assert!(started, "three replicas never ran: {before:?}");
+
+    // `fleet tui` on the running fleet: one row for web, its replicas folded.
+    let fleet = crate::support::fleet_binary();
+    let tmux = Tmux::start(project.dir(), &format!("{} tui", fleet.display()));
+    let screen = tmux.wait_for_screen("3/3 running");
+    assert!(
+        screen.contains("▹ web"),
+        "web is not a folded group:\n{screen}"
+    );
+    assert!(
+        !table_row_shows(&screen, "web.2"),
+        "the replicas show before the row is opened:\n{screen}"
+    );
+    // The group's log merges its replicas' files, each line labelled: replica 1's is
+    // web.log, the others web.N.log.
+    tmux.wait_for_screen("web.1 │ tick");
+    tmux.wait_for_screen("web.3 │ tick");
+
+    // Space opens the group.
+    tmux.keys("Space");
+    let open = tmux.wait_for_screen("▿ web");
+    for replica in ["web.1", "web.2", "web.3"] {
+        assert!(
+            table_row_shows(&open, replica),
+            "{replica} missing:\n{open}"
+        );
+    }
+
+    // `+` scales web to 4; the three running replicas keep their pids.
+    tmux.keys("+");
+    tmux.wait_for_screen("scale web=4");
+    let mut after = Vec::new();
+    let scaled = wait_until(WAIT, || {
+        after = replica_pids(&project, "web");
+        after.len() == 4 && after.iter().all(|(_, pid)| pid.is_some())
+    });
+    assert!(
+        scaled,
+        "+ did not scale web to 4: {after:?}; the screen shows:\n{}",
+        tmux.screen()
+    );
+    for (name, pid) in &before {
+        assert!(
+            after.contains(&(name.clone(), *pid)),
+            "{name} was touched by the scale: {before:?} -> {after:?}"
+        );
+    }
+    let screen = tmux.wait_for_screen("4/4 running");
+    assert!(
+        table_row_shows(&screen, "web.4"),
+        "web.4 has no row:\n{screen}"
+    );
+    // The new replica's file is followed too (`fleet tui` reads the files): its
+    // ticks keep coming after the first read of its file, made when its row came.
+    let ticks = crate::support::regex(r"web\.4 │ tick (\d+)");
+    let followed = wait_until(WAIT, || {
+        ticks
+            .captures_iter(&tmux.screen())
+            .filter_map(|found| found[1].parse::<u32>().ok())
+            .any(|tick| tick >= 8)
+    });
+    assert!(
+        followed,
+        "web.4's later lines never showed:\n{}",
+        tmux.screen()
+    );
+    let ps = project.run(&["ps"]);
+    assert_eq!(ps.code, 0, "{ps:#?}");
+    let rows: Vec<&str> = ps
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("web."))
+        .collect();
+    assert_eq!(rows.len(), 4, "fleet ps:\n{}", ps.stdout);
+
+    // `q` leaves the fleet running.
+    tmux.keys("q");
+    assert!(
+        wait_until(WAIT, || !tmux.screen().contains("4/4 running")),
+        "q did not quit fleet tui:\n{}",
+        tmux.screen()
+    );
+    assert_eq!(replica_pids(&project, "web").len(), 4);
 }

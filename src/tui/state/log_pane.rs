@@ -7,29 +7,45 @@ use std::sync::Arc;
 
 use ratatui::layout::Rect;
 
-use super::{InputKind, Pane, Request, Status, TuiState};
+use super::{InputKind, Pane, Request, Shown, Status, TuiState};
 use crate::logs::LogLine;
 use crate::tui::log_view::{Line, LogGeometry, LogView, INITIAL_TAIL, LOAD_CHUNK, PREFETCH_LINES};
+use crate::tui::rows::RowKind;
 use crate::tui::text;
 
 impl TuiState {
     // ----- which window is on screen, and its geometry ------------------------------
 
-    /// Width of the service prefix in the merged view.
-    pub fn prefix_name_width(&self) -> usize {
-        self.snapshot
-            .services
+    /// Width of the name prefix in a merged view (all services, or one service's
+    /// replicas); `None` when the pane shows one log file.
+    pub fn prefix_name_width(&self) -> Option<usize> {
+        let names: Box<dyn Iterator<Item = &str>> = match self.shown()? {
+            Shown::All => Box::new(self.snapshot.services.iter().map(|s| s.name.as_str())),
+            Shown::Group(_) => Box::new(
+                self.selected_row()?
+                    .instances(&self.snapshot)
+                    .map(|s| s.name.as_str()),
+            ),
+            Shown::File(_) => return None,
+        };
+        Some(names.map(text::width).max().unwrap_or(4).clamp(4, 16))
+    }
+
+    /// What a line from the log file `key` is called in a merged view: its row's
+    /// name (`web.1` for replica 1 of a replicated `web`, whose file is `web`), and
+    /// the row's place for its colour.
+    pub fn line_label<'a>(&'a self, key: &'a str) -> (&'a str, usize) {
+        self.log_keys
             .iter()
-            .map(|service| text::width(&service.name))
-            .max()
-            .unwrap_or(4)
-            .clamp(4, 16)
+            .position(|known| &**known == key)
+            .and_then(|index| Some((self.snapshot.services.get(index)?.name.as_str(), index)))
+            .unwrap_or((key, 0))
     }
 
     pub fn log_geometry_for(&self, body: Rect) -> LogGeometry {
         let mut prefix = 0;
-        if self.show_all {
-            prefix += self.prefix_name_width() + 3;
+        if let Some(name_width) = self.prefix_name_width() {
+            prefix += name_width + 3;
         }
         if self.timestamps {
             prefix += 9;
@@ -47,35 +63,79 @@ impl TuiState {
         self.log_geometry_for(self.areas().log_body)
     }
 
-    /// The log window on screen: the selected service's, or the merged one.
-    pub fn current_view(&self) -> Option<&LogView> {
+    /// Which log the pane shows: all services merged, the selected group's replicas
+    /// merged, or the selected row's own file.
+    pub(super) fn shown(&self) -> Option<Shown> {
         if self.show_all {
-            Some(&self.all)
-        } else {
-            self.views.get(self.selected_service()?)
+            return Some(Shown::All);
+        }
+        let row = self.selected_row()?;
+        match row.kind {
+            RowKind::Group { .. } => Some(Shown::Group(row.service.clone())),
+            RowKind::Single | RowKind::Replica => {
+                let key = self.log_key(*row.members.first()?)?;
+                Some(Shown::File(key.clone()))
+            }
         }
     }
 
+    /// The name the log pane's title gives what it shows.
+    pub fn shown_title(&self) -> String {
+        match self.shown() {
+            Some(Shown::All) => "all services".to_owned(),
+            Some(Shown::Group(service)) => format!("{service} · all replicas"),
+            Some(Shown::File(_)) => self.selected_service().unwrap_or("-").to_owned(),
+            None => "-".to_owned(),
+        }
+    }
+
+    /// The log window on screen.
+    pub fn current_view(&self) -> Option<&LogView> {
+        match self.shown()? {
+            Shown::All => Some(&self.all),
+            Shown::Group(service) => self.groups.get(&service),
+            Shown::File(key) => self.views.get(&key),
+        }
+    }
+
+    /// The file behind the window on screen; `None` for a merged window.
     pub(super) fn current_key(&self) -> Option<Arc<str>> {
-        let name = self.selected_service()?;
-        self.views.get_key_value(name).map(|(key, _)| key.clone())
+        match self.shown()? {
+            Shown::File(key) => Some(key),
+            Shown::All | Shown::Group(_) => None,
+        }
     }
 
     pub(super) fn current_view_mut(&mut self) -> Option<&mut LogView> {
-        if self.show_all {
-            return Some(&mut self.all);
+        match self.shown()? {
+            Shown::All => Some(&mut self.all),
+            Shown::Group(service) => self.groups.get_mut(&service),
+            Shown::File(key) => self.views.get_mut(&key),
         }
-        let name = self.snapshot.services.get(self.selected)?.name.as_str();
-        self.views.get_mut(name)
     }
 
-    pub(super) fn view_key(&mut self, service: &str) -> Arc<str> {
-        if let Some((key, _)) = self.views.get_key_value(service) {
+    /// The key of `log_name`'s window, made (empty, to be loaded) if there is none.
+    pub(super) fn view_key(&mut self, log_name: &str) -> Arc<str> {
+        if let Some((key, _)) = self.views.get_key_value(log_name) {
             return key.clone();
         }
-        let key: Arc<str> = Arc::from(service);
+        let key: Arc<str> = Arc::from(log_name);
         self.views.insert(key.clone(), LogView::new(true));
         key
+    }
+
+    /// The merged window of the replicated service whose replica writes `log_name`
+    /// (`web` or `web.N`: service names never end in `.N`).
+    fn group_of(&mut self, log_name: &str) -> Option<&mut LogView> {
+        let service = match log_name.rsplit_once('.') {
+            Some((service, number))
+                if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                service
+            }
+            _ => log_name,
+        };
+        self.groups.get_mut(service)
     }
 
     // ----- log lines from the fleet and from the files -----------------------------
@@ -105,10 +165,19 @@ impl TuiState {
         let Some(view) = self.views.get_mut(&key) else {
             return;
         };
-        for line in lines {
-            let line = Arc::new(Line::from_log(&key, line));
+        let lines: Vec<Arc<Line>> = lines
+            .into_iter()
+            .map(|line| Arc::new(Line::from_log(&key, line)))
+            .collect();
+        for line in &lines {
             view.push_live(line.clone(), cap, queries);
-            self.all.push_live(line, cap, queries);
+            self.all.push_live(line.clone(), cap, queries);
+        }
+        let queries = self.queries.clone();
+        if let Some(group) = self.group_of(&key) {
+            for line in lines {
+                group.push_live(line, cap, &queries);
+            }
         }
         self.dirty = true;
     }
@@ -121,7 +190,11 @@ impl TuiState {
             return;
         };
         let first_chunk = view.older_loaded(lines, at_file_start, cap, &self.queries);
-        self.all.merge(first_chunk, cap, &self.queries);
+        let queries = self.queries.clone();
+        if let Some(group) = self.group_of(service) {
+            group.merge(first_chunk.clone(), cap, &queries);
+        }
+        self.all.merge(first_chunk, cap, &queries);
         self.dirty = true;
     }
 
@@ -158,11 +231,7 @@ impl TuiState {
     pub(super) fn scroll_by(&mut self, delta: i64) {
         let geometry = self.log_geometry();
         let filtering = self.filtering();
-        let key = if self.show_all {
-            None
-        } else {
-            self.current_key()
-        };
+        let key = self.current_key();
         let Some(view) = self.current_view_mut() else {
             return;
         };
@@ -185,20 +254,18 @@ impl TuiState {
         if let Some(view) = self.current_view_mut() {
             view.scroll_to_top(filtering);
         }
-        if let Some(key) = (!self.show_all).then(|| self.current_key()).flatten() {
+        if let Some(key) = self.current_key() {
             self.load_older(&key);
         }
     }
 
     pub(super) fn follow_on(&mut self) {
-        let show_all = self.show_all;
         let key = self.current_key();
         let Some(view) = self.current_view_mut() else {
             return;
         };
-        // The merged view never detaches: it has no file to read the tail from.
+        // A merged view never detaches: it has no file to read the tail from.
         if view.follow_live()
-            && !show_all
             && let Some(service) = key
         {
             self.requests.push(Request::LoadTail {
@@ -294,7 +361,7 @@ impl TuiState {
         if !changed {
             return;
         }
-        for view in self.views.values_mut() {
+        for view in self.views.values_mut().chain(self.groups.values_mut()) {
             view.invalidate_hits();
         }
         self.all.invalidate_hits();

@@ -218,3 +218,118 @@ fn the_merged_view_gets_each_services_first_chunk_in_time_order() {
     let expected: Vec<String> = (0..10).map(|n| format!("line {n}")).collect();
     assert_eq!(texts, expected);
 }
+
+// ----- replicas ---------------------------------------------------------------------
+
+use super::super::tests::{answer_loads, replicated, replicated_snapshot};
+
+/// The texts of the window on screen, with the label each line gets in a merged view.
+fn labelled(state: &TuiState) -> Vec<String> {
+    let view = view(state);
+    (0..view.len())
+        .filter_map(|i| view.display_seq(false, i))
+        .filter_map(|seq| view.line(seq))
+        .map(|line| format!("{} {}", state.line_label(&line.service).0, line.text))
+        .collect()
+}
+
+#[test]
+fn replica_one_reads_the_services_own_log_file_and_the_others_their_numbered_ones() {
+    let mut state = TuiState::new(TuiMode::Attach, true);
+    state.apply_snapshot(replicated_snapshot(3), NOW);
+    let mut asked = Vec::new();
+    for request in state.drain_requests() {
+        if let Request::LoadOlder { service, .. } = request {
+            // Each file has more than the first read took.
+            state.prepend_log_lines(&service, Vec::new(), false);
+            asked.push(service.to_string());
+        }
+    }
+    asked.sort();
+    assert_eq!(asked, ["api", "db", "web", "web.2", "web.3"]);
+    // Lines arrive under the file's name; replica 1's go to the `web.1` row.
+    push(&mut state, "web", 0..2);
+    state.handle(Action::Down);
+    state.handle(Action::Expand);
+    state.handle(Action::Down);
+    assert_eq!(state.selected_service(), Some("web.1"));
+    assert_eq!(view(&state).len(), 2);
+    assert_eq!(state.shown_title(), "web.1");
+    // Scrolling up in a replica's window reads back its own file.
+    state.handle(Action::FocusLog);
+    let requests = state.handle(Action::Top);
+    assert!(
+        matches!(requests.as_slice(), [Request::LoadOlder { service, .. }] if &**service == "web"),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn a_group_shows_its_replicas_logs_merged_in_time_order_each_line_labelled() {
+    let mut state = TuiState::new(TuiMode::Attach, true);
+    state.apply_snapshot(replicated_snapshot(3), NOW);
+    let key: Arc<str> = Arc::from("web.2");
+    for request in state.drain_requests() {
+        if let Request::LoadOlder { service, .. } = request {
+            // Replica 2's history, read from its file, lands in the group's window too.
+            let history: Vec<Arc<Line>> = if *service == *key {
+                (0..2)
+                    .map(|n| Arc::new(Line::from_log(&key, log_line(n))))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            state.prepend_log_lines(&service, history, true);
+        }
+    }
+    push(&mut state, "web", 2..3);
+    push(&mut state, "web.3", 3..4);
+    push(&mut state, "api", 4..5);
+    state.handle(Action::Down);
+    assert_eq!(state.shown_title(), "web · all replicas");
+    assert_eq!(
+        labelled(&state),
+        [
+            "web.2 line 0",
+            "web.2 line 1",
+            "web.1 line 2",
+            "web.3 line 3"
+        ]
+    );
+    assert_eq!(state.prefix_name_width(), Some(5));
+    // A group's window has no file behind it: scrolling up reads nothing.
+    state.handle(Action::FocusLog);
+    assert!(state.handle(Action::Top).is_empty());
+    // A new replica's lines join the group.
+    state.apply_snapshot(replicated_snapshot(4), NOW);
+    answer_loads(&mut state);
+    push(&mut state, "web.4", 5..6);
+    assert_eq!(
+        labelled(&state).last().map(String::as_str),
+        Some("web.4 line 5")
+    );
+    // Back to one replica: the service's own file again, no prefix.
+    state.apply_snapshot(replicated_snapshot(1), NOW);
+    assert_eq!(state.shown_title(), "web");
+    assert_eq!(state.prefix_name_width(), None);
+    assert_eq!(labelled(&state), ["web line 2"]);
+}
+
+#[test]
+fn a_group_made_from_a_single_service_starts_with_what_its_window_held() {
+    let mut state = replicated(1);
+    push(&mut state, "web", 0..3);
+    state.apply_snapshot(replicated_snapshot(2), NOW);
+    answer_loads(&mut state);
+    push(&mut state, "web.2", 3..4);
+    state.handle(Action::Down);
+    assert_eq!(
+        labelled(&state),
+        [
+            "web.1 line 0",
+            "web.1 line 1",
+            "web.1 line 2",
+            "web.2 line 3"
+        ]
+    );
+}

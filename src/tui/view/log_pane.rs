@@ -23,11 +23,7 @@ pub(super) fn draw_log_title(frame: &mut Frame, state: &TuiState, areas: &Areas,
     // The focused pane's bar is drawn heavy, which reads without colour or bold.
     let rule = if focused { "━" } else { "─" };
     let style = if focused { theme.bold() } else { Style::new() };
-    let name = if state.show_all {
-        "all services".to_owned()
-    } else {
-        state.selected_service().unwrap_or("-").to_owned()
-    };
+    let name = state.shown_title();
     let geometry = state.log_geometry_for(areas.log_body);
     let view = state.current_view();
     let mut spans = vec![
@@ -111,14 +107,9 @@ fn line_rows(
             theme.dim(),
         ));
     }
-    if state.show_all {
-        let index = state
-            .snapshot
-            .services
-            .iter()
-            .position(|service| *service.name == *line.service)
-            .unwrap_or(0);
-        let name = fit(&line.service, state.prefix_name_width());
+    if let Some(name_width) = state.prefix_name_width() {
+        let (label, index) = state.line_label(&line.service);
+        let name = fit(label, name_width);
         spans.push(Span::styled(
             format!("{name} │ "),
             if plain {
