@@ -11,15 +11,18 @@
 //! - `check.rs`: `check`
 //! - `import.rs`: `import` (compose files and Procfiles) and `config`
 //! - `export.rs`: `export swarm` and `export kubernetes`
+//! - `editors.rs`: `schema`, `completions`, `man` and the hidden `__services`
 
 mod check;
 mod control;
+mod editors;
 mod export;
 mod import;
 mod status;
 mod tui;
 mod up;
 
+pub use editors::{CompletionShell, EditorCommand};
 pub use status::render_ps;
 
 use std::path::PathBuf;
@@ -135,6 +138,8 @@ pub enum Commands {
     Config,
     /// Write what Docker Swarm or Kubernetes runs for this manifest.
     Export(ExportArgs),
+    #[command(flatten)]
+    Editors(EditorCommand),
 }
 
 #[derive(Args, Debug)]
@@ -323,9 +328,11 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             format!("cannot read the current folder: {err}"),
         )
     })?;
-    // `import` makes the manifest, so it needs none.
+    // `import` makes the manifest, so it needs none; the editors' commands work
+    // without one (`__services` must even stay quiet without one).
     let command = match cli.command {
         Commands::Import(args) => return import::import(&cwd, args),
+        Commands::Editors(command) => return editors::run(&command, cli.file.as_deref(), &cwd),
         command => command,
     };
     let path = manifest::find(cli.file.as_deref(), &cwd)?;
@@ -349,6 +356,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Commands::Reload => control::send(&path, Command::Reload, false),
         Commands::Scale { counts } => control::send(&path, Command::Scale { counts }, false),
         Commands::Down { volumes } => control::send(&path, Command::Down, volumes),
+        Commands::Editors(command) => editors::run(&command, cli.file.as_deref(), &cwd),
     }
 }
 

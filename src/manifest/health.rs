@@ -14,7 +14,7 @@ use super::validate::Checker;
 use super::values::{parse_http_url, regex_problem, HTTPS_UNSUPPORTED};
 use super::{CommandLine, EngineHealthCheck, HealthSpec, Probe};
 
-const HEALTH_KEYS: &[&str] = &[
+pub(super) const HEALTH_KEYS: &[&str] = &[
     "http",
     "tcp",
     "exec",

@@ -23,6 +23,7 @@ mod health;
 pub mod interpolate;
 mod raw;
 pub mod render;
+pub mod schema;
 #[cfg(test)]
 mod test_support;
 mod validate;
@@ -525,13 +526,13 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 pub fn load_with(path: &Path, activation: &Activation) -> Result<Manifest, ManifestError> {
     let source =
         std::fs::read_to_string(path).map_err(|err| ManifestError::unreadable(path, &err))?;
-    validate::validate(path, &source, activation, None)
+    validated(path, &source, activation, None)
 }
 
 /// Parses and validates manifest text as if read from `path` (which names the file in
 /// errors and anchors relative paths).
 pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
-    validate::validate(path, source, &Activation::default(), None)
+    validated(path, source, &Activation::default(), None)
 }
 
 /// [`parse`] with the variables given instead of the environment and `.env`.
@@ -540,7 +541,7 @@ pub fn parse_with_variables(
     source: &str,
     variables: &interpolate::Variables,
 ) -> Result<Manifest, ManifestError> {
-    validate::validate(path, source, &Activation::default(), Some(variables))
+    validated(path, source, &Activation::default(), Some(variables))
 }
 
 /// [`parse`] for a run with `activation` (see [`load_with`]).
@@ -549,7 +550,23 @@ pub fn parse_with(
     source: &str,
     activation: &Activation,
 ) -> Result<Manifest, ManifestError> {
-    validate::validate(path, source, activation, None)
+    validated(path, source, activation, None)
+}
+
+fn validated(
+    path: &Path,
+    source: &str,
+    activation: &Activation,
+    variables: Option<&interpolate::Variables>,
+) -> Result<Manifest, ManifestError> {
+    let manifest = validate::validate(path, source, activation, variables);
+    // Every manifest a unit test gets through the validator must pass the editors'
+    // schema too: the widest check that the two stay in step.
+    #[cfg(test)]
+    if manifest.is_ok() {
+        schema::tests::assert_schema_accepts(path, source);
+    }
+    manifest
 }
 
 impl Manifest {

@@ -35,9 +35,9 @@ use super::{
     DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE, MAX_REPLICAS,
 };
 
-const TOP_LEVEL_KEYS: &[&str] = &["project", "services"];
-const PROJECT_KEYS: &[&str] = &["name", "log_max_size", "log_keep"];
-const SERVICE_KEYS: &[&str] = &[
+pub(super) const TOP_LEVEL_KEYS: &[&str] = &["project", "services"];
+pub(super) const PROJECT_KEYS: &[&str] = &["name", "log_max_size", "log_keep"];
+pub(super) const SERVICE_KEYS: &[&str] = &[
     "command",
     "cwd",
     "env",
@@ -66,10 +66,10 @@ const SERVICE_KEYS: &[&str] = &[
     "profiles",
     "export",
 ];
-const EXPORT_KEYS: &[&str] = &["image", "command", "env", "secret"];
-const BACKOFF_KEYS: &[&str] = &["initial", "max"];
-const BUILD_KEYS: &[&str] = &["context", "dockerfile", "args"];
-const DEPENDENCY_KEYS: &[&str] = &["condition", "restart"];
+pub(super) const EXPORT_KEYS: &[&str] = &["image", "command", "env", "secret"];
+pub(super) const BACKOFF_KEYS: &[&str] = &["initial", "max"];
+pub(super) const BUILD_KEYS: &[&str] = &["context", "dockerfile", "args"];
+pub(super) const DEPENDENCY_KEYS: &[&str] = &["condition", "restart"];
 const PORT_MAPPING_HELP: &str = "expected \"HOST:CONTAINER\" or \"IP:HOST:CONTAINER\", \
     like \"8080:80\" or \"127.0.0.1:8080:80\"; HOST may be a range, one port per replica: \
     \"8080-8082:80\"";

@@ -6,5 +6,6 @@ pub mod ports;
 pub mod process;
 pub mod reaper;
 pub mod resources;
+pub mod sockdiag;
 
 pub use instance::Instance;

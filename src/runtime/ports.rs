@@ -145,8 +145,21 @@ pub enum Acceptance {
     Gone,
 }
 
-/// Finds the server side of the connection from `client` (our end) to `server`.
+/// Finds the server side of the connection from `client` (our end) to `server`:
+/// asks the kernel for that one connection (sock_diag), or reads `/proc/net/tcp`
+/// where it cannot.
 pub fn acceptance(client: SocketAddr, server: SocketAddr) -> Acceptance {
+    match super::sockdiag::server_side(client, server) {
+        Some(super::sockdiag::Found::Inode(0)) => Acceptance::Queued,
+        Some(super::sockdiag::Found::Inode(inode)) => Acceptance::Accepted { inode },
+        Some(super::sockdiag::Found::Missing) => Acceptance::Gone,
+        None => acceptance_from_proc(client, server),
+    }
+}
+
+/// [`acceptance`] from `/proc/net/tcp` (or `tcp6`): every connection of the machine
+/// is listed, so it costs tens of milliseconds under load.
+pub fn acceptance_from_proc(client: SocketAddr, server: SocketAddr) -> Acceptance {
     let table = if client.is_ipv4() {
         "/proc/net/tcp"
     } else {

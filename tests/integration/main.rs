@@ -14,6 +14,7 @@ mod support;
 
 mod containers;
 mod control;
+mod editors;
 mod export;
 mod harness;
 mod health;

@@ -115,6 +115,39 @@ fn build_helper() -> PathBuf {
     }
 }
 
+/// The editors' schema (`fleet schema`) must accept every manifest the suite runs
+/// fleet on that fleet's validator accepts: the widest check that the two stay in step.
+/// A manifest the validator rejects is the test's business, not the schema's.
+fn assert_schema_accepts_what_fleet_accepts(root: &Path, args: &[&str]) {
+    static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
+    let path = match args {
+        ["-f" | "--file", file, ..] => root.join(file),
+        _ => root.join("fleet.toml"),
+    };
+    let Ok(source) = fs::read_to_string(&path) else {
+        return;
+    };
+    if fleet::manifest::parse(&path, &source).is_err() {
+        return;
+    }
+    let schema = SCHEMA.get_or_init(|| {
+        jsonschema::draft202012::new(&fleet::manifest::schema::manifest_schema())
+            .expect("the schema compiles")
+    });
+    let document: toml::Table = toml::from_str(&source).expect("the validator read it as TOML");
+    let instance = serde_json::to_value(document).expect("TOML values convert to JSON");
+    let errors: Vec<String> = schema
+        .iter_errors(&instance)
+        .map(|error| format!("at `{}`: {error}", error.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "fleet accepts {} but `fleet schema` rejects it:\n{}\n--- the manifest ---\n{source}",
+        path.display(),
+        errors.join("\n")
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Project
 
@@ -219,6 +252,7 @@ impl Project {
 
     /// A `fleet` command set up to run in the project folder, marked for cleanup.
     pub fn command(&self, args: &[&str]) -> Command {
+        assert_schema_accepts_what_fleet_accepts(&self.root, args);
         let mut command = Command::new(fleet_binary());
         command
             .args(args)
