@@ -1050,11 +1050,18 @@ impl Supervisor {
             }
         }
         // A count changed alone: scale.
+        let mut scaled = Vec::new();
         for spec in &manifest.services {
             if diff.added.contains(&spec.name) || diff.changed.contains(&spec.name) {
                 continue;
             }
             if self.count(&spec.name) != spec.replicas {
+                scaled.push(format!(
+                    "{} {} -> {}",
+                    spec.name,
+                    self.count(&spec.name),
+                    spec.replicas
+                ));
                 let wanted = self
                     .replica_ids(&spec.name)
                     .iter()
@@ -1079,7 +1086,17 @@ impl Supervisor {
         if let Some(watcher) = &self.watcher {
             watcher.update(watch_specs(&self.manifest));
         }
-        Ok(diff.describe())
+        if scaled.is_empty() {
+            Ok(diff.describe())
+        } else if diff == ReloadDiff::default() {
+            Ok(format!("scaled: {}", scaled.join(", ")))
+        } else {
+            Ok(format!(
+                "{}; scaled: {}",
+                diff.describe(),
+                scaled.join(", ")
+            ))
+        }
     }
 
     /// A replacement whose old instance is gone: drop the replica, or start its new

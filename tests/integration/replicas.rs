@@ -453,6 +453,15 @@ fn scale_adds_and_removes_replicas_and_keeps_the_survivors() {
     assert_eq!(usage.code, 2, "{usage:#?}");
     assert!(usage.stderr.contains("more than the 1000"), "{usage:#?}");
     assert_eq!(replica_rows(&project, "web").len(), 2);
+
+    // `fleet reload` brings the manifest's count back, touching nothing else.
+    assert_eq!(project.run(&["scale", "web=3"]).code, 0);
+    let three = pids(&wait_for_replicas(&project, "web", 3, "healthy"));
+    let reload = project.run(&["reload"]);
+    assert_eq!(reload.code, 0, "{reload:#?}");
+    assert_eq!(reload.stdout.trim(), "scaled: web 3 -> 2", "{reload:#?}");
+    let rows = wait_for_replicas(&project, "web", 2, "healthy");
+    assert_eq!(pids(&rows)[..], three[..2]);
 }
 
 fn pids_of(all: &BTreeSet<u32>, except: u32) -> Vec<u32> {
