@@ -82,16 +82,7 @@ pub(super) fn import(cwd: &Path, args: ImportArgs) -> Result<i32, CliError> {
             path.display().to_string()
         }
         Output::Stdout => {
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(imported.manifest.as_bytes())
-                .and_then(|()| stdout.flush())
-                .map_err(|err| {
-                    CliError::new(
-                        exit::FAILURE,
-                        format!("error: cannot write to stdout: {err}"),
-                    )
-                })?;
+            write_stdout(&imported.manifest)?;
             "the manifest".to_string()
         }
     };
@@ -158,15 +149,20 @@ fn source(cwd: &Path, args: &ImportArgs) -> Result<(PathBuf, Format), CliError> 
 /// Prints the manifest after interpolation and defaults, as a complete `fleet.toml`.
 pub(super) fn config(path: &Path) -> Result<i32, CliError> {
     let manifest = manifest::load(path)?;
+    write_stdout(&render::to_toml(&manifest))?;
+    Ok(exit::SUCCESS)
+}
+
+/// Writes `text` to stdout whole; a closed or full stdout is the command's error.
+fn write_stdout(text: &str) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     stdout
-        .write_all(render::to_toml(&manifest).as_bytes())
+        .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(|err| {
             CliError::new(
                 exit::FAILURE,
                 format!("error: cannot write to stdout: {err}"),
             )
-        })?;
-    Ok(exit::SUCCESS)
+        })
 }
