@@ -12,15 +12,22 @@
 //! The supervisor publishes a [`event::Snapshot`] and [`event::Event`]s; the CLI and
 //! the TUI only ever read those.
 //!
+//! `fleet run` ([`run`]) launches the same supervisor under an identity of its own and
+//! drives it from this process: waits for readiness ([`readiness`], shared with `up
+//! --wait`), runs a command, tears down and checks that nothing is left.
+//!
 //! # Dependencies point one way
 //! ```text
-//! main -> cli -> { supervisor, control::client, tui }
+//! main -> cli -> { supervisor, control::client, tui, import, export, run }
+//!   export -> { import (its YAML reader), manifest }    import -> manifest
+//!   run -> { supervisor (launch), readiness, runtime }
 //!   supervisor (launch, server, printer) -> { service, watch, control }
 //!   service -> { health, runtime }
 //!   health -> runtime
 //!   runtime -> { logs, manifest, event, project }
 //!   control -> { protocol, project }      tui -> { control::client, protocol, logs, event }
 //!   logs -> { event, project }            watch -> { manifest, event }
+//!   readiness -> { event, logs }
 //!   protocol -> event                     manifest -> project
 //!   event, project: leaves (std, serde)
 //! ```
@@ -44,12 +51,15 @@ macro_rules! note {
 pub mod cli;
 pub mod control;
 pub mod event;
+pub mod export;
 pub mod health;
 pub mod import;
 pub mod logs;
 pub mod manifest;
 pub mod project;
 pub mod protocol;
+pub mod readiness;
+pub mod run;
 pub mod runtime;
 pub mod service;
 pub mod supervisor;

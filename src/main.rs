@@ -16,10 +16,14 @@ fn main() {
         let project = args.get(4).map(|arg| arg.to_string_lossy().into_owned());
         let run = args.get(5).map(|arg| arg.to_string_lossy().into_owned());
         let containers = project.as_deref().zip(run.as_deref());
+        let ephemeral = args
+            .get(6)
+            .is_some_and(|arg| arg == fleet::runtime::reaper::EPHEMERAL_ARG);
         let code = match fleet::runtime::reaper::run_keeper(
             std::path::Path::new(journal),
             &marker,
             containers,
+            ephemeral,
         ) {
             Ok(()) => 0,
             Err(_) => fleet::cli::exit::FAILURE,

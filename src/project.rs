@@ -82,7 +82,12 @@ pub fn state_dir(root: &Path) -> PathBuf {
 
 /// `.fleet/logs/`: one file per service.
 pub fn log_dir(root: &Path) -> PathBuf {
-    state_dir(root).join("logs")
+    logs_in(&state_dir(root))
+}
+
+/// The log folder inside a state dir.
+pub fn logs_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("logs")
 }
 
 /// The log file of one service.

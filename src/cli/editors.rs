@@ -241,9 +241,13 @@ fn bash_services(
         r#"{script}
 # Service names from the manifest, where a command takes services.
 _{name}_services() {{
-    local i word file=() command=""
+    local i word file=() command="" dashes=""
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${{COMP_WORDS[i]}}"
+        # After `--` comes a command to run (`fleet run -- CMD`), not services.
+        if [[ -n "$command" && "$word" == "--" ]]; then
+            dashes=1
+        fi
         if [[ -z "$command" ]]; then
             case "$word" in
                 -f|--file)
@@ -261,7 +265,7 @@ _{name}_services() {{
     local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}"
     case "$command" in
         {commands})
-            if [[ "$cur" != -* && " {value_options} " != *" $prev "* ]]; then
+            if [[ -z "$dashes" && "$cur" != -* && " {value_options} " != *" $prev "* ]]; then
                 local IFS=$'\n'
                 COMPREPLY=($(compgen -W "$("${{COMP_WORDS[0]}}" "${{file[@]}}" {SERVICES_COMMAND} 2>/dev/null)" -- "$cur"))
                 return 0

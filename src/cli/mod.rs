@@ -10,12 +10,16 @@
 //! - `tui.rs`: `tui`, and the TUI beside a foreground `up`
 //! - `check.rs`: `check`
 //! - `import.rs`: `import` (compose files and Procfiles) and `config`
+//! - `export.rs`: `export swarm` and `export kubernetes`
+//! - `run.rs`: `run` (its orchestration is [`crate::run`]) and `exec`
 //! - `editors.rs`: `schema`, `completions`, `man` and the hidden `__services`
 
 mod check;
 mod control;
 mod editors;
+mod export;
 mod import;
+mod run;
 mod status;
 mod tui;
 mod up;
@@ -48,7 +52,8 @@ pub mod exit {
     pub const START_FAILED: i32 = 3;
     /// No fleet is running for this project.
     pub const NOT_RUNNING: i32 = 4;
-    /// `--wait` gave up: a service did not become healthy in time, or failed.
+    /// `--wait` gave up: a service did not become healthy in time, or failed. For
+    /// `fleet run`: the fleet never became ready, and CMD did not run.
     pub const WAIT_FAILED: i32 = 5;
     /// `fleet up` was interrupted twice and killed every service instead of stopping
     /// them gracefully (128 + SIGINT, as shells report an interrupted command).
@@ -134,8 +139,115 @@ pub enum Commands {
     Import(ImportArgs),
     /// Print the manifest after interpolation and defaults, as a complete fleet.toml.
     Config,
+    /// Write what Docker Swarm or Kubernetes runs for this manifest.
+    Export(ExportArgs),
+    /// Start a fleet of its own (or SERVICE... and their dependencies), wait until it
+    /// is ready, run CMD against it, tear it down, and keep the logs and a summary.
+    /// Exits with CMD's code (5: the fleet never became ready).
+    Run(RunArgs),
+    /// Run a command in a service's context: a process's folder, environment and
+    /// PORT, or inside a container service's running container. Exits with its code.
+    Exec(ExecArgs),
     #[command(flatten)]
     Editors(EditorCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub target: ExportTarget,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportTarget {
+    /// A compose file for `docker stack deploy`.
+    Swarm {
+        #[command(flatten)]
+        common: ExportCommon,
+        /// `ingress`: ports on every node through the routing mesh, service names on a
+        /// virtual IP (both IPVS); `host`: ports on the task's node and names resolving
+        /// to the tasks (endpoint_mode dnsrr), for engines without IPVS.
+        #[arg(long, value_enum, default_value = "ingress")]
+        publish: crate::export::PublishMode,
+    },
+    /// Kubernetes objects: Deployments, Jobs, Services, ConfigMaps, ...
+    Kubernetes {
+        #[command(flatten)]
+        common: ExportCommon,
+        /// The namespace written on every object.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ExportCommon {
+    /// Services to export, with their dependencies, whatever their profiles (default:
+    /// every service the active profiles enable).
+    pub services: Vec<String>,
+    /// Also export the services with this profile (repeatable; added to
+    /// FLEET_PROFILES).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// A key with no counterpart is an error (exit 2), and nothing is written.
+    #[arg(long)]
+    pub strict: bool,
+    /// Where to write (default: stdout). Kubernetes: a folder (existing, or ending in
+    /// `/`) gets one file per object.
+    #[arg(short = 'o', long = "output", value_name = "FILE|DIR")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Services to start, with their dependencies (default: every service the active
+    /// profiles enable).
+    pub services: Vec<String>,
+    /// The command to run once the fleet is ready, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Also start the services with this profile (repeatable; added to FLEET_PROFILES).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// How long to wait for every service to be healthy (or completed) before giving
+    /// up with exit code 5.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    pub wait_timeout: std::time::Duration,
+    /// Stop CMD after this long (exit code 124).
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub timeout: Option<std::time::Duration>,
+    /// Where to keep the logs, the summary and CMD's output (default:
+    /// .fleet/runs/<time>/ beside the manifest). Must be new, empty, or an earlier
+    /// run's folder.
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// Also write JUnit XML here: one test case per service instance ("became healthy
+    /// and never crashed") and one for CMD.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Fail the run (exit 1) when a service crashed, restarted or turned unhealthy,
+    /// even if CMD passed.
+    #[arg(long)]
+    pub fail_on_restart: bool,
+    /// When CMD fails, leave the fleet up (and say how to reach it) until `fleet
+    /// down` or Ctrl-C, then finish the run.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Skip the services' `build` steps (a pre-built CI workspace).
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// The service (`web`, or a replica: `web.2`).
+    // The id every argument that takes services has: shell completion offers the
+    // manifest's names there.
+    #[arg(id = "services", value_name = "SERVICE")]
+    pub service: String,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -289,8 +401,11 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
     match command {
         Commands::Import(args) => import::import(&cwd, args),
         Commands::Config => import::config(&path),
+        Commands::Export(args) => export::export(&cwd, &path, args),
         Commands::Check { profiles } => check::check(&path, &up::activation(&profiles, &[])),
         Commands::Up(args) => up::up(&path, args),
+        Commands::Run(args) => run::run(&path, &cwd, args),
+        Commands::Exec(args) => run::exec(&path, args),
         Commands::Ps { json, all } => status::ps(&path, json, all),
         Commands::Logs(args) => status::logs(&path, args),
         Commands::Tui => tui::attach(&path),

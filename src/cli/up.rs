@@ -59,12 +59,15 @@ pub(super) fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
             service_output: true,
         }
     };
+    let state_dir = manifest.state_dir();
     let ended = runtime.block_on(launch(Launch {
         manifest,
         activation,
         endpoint,
         lock,
         front,
+        state_dir,
+        ephemeral: false,
     }))?;
     Ok(match ended {
         Ended::Stopped => exit::SUCCESS,
@@ -210,16 +213,7 @@ async fn wait_until_ready(
     let mut client = Client::connect(&manifest.path).await?;
     client.start_stream(Request::Subscribe).await?;
     let selected: Vec<String> = manifest.selection(activation);
-    // Every replica of a selected service; none of one scaled to zero.
-    let rows = |snapshot: &Snapshot| -> Vec<crate::event::ServiceSnapshot> {
-        snapshot
-            .services
-            .iter()
-            .filter(|row| selected.contains(&row.service) || selected.contains(&row.name))
-            .filter(|row| row.replica.unwrap_or(1) <= row.replicas)
-            .cloned()
-            .collect()
-    };
+    let rows = |snapshot: &Snapshot| crate::readiness::selected_rows(snapshot, &selected);
     // `--wait-timeout` is capped at parse time; checked anyway, as `Instant + Duration`
     // panics where it overflows.
     let deadline = tokio::time::Instant::now()
@@ -241,17 +235,11 @@ async fn wait_until_ready(
             continue;
         };
         let current = rows(&snapshot);
-        let states: Vec<crate::event::ServiceState> =
-            current.iter().map(|row| row.status.state).collect();
-        let failed = states.contains(&crate::event::ServiceState::Failed);
+        let verdict = crate::readiness::verdict(&current);
         // A service waiting on a dependency that failed for good will not start: for
         // `-d` that is settled (reported below), for `--wait` it is a failure.
-        let blocked = current.iter().any(|service| {
-            service.status.state == crate::event::ServiceState::Waiting
-                && service.waiting_for.as_ref().is_some_and(|w| w.failed)
-        });
         let done = if healthy {
-            states.iter().all(|s| s.is_ready())
+            verdict == crate::readiness::Verdict::Ready
         } else {
             current.iter().all(|service| {
                 let s = service.status.state;
@@ -260,8 +248,7 @@ async fn wait_until_ready(
                         s,
                         crate::event::ServiceState::Completed | crate::event::ServiceState::Failed
                     )
-                    || (s == crate::event::ServiceState::Waiting
-                        && service.waiting_for.as_ref().is_some_and(|w| w.failed))
+                    || crate::readiness::blocked(service)
             })
         };
         if !healthy && done {
@@ -284,9 +271,8 @@ async fn wait_until_ready(
                 }
             }
         }
-        let failed = failed || (healthy && blocked);
         last = Some(snapshot);
-        if done && !(healthy && failed) {
+        if done {
             let instances = if current.len() == selected.len() {
                 String::new()
             } else {
@@ -299,7 +285,7 @@ async fn wait_until_ready(
             );
             return Ok(exit::SUCCESS);
         }
-        if failed && healthy {
+        if healthy && verdict == crate::readiness::Verdict::Failed {
             break;
         }
     }
@@ -309,49 +295,19 @@ async fn wait_until_ready(
         "fleet: not every service started:\n"
     });
     if let Some(snapshot) = last {
-        for service in rows(&snapshot) {
-            let fine = if healthy {
+        let fine = |service: &crate::event::ServiceSnapshot| {
+            if healthy {
                 service.status.state.is_ready()
             } else {
                 service.status.state.is_up()
-            };
-            if fine {
-                continue;
             }
-            let detail = service
-                .waiting_for
-                .as_ref()
-                .map(|w| format!(" (waiting for {w})"))
-                .or_else(|| {
-                    // A never-ready service: how long it tried and what its probe saw.
-                    let since = service
-                        .status
-                        .started_at_ms
-                        .filter(|_| service.status.state == crate::event::ServiceState::Starting)?;
-                    let mut text = format!(
-                        " for {}",
-                        crate::event::format_duration_ms(
-                            crate::event::now_ms().saturating_sub(since)
-                        )
-                    );
-                    if let Some(error) = &service.status.probe_error {
-                        text.push_str(&format!(", last probe: {error}"));
-                    }
-                    Some(text)
-                })
-                .or_else(|| service.last_event.as_ref().map(|e| format!(" ({e})")))
-                .unwrap_or_default();
-            report.push_str(&format!(
-                "\n{}: {}{detail}\n",
-                service.name, service.status.state
-            ));
-            if let Ok(lines) = crate::logs::read_tail(&manifest.log_dir(), &service.log_name(), 20)
-            {
-                for line in lines {
-                    report.push_str(&format!("  {} | {}\n", service.name, line.text));
-                }
-            }
-        }
+        };
+        report.push_str(&crate::readiness::laggard_report(
+            &rows(&snapshot),
+            fine,
+            &manifest.log_dir(),
+            crate::event::now_ms(),
+        ));
     }
     Err(CliError::new(
         exit::WAIT_FAILED,

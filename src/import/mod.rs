@@ -15,7 +15,7 @@ mod compose;
 mod procfile;
 #[cfg(test)]
 mod tests;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -45,6 +45,29 @@ pub struct Manifest {
     pub project: Project,
     /// Services in the order they are declared in the file.
     pub services: Vec<ServiceSpec>,
+    /// What `fleet export` needs beyond what runs here, by service name: only services
+    /// with an `[services.X.export]` table or an `env_file`. Kept out of [`ServiceSpec`]
+    /// so that editing it never makes `fleet reload` replace a running service.
+    pub exports: BTreeMap<String, ServiceExport>,
+}
+
+/// A service's `[services.X.export]` table and its `env_file` kept apart from `env`:
+/// how the service runs on Docker Swarm or Kubernetes where that differs from here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceExport {
+    /// `export.image`: the image an engine runs; a process service is exported only
+    /// with one, a container's replaces its local tag.
+    pub image: Option<String>,
+    /// `export.command`: the command in that image, when it differs from `command`.
+    pub command: Option<CommandLine>,
+    /// `export.env`: variables added over the service's own `env` there.
+    pub env: BTreeMap<String, String>,
+    /// `export.secret`: the `env_file` holds secrets (Kubernetes: a Secret, not a
+    /// ConfigMap).
+    pub secret: bool,
+    /// `env_file`: its absolute path and the values read from it (which
+    /// [`ServiceSpec::env`] holds too, under `env`).
+    pub env_file: Option<(PathBuf, BTreeMap<String, String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

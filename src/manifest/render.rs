@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{
     CommandLine, DependencyCondition, HealthSpec, Manifest, Probe, RedeployStrategy, RestartPolicy,
-    ServiceKind, ServiceSpec,
+    ServiceExport, ServiceKind, ServiceSpec,
 };
 
 /// A TOML value to write.
@@ -163,11 +163,49 @@ pub fn to_toml(manifest: &Manifest) -> String {
         out.push('\n');
         out.push_str(&service_header(&service.name));
         out.push('\n');
-        for (key, value) in service_entries(service) {
+        let mut entries = service_entries(service);
+        if let Some(export) = manifest.exports.get(&service.name) {
+            entries.extend(export_entries(export));
+        }
+        for (key, value) in entries {
             let _ = writeln!(out, "{} = {}", toml_key(&key), value.to_text());
         }
     }
     out
+}
+
+/// The `env_file` (its values are in `env` too, which wins anyway) and the `export`
+/// table.
+fn export_entries(export: &ServiceExport) -> Vec<(String, TomlValue)> {
+    let mut entries = Vec::new();
+    if let Some((path, _)) = &export.env_file {
+        entries.push((
+            "env_file".to_string(),
+            TomlValue::string(path.to_string_lossy()),
+        ));
+    }
+    let mut table = Vec::new();
+    if let Some(image) = &export.image {
+        table.push(("image".to_string(), TomlValue::string(image)));
+    }
+    if let Some(command) = &export.command {
+        table.push(("command".to_string(), command_value(command)));
+    }
+    if !export.env.is_empty() {
+        let env = export
+            .env
+            .iter()
+            .map(|(key, value)| (key.clone(), TomlValue::string(value)))
+            .collect();
+        table.push(("env".to_string(), TomlValue::Table(env)));
+    }
+    if export.secret {
+        table.push(("secret".to_string(), TomlValue::Boolean(true)));
+    }
+    if !table.is_empty() {
+        entries.push(("export".to_string(), TomlValue::Table(table)));
+    }
+    entries
 }
 
 fn service_entries(service: &ServiceSpec) -> Vec<(String, TomlValue)> {
@@ -421,6 +459,7 @@ stop_signal = "int"
 command = ["api", "--quote", "say \"hi\" $$HOME"]
 env = { DEBUG = true, PATHS = "a:b" }
 env_file = "app.env"
+export = { image = "registry.example/api:1", command = "api --cluster", env = { MODE = "cluster" }, secret = true }
 depends_on = { db = { condition = "healthy", restart = true } }
 socket = 7003
 notify = true

@@ -27,6 +27,7 @@ pub(super) const HEALTH_DEF: &str = "health";
 pub(super) const BACKOFF_DEF: &str = "backoff";
 pub(super) const IMAGE_BUILD_DEF: &str = "image_build";
 pub(super) const DEPENDENCY_DEF: &str = "dependency_options";
+pub(super) const EXPORT_DEF: &str = "export";
 
 /// A number with an optional fraction, then a unit; pieces combine (`1m30s`).
 const DURATION_PATTERN: &str = r"^\s*(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ms|h|m|s))+\s*$";
@@ -180,6 +181,7 @@ fn written_schema() -> Value {
             BACKOFF_DEF: backoff(),
             IMAGE_BUILD_DEF: image_build(),
             DEPENDENCY_DEF: dependency_options(),
+            EXPORT_DEF: export(),
             "duration": {
                 "description": "A duration with a unit: `ms`, `s`, `m` or `h`, combined and with decimals: \"250ms\", \"10s\", \"1m30s\", \"1.5s\"; at most 87600h (10 years).",
                 "type": "string",
@@ -424,7 +426,8 @@ fn service() -> Value {
                 "type": "array",
                 "minItems": 1,
                 "items": { "type": "string", "pattern": NAME_PATTERN, "description": "A profile name: letters, digits, `-`, `_` and `.`, starting with a letter or digit." }
-            }
+            },
+            "export": { "$ref": format!("#/$defs/{EXPORT_DEF}") }
         },
         // One `if` at the top, the probe rule nested in its branches: taplo offers no
         // key completion at all for a table whose schema has an `allOf`.
@@ -571,6 +574,37 @@ fn image_build() -> Value {
                 "type": "object",
                 "additionalProperties": { "$ref": "#/$defs/scalar" },
                 "default": {}
+            }
+        }
+    })
+}
+
+/// `[services.X.export]`: how `fleet export` runs the service on Docker Swarm or
+/// Kubernetes.
+fn export() -> Value {
+    json!({
+        "description": "How `fleet export swarm|kubernetes` runs this service there; `fleet up` ignores it. A process service is exported only with an `image`.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "image": {
+                "description": "The image the engine runs (a process service's program must be in it); for a container, replaces its local tag.",
+                "type": "string",
+                "pattern": NOT_BLANK
+            },
+            "command": {
+                "description": "The command in that image, when it differs from `command`.",
+                "$ref": "#/$defs/command_line"
+            },
+            "env": {
+                "description": "Variables added over `env` there.",
+                "type": "object",
+                "propertyNames": { "pattern": ENV_NAME_PATTERN },
+                "additionalProperties": { "$ref": "#/$defs/scalar" }
+            },
+            "secret": {
+                "description": "The `env_file` holds secrets: Kubernetes gets a Secret instead of a ConfigMap. Needs `env_file`.",
+                "type": "boolean"
             }
         }
     })

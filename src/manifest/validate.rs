@@ -31,8 +31,8 @@ use super::values::{
 use super::{
     Activation, BackoffSpec, CommandLine, ContainerSpec, Dependency, DependencyCondition,
     EngineHealthCheck, ImageBuild, Manifest, PortMapping, ProcessSpec, Project, RedeployStrategy,
-    RestartPolicy, ServiceKind, ServiceSpec, SocketSpec, StopSignal, DEFAULT_LOG_KEEP,
-    DEFAULT_LOG_MAX_SIZE, MAX_REPLICAS,
+    RestartPolicy, ServiceExport, ServiceKind, ServiceSpec, SocketSpec, StopSignal,
+    DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_SIZE, MAX_REPLICAS,
 };
 
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &["project", "services"];
@@ -64,7 +64,9 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "volumes",
     "replicas",
     "profiles",
+    "export",
 ];
+pub(super) const EXPORT_KEYS: &[&str] = &["image", "command", "env", "secret"];
 pub(super) const BACKOFF_KEYS: &[&str] = &["initial", "max"];
 pub(super) const BUILD_KEYS: &[&str] = &["context", "dockerfile", "args"];
 pub(super) const DEPENDENCY_KEYS: &[&str] = &["condition", "restart"];
@@ -171,6 +173,7 @@ impl Checker<'_> {
 
         let mut services = Vec::new();
         let mut spans = Vec::new();
+        let mut exports = BTreeMap::new();
         if let Some(table) = document
             .get("services")
             .and_then(|value| value.table(&mut self.diagnostics))
@@ -185,6 +188,9 @@ impl Checker<'_> {
                     continue;
                 };
                 let (spec, service_spans) = self.service(&project, entry, service_table);
+                if let Some(export) = self.export(&entry.key, service_table) {
+                    exports.insert(entry.key.clone(), export);
+                }
                 services.push(spec);
                 spans.push(service_spans);
             }
@@ -209,7 +215,76 @@ impl Checker<'_> {
             root: self.root.clone(),
             project,
             services,
+            exports,
         }
+    }
+
+    /// `[services.X.export]` and the `env_file`'s own values; `None` when the service
+    /// has neither.
+    fn export(&mut self, name: &str, table: &Table) -> Option<ServiceExport> {
+        let mut export = ServiceExport::default();
+        if let Some(value) = table.get("env_file")
+            && let Kind::String(file) = &value.kind
+        {
+            // Read again apart from `env`; problems were reported when `env` read it.
+            let mut values = BTreeMap::new();
+            let mut ignored = Checker {
+                root: self.root.clone(),
+                source: self.source,
+                diagnostics: Vec::new(),
+            };
+            ignored.read_env_file(file, value.span.clone(), &mut values);
+            export.env_file = Some((self.root.join(file), values));
+        }
+        let Some(value) = table.get("export") else {
+            return export.env_file.is_some().then_some(export);
+        };
+        let export_table = value.table(&mut self.diagnostics)?;
+        export_table.check_keys(
+            EXPORT_KEYS,
+            &format!(" in `export` of service `{name}`"),
+            &mut self.diagnostics,
+        );
+        if let Some(value) = export_table.get("image") {
+            match value.string(&mut self.diagnostics) {
+                Some(image) if image.trim().is_empty() => {
+                    self.error("`export.image` is empty", value.span.clone());
+                }
+                Some(image) => export.image = Some(image.to_string()),
+                None => {}
+            }
+        }
+        export.command = export_table
+            .get("command")
+            .and_then(|value| self.command_line(value, "`export.command`"));
+        if let Some(vars) = export_table
+            .get("env")
+            .and_then(|value| value.table(&mut self.diagnostics))
+        {
+            for entry in &vars.entries {
+                if !is_valid_env_name(&entry.key) {
+                    self.error(
+                        format!("invalid environment variable name `{}`", entry.key),
+                        entry.key_span.clone(),
+                    );
+                }
+                if let Some(text) = entry.value.scalar_text(&mut self.diagnostics) {
+                    export.env.insert(entry.key.clone(), text);
+                }
+            }
+        }
+        if let Some(value) = export_table.get("secret")
+            && let Some(secret) = value.boolean(&mut self.diagnostics)
+        {
+            if secret && table.get("env_file").is_none() {
+                self.error(
+                    "`export.secret` needs an `env_file`: it marks that file's values as secrets",
+                    value.span.clone(),
+                );
+            }
+            export.secret = secret;
+        }
+        Some(export)
     }
 
     fn project(&mut self, value: Option<&Value>) -> Project {
@@ -1647,6 +1722,7 @@ redeploy = "start-first"
                 log_keep: 5,
             },
             services: vec![users, ratings, cache, migrate],
+            exports: manifest.exports.clone(),
         };
         assert_eq!(manifest, expected);
     }

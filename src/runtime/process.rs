@@ -200,7 +200,49 @@ impl ProcessRuntime {
                 command.pre_exec(move || exec.exec_with_listen_fds());
             }
         }
-        let poisoned = || SpawnError::Os(io::Error::other("reaper lock poisoned"));
+        let (mut child, exit) =
+            self.spawn_registered(&mut command)
+                .map_err(|source| match source.kind() {
+                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => SpawnError::Exec {
+                        program: program.clone(),
+                        source,
+                    },
+                    _ if source.raw_os_error() == Some(libc_enoexec()) => SpawnError::Exec {
+                        program: program.clone(),
+                        source,
+                    },
+                    _ => SpawnError::Os(source),
+                })?;
+        let pid = child.id();
+        let std_child = &mut child;
+        let stdout = std_child
+            .stdout
+            .take()
+            .ok_or_else(|| SpawnError::Os(io::Error::other("stdout pipe missing")))?;
+        let stderr = std_child
+            .stderr
+            .take()
+            .ok_or_else(|| SpawnError::Os(io::Error::other("stderr pipe missing")))?;
+        let stdout = into_async_pipe(OwnedFd::from(stdout)).map_err(SpawnError::Os)?;
+        let stderr = into_async_pipe(OwnedFd::from(stderr)).map_err(SpawnError::Os)?;
+        // The std Child is dropped without waiting: the reaper owns its exit status.
+        Ok(Spawned {
+            pid,
+            stdout,
+            stderr,
+            exit,
+        })
+    }
+
+    /// Spawns `command` as the caller set it up (stdio, process group, environment)
+    /// and registers it with the reaper, which alone collects the children of this
+    /// process: for a command that is not an instance, such as `fleet run`'s. Never
+    /// wait on the returned `Child`; its status arrives on the receiver.
+    pub fn spawn_registered(
+        &self,
+        command: &mut Command,
+    ) -> io::Result<(std::process::Child, oneshot::Receiver<ExitStatus>)> {
+        let poisoned = || io::Error::other("reaper lock poisoned");
         // Spawns run in parallel (the fork waits for the child's exec, which dominates
         // a cold start of hundreds of services); the reaper holds back meanwhile.
         self.reaper.lock().map_err(|_| poisoned())?.spawning += 1;
@@ -230,36 +272,7 @@ impl ProcessRuntime {
             // Orphans that died during the spawn waited for it to end.
             self.reap_all();
         }
-        let mut child = spawned.map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => SpawnError::Exec {
-                program: program.clone(),
-                source,
-            },
-            _ if source.raw_os_error() == Some(libc_enoexec()) => SpawnError::Exec {
-                program: program.clone(),
-                source,
-            },
-            _ => SpawnError::Os(source),
-        })?;
-        let pid = child.id();
-        let std_child = &mut child;
-        let stdout = std_child
-            .stdout
-            .take()
-            .ok_or_else(|| SpawnError::Os(io::Error::other("stdout pipe missing")))?;
-        let stderr = std_child
-            .stderr
-            .take()
-            .ok_or_else(|| SpawnError::Os(io::Error::other("stderr pipe missing")))?;
-        let stdout = into_async_pipe(OwnedFd::from(stdout)).map_err(SpawnError::Os)?;
-        let stderr = into_async_pipe(OwnedFd::from(stderr)).map_err(SpawnError::Os)?;
-        // The std Child is dropped without waiting: the reaper owns its exit status.
-        Ok(Spawned {
-            pid,
-            stdout,
-            stderr,
-            exit,
-        })
+        Ok((spawned?, exit))
     }
 }
 
@@ -533,6 +546,21 @@ pub fn all_with_marker(marker: &str) -> Vec<i32> {
         })
         .filter(|pid| *pid != own && !is_zombie(*pid) && has_marker(*pid, marker))
         .collect()
+}
+
+/// A process's command line, arguments joined by spaces (its name in brackets when the
+/// kernel has no command line for it; empty when it is gone).
+pub fn command_line(pid: i32) -> String {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes)
+            .split('\0')
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|name| format!("[{}]", name.trim()))
+            .unwrap_or_default(),
+    }
 }
 
 /// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat):

@@ -33,6 +33,10 @@ use crate::project::JOURNAL_PREFIX;
 /// The hidden first argument that makes `fleet` run as a keeper.
 pub const KEEPER_ARG: &str = "__fleet_keeper";
 
+/// The keeper's last argument when the run's Docker project is its own (`fleet run`):
+/// it then removes the project's network and named volumes too.
+pub const EPHEMERAL_ARG: &str = "ephemeral";
+
 /// Append-only record of the process groups fleet started.
 #[derive(Clone)]
 pub struct Journal {
@@ -203,17 +207,23 @@ pub struct Keeper {
 impl Keeper {
     /// Starts the keeper for one run: on the supervisor's death it sweeps `journal`
     /// and every process carrying `marker`.
-    /// With `containers` (project name, run id), it also removes the run's containers.
+    /// With `containers` (project name, run id), it also removes the run's containers,
+    /// and with `ephemeral` the project's network and named volumes after them (a
+    /// `fleet run`, whose Docker project is its own).
     pub fn spawn(
         journal: &Path,
         marker: &str,
         containers: Option<(&str, &str)>,
+        ephemeral: bool,
     ) -> io::Result<Keeper> {
         let exe = std::env::current_exe()?;
         let mut command = Command::new(exe);
         command.arg(KEEPER_ARG).arg(journal).arg(marker);
         if let Some((project, run)) = containers {
             command.arg(project).arg(run);
+            if ephemeral {
+                command.arg(EPHEMERAL_ARG);
+            }
         }
         let child = command
             .stdin(Stdio::piped())
@@ -240,6 +250,7 @@ pub fn run_keeper(
     journal: &Path,
     marker: &str,
     containers: Option<(&str, &str)>,
+    ephemeral: bool,
 ) -> io::Result<()> {
     // Terminal signals are for the supervisor; the keeper's job starts when it is gone.
     // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
@@ -259,7 +270,7 @@ pub fn run_keeper(
     }
     sweep(&[journal.to_path_buf()], marker);
     if let Some((project, run)) = containers
-        && let Err(err) = super::container::remove_run_containers_blocking(project, run)
+        && let Err(err) = super::container::remove_run_containers_blocking(project, run, ephemeral)
     {
         crate::note!("fleet keeper: cannot remove the containers of run {run}: {err}");
     }

@@ -61,6 +61,21 @@ pub enum UiExit {
 pub type ForegroundUi =
     Box<dyn FnOnce(UiFeed) -> Pin<Box<dyn Future<Output = UiExit> + Send>> + Send>;
 
+/// What a driver gets: what a UI gets, and what it needs to run a command of its own
+/// under this run (`fleet run`): the process runtime that reaps every child of this
+/// process (a second one would steal its statuses), and the run's marker, which the
+/// keeper sweeps by prefix if this process dies.
+pub struct DriverFeed {
+    pub ui: UiFeed,
+    pub processes: ProcessRuntime,
+    /// `FLEET_INSTANCE` prefix of everything this run starts ([`crate::project::run_marker`]).
+    pub run_marker: String,
+}
+
+/// A client in this process that drives the fleet itself (`fleet run`): it handles
+/// signals itself and decides when the fleet stops, which is when its future ends.
+pub type Driver = Box<dyn FnOnce(DriverFeed) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
 /// What shows the fleet while it runs.
 pub enum Front {
     /// fleet's status lines on stdout and, with `service_output`, every service's
@@ -69,6 +84,9 @@ pub enum Front {
     Lines { service_output: bool },
     /// A foreground UI; once the user leaves it, the shutdown shows as status lines.
     Ui(ForegroundUi),
+    /// A driver: no output of its own, no signal forwarding; the fleet stops
+    /// gracefully once the driver's future ends.
+    Driver(Driver),
 }
 
 /// How a launched fleet ended.
@@ -124,6 +142,13 @@ pub struct Launch {
     pub endpoint: Endpoint,
     pub lock: SupervisorLock,
     pub front: Front,
+    /// Where the pid journals and the logs (`logs/` inside it) go: `.fleet/` beside
+    /// the manifest for `fleet up`, the run's own folder for `fleet run`.
+    pub state_dir: PathBuf,
+    /// The fleet's Docker project exists for this launch alone (`fleet run`): its
+    /// network and named volumes are removed when it ends, and by the keeper if the
+    /// supervisor dies. `fleet up` keeps them for the next `up`.
+    pub ephemeral: bool,
 }
 
 /// Runs a supervisor for `launch.manifest` in this process until the fleet is down.
@@ -134,13 +159,14 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
         endpoint,
         lock: _lock,
         front,
+        state_dir,
+        ephemeral,
     } = launch;
-    let log_dir = manifest.log_dir();
+    let log_dir = crate::project::logs_in(&state_dir);
     let setup = |what: &'static str| move |source: io::Error| LaunchError::Setup { what, source };
     let processes = ProcessRuntime::start().map_err(setup("cannot set up process supervision"))?;
     let token = crate::project::project_token(&manifest.path);
     let run_id = crate::project::new_run_id();
-    let state_dir = manifest.state_dir();
     let swept = reaper::sweep_previous(&state_dir, &crate::project::project_marker(&token));
     if swept.groups + swept.processes > 0 {
         crate::note!(
@@ -169,7 +195,7 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
     let marker = crate::project::run_marker(&token, &run_id);
     let has_containers = manifest.services.iter().any(|s| s.is_container());
     let containers = has_containers.then_some((manifest.project.name.as_str(), run_id.as_str()));
-    let keeper = Keeper::spawn(journal.path(), &marker, containers)
+    let keeper = Keeper::spawn(journal.path(), &marker, containers, ephemeral)
         .map_err(setup("cannot start the keeper process"))?;
     let _cleanup = RunCleanup {
         journal: journal.clone(),
@@ -179,8 +205,8 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
     let project = Arc::new(ProjectContext {
         name: manifest.project.name.clone(),
         root: manifest.root.clone(),
-        marker,
-        log_dir: manifest.log_dir(),
+        marker: marker.clone(),
+        log_dir: log_dir.clone(),
         log_max_size: manifest.project.log_max_size,
         log_keep: manifest.project.log_keep,
         base_env: std::env::vars().collect(),
@@ -215,11 +241,14 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
         pid: std::process::id(),
     };
     let engine_project = project.clone();
+    let processes = project.processes.clone();
     let (supervisor, handle) = Supervisor::new(manifest, project, activation, preflight)?;
     let listener = super::server::bind(&endpoint.socket).map_err(|source| LaunchError::Listen {
         socket: endpoint.socket.clone(),
         source,
     })?;
+    // A driver handles signals itself: it stops its own command before the fleet.
+    let forwards_signals = !matches!(front, Front::Driver(_));
     let (printer, ui_task) = match front {
         Front::Lines { service_output } => {
             // Output nobody can read (stdout is /dev/null, as under a benchmark or a
@@ -257,15 +286,39 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
             });
             (None, Some(task))
         }
+        Front::Driver(driver) => {
+            // Called here, like a UI, so the driver subscribes before anything happens.
+            let driving = driver(DriverFeed {
+                ui: UiFeed {
+                    handle: handle.clone(),
+                    logs: hub.subscribe(),
+                    log_dir,
+                },
+                processes,
+                run_marker: marker,
+            });
+            let handle = handle.clone();
+            let task = tokio::spawn(async move {
+                driving.await;
+                let _ = handle.send(Command::Down).await;
+                None
+            });
+            (None, Some(task))
+        }
     };
-    let signals = tokio::spawn(forward_signals(handle.clone()));
+    let signals = forwards_signals.then(|| tokio::spawn(forward_signals(handle.clone())));
     let server = tokio::spawn(super::server::serve(listener, handle.clone(), hello));
     drop(handle);
     let killed = supervisor.run().await;
     if let Some(Ok(engine)) = engine_project.engine.get() {
         engine.docker.remove_network(&engine_project.name).await;
+        if ephemeral {
+            engine.docker.remove_volumes(&engine_project.name).await;
+        }
     }
-    signals.abort();
+    if let Some(signals) = signals {
+        signals.abort();
+    }
     server.abort();
     let _ = std::fs::remove_file(&endpoint.socket);
     if let Some(printer) = printer {

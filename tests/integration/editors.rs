@@ -87,11 +87,20 @@ fn bash_completes_service_names_from_the_manifest() {
     let fleet = fleet_binary().to_str().expect("a UTF-8 path");
     let dir = project.dir();
     let services = ["web", "db", "api.v2"];
-    for command in ["up", "logs", "start", "stop", "restart", "redeploy"] {
+    for command in [
+        "up", "logs", "start", "stop", "restart", "redeploy", "run", "exec",
+    ] {
         assert_eq!(
             bash_completes(dir, &[fleet, command, ""]),
             services,
             "fleet {command}"
+        );
+    }
+    // After `--` comes the command `run` and `exec` run, not a service.
+    for command in ["run", "exec"] {
+        assert!(
+            !bash_completes(dir, &[fleet, command, "web", "--", ""]).contains(&"db".to_string()),
+            "fleet {command} web -- "
         );
     }
     assert_eq!(bash_completes(dir, &[fleet, "restart", "d"]), ["db"]);
@@ -172,10 +181,11 @@ fn zsh_and_fish_scripts_parse_and_complete_services() {
             "{shell}: a hidden flag"
         );
         if shell == "zsh" {
-            // Each `services` argument is completed by the hook.
-            assert_eq!(done.stdout.matches(":_fleet_services'").count(), 6);
+            // Each `services` argument is completed by the hook: up, start, stop, restart,
+            // redeploy, logs, export swarm, export kubernetes, run and exec.
+            assert_eq!(done.stdout.matches(":_fleet_services'").count(), 8);
         } else {
-            assert_eq!(done.stdout.matches("(__fish_fleet_services)").count(), 6);
+            assert_eq!(done.stdout.matches("(__fish_fleet_services)").count(), 8);
         }
         if !installed(shell) {
             eprintln!("{shell} is not installed: its script is not parsed");

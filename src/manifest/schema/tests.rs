@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use super::{
-    manifest_schema, BACKOFF_DEF, DEPENDENCY_DEF, HEALTH_DEF, IMAGE_BUILD_DEF, PROJECT_DEF,
-    SERVICE_DEF,
+    manifest_schema, BACKOFF_DEF, DEPENDENCY_DEF, EXPORT_DEF, HEALTH_DEF, IMAGE_BUILD_DEF,
+    PROJECT_DEF, SERVICE_DEF,
 };
 use crate::manifest::{health, validate};
 
@@ -76,7 +76,7 @@ fn the_schema_is_a_valid_draft_2020_12_schema() {
 #[test]
 fn every_key_the_validator_knows_is_in_the_schema_and_back() {
     let schema = manifest_schema();
-    let tables: [(&str, Value, &[&str]); 7] = [
+    let tables: [(&str, Value, &[&str]); 8] = [
         ("the top level", schema.clone(), validate::TOP_LEVEL_KEYS),
         ("`[project]`", def(PROJECT_DEF), validate::PROJECT_KEYS),
         ("a service", def(SERVICE_DEF), validate::SERVICE_KEYS),
@@ -92,6 +92,7 @@ fn every_key_the_validator_knows_is_in_the_schema_and_back() {
             def(DEPENDENCY_DEF),
             validate::DEPENDENCY_KEYS,
         ),
+        ("`export`", def(EXPORT_DEF), validate::EXPORT_KEYS),
     ];
     let mut problems = Vec::new();
     for (table, schema_table, known) in tables {
@@ -622,6 +623,7 @@ fn taplo_completes_and_hovers_every_key() {
         BACKOFF_DEF,
         IMAGE_BUILD_DEF,
         DEPENDENCY_DEF,
+        EXPORT_DEF,
     ] {
         for (key, property) in def(table)["properties"]
             .as_object()

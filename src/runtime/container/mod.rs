@@ -16,7 +16,8 @@
 //!   and its output;
 //! - `events`: the exit dispatcher, one event stream serving every waiting instance;
 //! - `build`: images (presence, builds) and the build context (tar, `.dockerignore`);
-//! - `objects`: networks, named volumes, and sweeping containers by label.
+//! - `objects`: networks, named volumes, and sweeping containers by label;
+//! - `exec`: a command run inside a running container (`fleet exec`).
 
 use std::collections::HashMap;
 use std::io;
@@ -34,13 +35,15 @@ use events::{follow_exits, ExitDispatcher, Waiters};
 
 mod build;
 mod events;
+mod exec;
 mod instance;
 mod objects;
 #[cfg(test)]
 pub(crate) mod test_support;
 
 pub use events::exit_status;
-pub use objects::remove_run_containers_blocking;
+pub use exec::ExecSession;
+pub use objects::{remove_run_containers_blocking, ProjectObjects};
 
 /// Label on everything fleet creates: the project it belongs to.
 pub const LABEL_PROJECT: &str = "fleet.project";

@@ -129,57 +129,199 @@ impl Docker {
     /// Removes the project's networks (those labelled with it). A network still in
     /// use by a container that is not fleet's stays, with a message.
     pub async fn remove_network(&self, project: &str) {
-        let options = ListNetworksOptions {
-            filters: Some(HashMap::from([(
-                "label".to_string(),
-                vec![format!("{LABEL_PROJECT}={project}")],
-            )])),
-        };
-        let networks = match self.client.list_networks(Some(options)).await {
-            Ok(networks) => networks,
-            Err(err) => return report("list networks of", project, &err),
-        };
-        for network in networks {
-            let Some(id) = network.id else { continue };
-            if let Err(err) = self.client.remove_network(&id).await {
-                report_unless_gone(
-                    "remove network",
-                    network.name.as_deref().unwrap_or(&id),
-                    &err,
-                );
-            }
-        }
+        remove_networks_of(&self.client, project).await;
     }
 
     /// Removes the named volumes fleet created for the project (those labelled with
     /// it). A volume still in use stays, with a message.
     pub async fn remove_volumes(&self, project: &str) {
+        remove_volumes_of(&self.client, project).await;
+    }
+
+    /// The volumes mounted in a container, named and anonymous, by name. Empty when
+    /// the container is already gone or the engine does not answer.
+    pub async fn volumes_of(&self, id: &str) -> Vec<String> {
+        let Ok(container) = self
+            .client
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        else {
+            return Vec::new();
+        };
+        container
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|mount| mount.typ.as_deref() == Some("volume"))
+            .filter_map(|mount| mount.name)
+            .collect()
+    }
+
+    /// What exists of `project`: its containers (running or not; `name (id)`), its
+    /// networks and its labelled volumes, and which of `volumes` (names fleet saw
+    /// mounted) still exist. Labels alone decide what is the project's.
+    pub async fn project_objects(
+        &self,
+        project: &str,
+        volumes: &[String],
+    ) -> Result<ProjectObjects, ContainerError> {
+        let label = format!("{LABEL_PROJECT}={project}");
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_string(), vec![label.clone()])])),
+            ..Default::default()
+        };
+        let containers = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|err| api_error("cannot list containers", &err))?
+            .into_iter()
+            .filter_map(|container| {
+                let id = container.id?;
+                let name = container
+                    .names
+                    .and_then(|names| names.into_iter().next())
+                    .unwrap_or_default();
+                Some((id, name.trim_start_matches('/').to_string()))
+            })
+            .collect();
+        let options = ListNetworksOptions {
+            filters: Some(HashMap::from([("label".to_string(), vec![label.clone()])])),
+        };
+        let networks = self
+            .client
+            .list_networks(Some(options))
+            .await
+            .map_err(|err| api_error("cannot list networks", &err))?
+            .into_iter()
+            .filter_map(|network| network.name)
+            .collect();
         let options = ListVolumesOptions {
-            filters: Some(HashMap::from([(
-                "label".to_string(),
-                vec![format!("{LABEL_PROJECT}={project}")],
-            )])),
+            filters: Some(HashMap::from([("label".to_string(), vec![label])])),
         };
-        let volumes = match self.client.list_volumes(Some(options)).await {
-            Ok(listing) => listing.volumes.unwrap_or_default(),
-            Err(err) => return report("list volumes of", project, &err),
-        };
-        for volume in volumes {
+        let mut found: Vec<String> = self
+            .client
+            .list_volumes(Some(options))
+            .await
+            .map_err(|err| api_error("cannot list volumes", &err))?
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|volume| volume.name)
+            .collect();
+        for name in volumes {
+            if found.contains(name) {
+                continue;
+            }
+            match self.client.inspect_volume(name).await {
+                Ok(_) => found.push(name.clone()),
+                Err(err) if status_code(&err) == Some(404) => {}
+                Err(err) => return Err(api_error(&format!("cannot inspect volume {name}"), &err)),
+            }
+        }
+        Ok(ProjectObjects {
+            containers,
+            networks,
+            volumes: found,
+        })
+    }
+
+    /// Removes what [`Docker::project_objects`] found: containers (with their anonymous
+    /// volumes), then networks, then volumes.
+    pub async fn remove_objects(&self, objects: &ProjectObjects) {
+        for (id, _) in &objects.containers {
+            remove_container(&self.client, id).await;
+        }
+        for network in &objects.networks {
+            if let Err(err) = self.client.remove_network(network).await {
+                report_unless_gone("remove network", network, &err);
+            }
+        }
+        for volume in &objects.volumes {
             if let Err(err) = self
                 .client
-                .remove_volume(&volume.name, Some(RemoveVolumeOptions { force: false }))
+                .remove_volume(volume, Some(RemoveVolumeOptions { force: true }))
                 .await
             {
-                report_unless_gone("remove volume", &volume.name, &err);
+                report_unless_gone("remove volume", volume, &err);
             }
         }
     }
 }
 
+/// A project's Docker objects, as [`Docker::project_objects`] found them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectObjects {
+    /// `(id, name)`.
+    pub containers: Vec<(String, String)>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl ProjectObjects {
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+    }
+}
+
+async fn remove_networks_of(client: &bollard::Docker, project: &str) {
+    let options = ListNetworksOptions {
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_PROJECT}={project}")],
+        )])),
+    };
+    let networks = match client.list_networks(Some(options)).await {
+        Ok(networks) => networks,
+        Err(err) => return report("list networks of", project, &err),
+    };
+    for network in networks {
+        let Some(id) = network.id else { continue };
+        if let Err(err) = client.remove_network(&id).await {
+            report_unless_gone(
+                "remove network",
+                network.name.as_deref().unwrap_or(&id),
+                &err,
+            );
+        }
+    }
+}
+
+async fn remove_volumes_of(client: &bollard::Docker, project: &str) {
+    let options = ListVolumesOptions {
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_PROJECT}={project}")],
+        )])),
+    };
+    let volumes = match client.list_volumes(Some(options)).await {
+        Ok(listing) => listing.volumes.unwrap_or_default(),
+        Err(err) => return report("list volumes of", project, &err),
+    };
+    for volume in volumes {
+        if let Err(err) = client
+            .remove_volume(&volume.name, Some(RemoveVolumeOptions { force: false }))
+            .await
+        {
+            report_unless_gone("remove volume", &volume.name, &err);
+        }
+    }
+}
+
 /// For the keeper, which has no tokio runtime: force-removes the containers of one
-/// supervisor run. Must not be called from inside a tokio runtime. Gives up after a
-/// deadline, so a hung engine cannot keep the keeper alive.
-pub fn remove_run_containers_blocking(project: &str, run: &str) -> Result<usize, ContainerError> {
+/// supervisor run and, when the project was the run's own (`ephemeral`), the
+/// project's network and named volumes after them. Must not be called from inside a
+/// tokio runtime. Gives up after a deadline, so a hung engine cannot keep the keeper
+/// alive.
+pub fn remove_run_containers_blocking(
+    project: &str,
+    run: &str,
+    ephemeral: bool,
+) -> Result<usize, ContainerError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -198,6 +340,10 @@ pub fn remove_run_containers_blocking(project: &str, run: &str) -> Result<usize,
             .await?;
             for (id, _) in &containers {
                 remove_container(&client, id).await;
+            }
+            if ephemeral {
+                remove_networks_of(&client, project).await;
+                remove_volumes_of(&client, project).await;
             }
             Ok(containers.len())
         };
@@ -385,7 +531,10 @@ mod tests {
             Ok::<_, Box<dyn Error>>((mine, other))
         })?;
 
-        assert_eq!(remove_run_containers_blocking(&project, "dying-run")?, 1);
+        assert_eq!(
+            remove_run_containers_blocking(&project, "dying-run", false)?,
+            1
+        );
 
         runtime.block_on(async {
             assert_eq!(exit_within(mine.exit).await?, ExitStatus::Signal(9));
