@@ -264,6 +264,17 @@ fn workload(
             }),
         );
     }
+    if plan.init() {
+        // Kubernetes has no init flag; with a shared process namespace the pod's pause
+        // process is PID 1 and reaps zombies, and the program, no longer PID 1, gets
+        // the default action of a signal it does not handle: what `init` is for.
+        pod.push("shareProcessNamespace", Yaml::Bool(true));
+        findings.note(
+            name,
+            "init",
+            "written as shareProcessNamespace: the pause process is PID 1, and the pod's containers see each other's processes",
+        );
+    }
     pod.push(
         "terminationGracePeriodSeconds",
         Yaml::Int(whole_seconds(spec.stop_timeout, 0)),

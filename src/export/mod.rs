@@ -422,6 +422,11 @@ pub(crate) struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
+    /// The service asks for an init process as PID 1 (`init = true`).
+    pub(crate) fn init(&self) -> bool {
+        matches!(&self.spec.kind, ServiceKind::Container(container) if container.init)
+    }
+
     /// `None` for a process service with no image to run there.
     fn new(
         spec: &'a ServiceSpec,

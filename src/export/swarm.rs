@@ -180,6 +180,9 @@ fn service(
     if let Some(healthcheck) = healthcheck(plan, findings) {
         service.push("healthcheck", healthcheck);
     }
+    if plan.init() {
+        service.push("init", Yaml::Bool(true));
+    }
     service.push("stop_signal", Yaml::str(spec.stop_signal.name));
     service.push(
         "stop_grace_period",

@@ -479,6 +479,7 @@ impl Service<'_, '_> {
             "depends_on",
             "ports",
             "volumes",
+            "init",
             "healthcheck",
             "restart",
             "deploy",
@@ -509,6 +510,7 @@ impl Service<'_, '_> {
                 "ports" => self.ports(node),
                 "expose" => {}
                 "volumes" => self.volumes(node),
+                "init" if self.container => self.init(node),
                 "depends_on" => self.depends_on(node),
                 "healthcheck" => self.healthcheck(name_node, node),
                 "restart" => self.restart(node),
@@ -1202,6 +1204,14 @@ impl Service<'_, '_> {
                     self.draft.trailing.extend(comment);
                 }
             }
+        }
+    }
+
+    fn init(&mut self, node: &Node) {
+        match node.scalar() {
+            Some("true") => self.draft.set("init", TomlValue::Boolean(true)),
+            Some("false") => {}
+            _ => self.expected(node, "true or false"),
         }
     }
 

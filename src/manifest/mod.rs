@@ -336,6 +336,10 @@ pub struct ContainerSpec {
     /// A health check the engine runs inside the container, set when it is created
     /// (`health = { docker = "..." }`); `None` keeps the image's own `HEALTHCHECK`.
     pub healthcheck: Option<EngineHealthCheck>,
+    /// Run the engine's init process as PID 1 (`init = true`, compose's `init`): it
+    /// forwards the stop signal to the program and reaps its zombies, so a program that
+    /// installs no SIGTERM handler stops at once instead of at `stop_timeout`.
+    pub init: bool,
 }
 
 /// The engine's health check of a container, as fleet configures it: the engine runs

@@ -260,6 +260,7 @@ fn service_entries(service: &ServiceSpec) -> Vec<(String, TomlValue)> {
                 "volumes",
                 TomlValue::strings(container.volumes.iter().cloned()),
             );
+            push("init", TomlValue::Boolean(container.init));
         }
     }
     push("replicas", TomlValue::Integer(service.replicas.into()));

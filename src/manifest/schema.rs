@@ -414,6 +414,11 @@ fn service() -> Value {
                 },
                 "default": []
             },
+            "init": {
+                "description": "Container only: run the engine's init process as PID 1 (compose's `init`). It forwards the stop signal to the program and reaps zombies, so a program without a SIGTERM handler (busybox httpd, many shell scripts) stops at once instead of being killed at `stop_timeout`.",
+                "type": "boolean",
+                "default": false
+            },
             "replicas": {
                 "description": "How many instances of the service run, each with its own process group (or container), probe, restarts and log, named `NAME.1`, `NAME.2`, ... With `socket` they all accept on it; a port in `ports` (and a probe of it) moves up by one per replica. 0 keeps the service declared but not running.",
                 "type": "integer",
@@ -450,6 +455,7 @@ fn service() -> Value {
             "required": ["command"],
             "properties": {
                 "volumes": false,
+                "init": false,
                 "build": { "$ref": "#/$defs/command_line" },
                 "ports": { "items": { "$ref": "#/$defs/port" } },
                 "health": { "properties": { "docker": { "const": false } } }

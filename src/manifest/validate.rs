@@ -62,6 +62,7 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "socket",
     "image",
     "volumes",
+    "init",
     "replicas",
     "profiles",
     "export",
@@ -647,6 +648,9 @@ impl Checker<'_> {
         if let Some(entry) = table.entry("volumes") {
             self.only_for_containers(entry.key_span.clone(), "volumes");
         }
+        if let Some(entry) = table.entry("init") {
+            self.only_for_containers(entry.key_span.clone(), "init");
+        }
         ServiceKind::Process(ProcessSpec {
             command: command.unwrap_or_else(|| CommandLine::Argv(Vec::new())),
             cwd: cwd.unwrap_or_else(|| self.root.clone()),
@@ -740,6 +744,10 @@ impl Checker<'_> {
                 }
             }
         }
+        let init = table
+            .get("init")
+            .and_then(|value| value.boolean(&mut self.diagnostics))
+            .unwrap_or(false);
         ServiceKind::Container(ContainerSpec {
             image,
             build,
@@ -747,6 +755,7 @@ impl Checker<'_> {
             volumes,
             command,
             healthcheck,
+            init,
         })
     }
 
@@ -1690,6 +1699,7 @@ redeploy = "start-first"
                     // Plain words run without a shell: scratch images have none.
                     command: Some(vec!["/cache".into(), "--port".into(), "6380".into()]),
                     healthcheck: None,
+                    init: false,
                 }),
             )
         };
@@ -1710,6 +1720,7 @@ redeploy = "start-first"
                     volumes: Vec::new(),
                     command: Some(vec!["/migrate".into()]),
                     healthcheck: None,
+                    init: false,
                 }),
             )
         };

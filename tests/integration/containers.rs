@@ -846,6 +846,99 @@ stop_timeout = "1s"
     project.assert_nothing_left();
 }
 
+/// busybox httpd installs no SIGTERM handler, so as a container's PID 1 it ignores
+/// SIGTERM: without `init` only the engine's SIGKILL at `stop_timeout` stops it. With
+/// `init = true` the engine's init is PID 1 and forwards SIGTERM, which ends httpd at
+/// once: its stop is "SIGTERM" (143), long before its 60 s `stop_timeout`.
+#[test]
+fn init_true_stops_a_pid_1_that_ignores_sigterm_with_sigterm() {
+    let busybox = crate::real_servers::require_program("busybox");
+    let (plain_port, wrapped_port) = (free_port(), free_port());
+    let Some(project) = DockerProject::new(|p| {
+        p.var("plain_port", plain_port)
+            .var("wrapped_port", wrapped_port)
+            .manifest(
+                r#"
+[project]
+name = "{project}"
+
+[services.plain]
+image = "{project}/bb:dev"
+build = { context = "bb" }
+command = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+ports = ["{plain_port}:8080"]
+health = { http = "http://127.0.0.1:{plain_port}/" }
+stop_timeout = "1s"
+
+[services.wrapped]
+image = "{project}/bb:dev"
+command = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+init = true
+ports = ["{wrapped_port}:8080"]
+health = { http = "http://127.0.0.1:{wrapped_port}/" }
+stop_timeout = "60s"
+depends_on = { plain = "healthy" }
+"#,
+            )
+    }) else {
+        return;
+    };
+    let elf = std::fs::read(&busybox).unwrap_or_default();
+    assert!(
+        crate::real_servers::elf_is_static(&elf),
+        "{busybox:?} is linked dynamically: a FROM scratch image needs Debian's busybox-static"
+    );
+    project.write_bytes(
+        "bb/Dockerfile",
+        b"FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\n",
+    );
+    project.write_bytes("bb/www/index.html", b"init test\n");
+    // A copy keeps the executable bit.
+    let target = project.path("bb/busybox");
+    std::fs::copy(&busybox, &target)
+        .unwrap_or_else(|err| panic!("cannot copy {busybox:?} to {target:?}: {err}"));
+
+    let mut fleet = project.up(&["--no-tui"]);
+    fleet.wait_for_output("wrapped: healthy", DOCKER_WAIT);
+    let wrapped_ids = containers_labelled(&[
+        format!("fleet.project={}", project.name),
+        "fleet.service=wrapped".to_string(),
+    ]);
+    let [wrapped_id] = wrapped_ids.as_slice() else {
+        panic!("one `wrapped` container, found {wrapped_ids:?}");
+    };
+    let found = inspect(wrapped_id).unwrap_or_default();
+    assert_eq!(
+        found["HostConfig"]["Init"], true,
+        "the engine was not asked for its init"
+    );
+
+    fleet.interrupt();
+    let status = fleet.wait_exit(DOCKER_WAIT);
+    assert_eq!(exit_code(status), 0, "{}", fleet.dump());
+    let stopped = |service: &str| -> String {
+        fleet
+            .status_lines()
+            .into_iter()
+            .find(|(name, text)| name == service && text.starts_with("stopped ("))
+            .map(|(_, text)| text)
+            .unwrap_or_else(|| panic!("no `{service}: stopped` line\n{}", fleet.dump()))
+    };
+    let plain = stopped("plain");
+    assert!(
+        plain.contains("SIGKILL") || plain.contains("137"),
+        "without init, httpd as PID 1 should ignore SIGTERM and be killed: {plain}"
+    );
+    let wrapped = stopped("wrapped");
+    assert!(
+        wrapped.contains("SIGTERM") || wrapped.contains("143"),
+        "with init, SIGTERM should reach httpd and end it: {wrapped}\n{}",
+        fleet.dump()
+    );
+    assert_eq!(project_containers(&project.name), Vec::<String>::new());
+    project.assert_nothing_left();
+}
+
 #[test]
 fn container_output_and_image_build_output_land_in_the_log_file_tagged() {
     let port = free_port();

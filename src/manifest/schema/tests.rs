@@ -251,6 +251,7 @@ image = "fleet-demo/cache:dev"
 build = { context = "cache", dockerfile = "Containerfile", args = { PROFILE = "dev", LEVEL = 2, DEBUG = false } }
 ports = [6379, "8080:80", "0.0.0.0:8081:80", "[::1]:8082:80", "::1:8083:80", " 8084:80 "]
 volumes = ["./data:/data", "/srv/x:/x:rw", "cachedata:/var/cache:ro", "..:/up"]
+init = true
 command = "/cache --port 6380"
 notify = false
 env = { PORT = "6380" }
@@ -362,6 +363,8 @@ const INVALID: &[&str] = &[
     "[services.a]\nimage = \"x\"\ncwd = \".\"\n",
     "[services.a]\nimage = \"x\"\nbuild = \"make\"\n",
     "[services.a]\ncommand = \"a\"\nvolumes = [\"./x:/x\"]\n",
+    "[services.a]\ncommand = \"a\"\ninit = true\n",
+    "[services.a]\nimage = \"x\"\ninit = \"yes\"\n",
     "[services.a]\ncommand = \"a\"\nports = [\"8080:80\"]\n",
     "[services.a]\ncommand = \"a\"\nhealth = { docker = true }\n",
     // values

@@ -249,6 +249,9 @@ fn create_body(request: &ContainerRequest) -> ContainerCreateBody {
             maximum_retry_count: None,
         }),
         network_mode: Some(request.network.clone()),
+        // Unset rather than false: the engine's own default (`--init` in daemon.json)
+        // then still applies to services that do not ask.
+        init: request.init.then_some(true),
         ..Default::default()
     };
     let endpoint = EndpointSettings {

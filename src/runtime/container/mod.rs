@@ -129,6 +129,8 @@ pub struct ContainerRequest {
     /// A health check for the engine to run inside the container instead of the
     /// image's `HEALTHCHECK`.
     pub healthcheck: Option<EngineHealthCheck>,
+    /// Run the engine's init (`docker run --init`) as PID 1.
+    pub init: bool,
 }
 
 /// A started container: its id, its exit, and the task copying its output.

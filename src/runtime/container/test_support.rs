@@ -340,6 +340,7 @@ pub(crate) fn request(
         stop_signal: "SIGTERM".to_string(),
         stop_timeout: Duration::from_secs(1),
         healthcheck: None,
+        init: false,
     }
 }
 

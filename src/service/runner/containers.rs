@@ -62,6 +62,7 @@ impl ServiceRunner {
             stop_signal: self.spec.stop_signal.name.to_string(),
             stop_timeout: self.spec.stop_timeout,
             healthcheck: container.healthcheck.clone(),
+            init: container.init,
         };
         let started = Instance::start_container(&docker, &request, self.log.clone())
             .await
