@@ -40,6 +40,7 @@ use crate::runtime::ports;
 use crate::runtime::process::{self, ProcessRuntime, SpawnRequest};
 use crate::runtime::reaper::Journal;
 
+use super::builds::{BuildKey, Entry, Shared, SharedBuilds, Waiter};
 use super::state::{BuildId, Effect, Input, Policy, ServiceMachine};
 
 mod containers;
@@ -62,6 +63,8 @@ pub struct ProjectContext {
     pub run_id: String,
     /// The Docker engine, connected on first use by a container service.
     pub engine: tokio::sync::OnceCell<Result<ContainerEngine, String>>,
+    /// The builds services share when they start together.
+    pub builds: SharedBuilds,
 }
 
 /// The Docker engine and the project's network on it.
@@ -161,7 +164,15 @@ impl SpawnFailure {
 }
 
 enum LiveBuild {
-    Process { pid: u32, marker: String },
+    Process {
+        pid: u32,
+        marker: String,
+    },
+    /// A build this runner began or joined, that other services may wait for too.
+    Shared {
+        key: BuildKey,
+        shared: Shared,
+    },
     Image(JoinHandle<()>),
 }
 
@@ -244,6 +255,10 @@ impl ServiceRunner {
                 },
                 _ = &mut closed => break,
             };
+            if let Input::BuildFinished { build, .. } = &input {
+                // Over: nothing of it is left to cancel.
+                self.builds.remove(build);
+            }
             let effects = self.machine.step(input, Instant::now());
             for effect in effects {
                 self.apply(effect).await;
@@ -282,11 +297,11 @@ impl ServiceRunner {
                     let _ = inbox.send(Input::Timer(timer));
                 });
             }
-            Effect::Build { build } => {
+            Effect::Build { build, shared } => {
                 if self.spec.is_container() {
                     self.start_image_build(build);
                 } else {
-                    self.start_build(build);
+                    self.start_build(build, shared);
                 }
             }
             Effect::CancelBuild { build } => self.cancel_build(build).await,
@@ -388,6 +403,15 @@ impl ServiceRunner {
             Some(LiveBuild::Process { pid, marker }) => {
                 process::kill_instance(pid, &marker).await;
                 self.project.journal.remove(pid);
+            }
+            Some(LiveBuild::Shared { key, shared }) => {
+                // Killed only when no other service waits for it.
+                let name = self.name.clone();
+                if let Some((pid, marker)) = self.project.builds.leave(&key, &shared, &name, build)
+                {
+                    process::kill_instance(pid, &marker).await;
+                    self.project.journal.remove(pid);
+                }
             }
             // The engine may finish the build; its result is ignored and the image
             // only gets a newer tag later.
@@ -544,7 +568,7 @@ impl ServiceRunner {
         Ok((started, probe))
     }
 
-    fn start_build(&mut self, build: BuildId) {
+    fn start_build(&mut self, build: BuildId, shared: bool) {
         let ServiceKind::Process(process_spec) = &self.spec.kind else {
             let _ = self.inbox.send(Input::BuildFinished {
                 build,
@@ -558,6 +582,30 @@ impl ServiceRunner {
                 result: Ok(()),
             });
             return;
+        };
+        let key = BuildKey {
+            argv: command.argv(),
+            cwd: process_spec.cwd.clone(),
+            env: self.spec.env.clone(),
+        };
+        let waiter = Waiter {
+            service: self.name.clone(),
+            inbox: self.inbox.clone(),
+            build,
+        };
+        let began = if shared {
+            match self.project.builds.join_or_begin(&key, waiter) {
+                Entry::Joined { shared, owner } => {
+                    self.log.write_fleet_line(&format!(
+                        "--- build: the same as {owner}'s, running now (its log has the output): {command} ---"
+                    ));
+                    self.builds.insert(build, LiveBuild::Shared { key, shared });
+                    return;
+                }
+                Entry::Began(shared) => Some(shared),
+            }
+        } else {
+            None
         };
         let marker = self
             .project
@@ -579,28 +627,43 @@ impl ServiceRunner {
         let spawned = match self.project.processes.spawn(&request) {
             Ok(spawned) => spawned,
             Err(err) => {
-                let _ = self.inbox.send(Input::BuildFinished {
-                    build,
-                    result: Err(err.to_string()),
-                });
+                let result = Err(err.to_string());
+                match &began {
+                    // Whoever joined meanwhile hears the same.
+                    Some(shared) => self.project.builds.finish(&key, shared, result),
+                    None => {
+                        let _ = self.inbox.send(Input::BuildFinished { build, result });
+                    }
+                }
                 return;
             }
         };
         self.project.journal.add(spawned.pid);
-        self.builds.insert(
-            build,
-            LiveBuild::Process {
-                pid: spawned.pid,
-                marker,
-            },
-        );
+        let pid = spawned.pid;
+        let finish = if let Some(shared) = began {
+            SharedBuilds::spawned(&shared, pid, marker);
+            self.builds.insert(
+                build,
+                LiveBuild::Shared {
+                    key: key.clone(),
+                    shared: shared.clone(),
+                },
+            );
+            Some((key, shared))
+        } else {
+            self.builds
+                .insert(build, LiveBuild::Process { pid, marker });
+            None
+        };
         let stdout = tokio::spawn(self.log.clone().pump(spawned.stdout, Stream::Build));
         let stderr = tokio::spawn(self.log.clone().pump(spawned.stderr, Stream::Build));
         let inbox = self.inbox.clone();
+        let project = self.project.clone();
         let exit = spawned.exit;
         let started = Instant::now();
         tokio::spawn(async move {
             let status = exit.await.unwrap_or(ExitStatus::Signal(9));
+            project.journal.remove(pid);
             let _ = stdout.await;
             let _ = stderr.await;
             let result = if status.success() {
@@ -611,7 +674,12 @@ impl ServiceRunner {
                     crate::event::format_duration_ms(started.elapsed().as_millis() as u64)
                 ))
             };
-            let _ = inbox.send(Input::BuildFinished { build, result });
+            match finish {
+                Some((key, shared)) => project.builds.finish(&key, &shared, result),
+                None => {
+                    let _ = inbox.send(Input::BuildFinished { build, result });
+                }
+            }
         });
     }
 

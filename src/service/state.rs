@@ -44,6 +44,8 @@ pub struct ServiceMachine {
     retiring: Vec<Retiring>,
     /// The last build failed: a badge until a build succeeds, whatever the phase.
     last_build_failed: bool,
+    /// A build ahead of the start succeeded: the next `Start` spawns without building.
+    prebuilt: bool,
     consecutive_crashes: u32,
     crashes: CrashWindow,
     restarts: u32,
@@ -60,6 +62,7 @@ impl ServiceMachine {
             candidate: None,
             retiring: Vec::new(),
             last_build_failed: false,
+            prebuilt: false,
             consecutive_crashes: 0,
             crashes: CrashWindow::default(),
             restarts: 0,
@@ -179,6 +182,7 @@ impl ServiceMachine {
         let mut effects = Vec::new();
         match input {
             Input::Start => self.on_start(now, &mut effects),
+            Input::Prebuild => self.on_prebuild(&mut effects),
             Input::Stop => self.on_stop(false, &mut effects),
             Input::Kill => self.on_stop(true, &mut effects),
             Input::Restart => {
@@ -220,6 +224,13 @@ impl ServiceMachine {
     }
 
     fn on_start(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        if let Phase::Building(run) = &mut self.phase
+            && run.purpose == BuildPurpose::Ahead
+        {
+            // The build ahead now leads to the start.
+            run.purpose = BuildPurpose::Start;
+            return;
+        }
         let busy = matches!(self.phase, Phase::Building(_) | Phase::AfterRetire { .. });
         if self.active.is_some() || self.candidate.is_some() || busy {
             if self.phase == Phase::Down {
@@ -233,7 +244,7 @@ impl ServiceMachine {
         self.crashes.clear();
         if !self.retiring.is_empty() {
             self.phase = Phase::AfterRetire { announce: None };
-        } else if self.policy.has_build {
+        } else if self.policy.has_build && !std::mem::take(&mut self.prebuilt) {
             self.start_build(BuildPurpose::Start, effects);
         } else {
             self.phase = Phase::Up;
@@ -241,8 +252,32 @@ impl ServiceMachine {
         }
     }
 
+    /// Builds ahead of a start that waits for its dependencies; again (the source
+    /// changed) if a build ahead is running or done.
+    fn on_prebuild(&mut self, effects: &mut Vec<Effect>) {
+        let idle = self.active.is_none() && self.candidate.is_none() && self.retiring.is_empty();
+        if !self.policy.has_build || !idle {
+            return;
+        }
+        match self.phase {
+            Phase::Building(run) if run.purpose == BuildPurpose::Ahead => {
+                effects.push(Effect::CancelBuild { build: run.id });
+                effects.push(Effect::Emit {
+                    generation: self.generation(),
+                    event: EventKind::BuildCancelled,
+                });
+            }
+            Phase::Down => {}
+            _ => return,
+        }
+        self.prebuilt = false;
+        self.start_build(BuildPurpose::Ahead, effects);
+    }
+
     fn on_stop(&mut self, kill: bool, effects: &mut Vec<Effect>) {
-        // A stopped service is stopped, whatever it was before.
+        // A stopped service is stopped, whatever it was before; what was built ahead
+        // may be stale by the next start.
+        self.prebuilt = false;
         if let Phase::Building(build) = std::mem::replace(&mut self.phase, Phase::Down) {
             effects.push(Effect::CancelBuild { build: build.id });
         }
@@ -272,6 +307,7 @@ impl ServiceMachine {
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
+        self.prebuilt = false;
         if let Phase::Building(build) = std::mem::replace(&mut self.phase, Phase::Up) {
             // The latest source wins: a change during a build cancels it.
             effects.push(Effect::CancelBuild { build: build.id });
@@ -294,7 +330,10 @@ impl ServiceMachine {
             purpose,
             restart_timer: None,
         });
-        effects.push(Effect::Build { build: id });
+        effects.push(Effect::Build {
+            build: id,
+            shared: matches!(purpose, BuildPurpose::Start | BuildPurpose::Ahead),
+        });
         effects.push(Effect::Emit {
             generation: self.generation(),
             event: EventKind::BuildStarted,
@@ -315,10 +354,25 @@ impl ServiceMachine {
             return;
         }
         self.phase = Phase::Up;
+        if run.purpose == BuildPurpose::Ahead {
+            // Still waiting for the start: down, with the result kept for it.
+            self.phase = Phase::Down;
+            self.last_build_failed = result.is_err();
+            match result {
+                Ok(()) => self.prebuilt = true,
+                // The start builds again: it may have been fixed meanwhile.
+                Err(reason) => effects.push(Effect::Emit {
+                    generation: self.generation(),
+                    event: EventKind::BuildFailed { reason },
+                }),
+            }
+            return;
+        }
         match result {
             Ok(()) => {
                 self.last_build_failed = false;
                 match run.purpose {
+                    BuildPurpose::Ahead => {}
                     BuildPurpose::Start => {
                         if self.active.is_none() && self.retiring.is_empty() {
                             self.spawn_active(now, effects);

@@ -215,6 +215,7 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
         journal,
         run_id,
         engine: tokio::sync::OnceCell::new_with(engine),
+        builds: Default::default(),
     });
     // Every replica's name (`web`, or `web.1`, `web.2`, ...), for the output's labels.
     let names: Vec<String> = manifest

@@ -534,6 +534,7 @@ impl Supervisor {
     fn handle_watch(&mut self, change: WatchEvent) {
         match change {
             WatchEvent::Redeploy { service, paths } => {
+                self.project.builds.source_changed();
                 // A service the user stopped stays stopped; a failed one gets its retry.
                 let wanted: Vec<ReplicaId> = self
                     .replica_ids(&service)
@@ -827,12 +828,28 @@ impl Supervisor {
 
     /// Restart or redeploy on the user's word: the replica is wanted and launched
     /// from now on, whatever it waited for.
+    /// Whether this replica builds while it waits: replica 1 of a service with a
+    /// build (the other replicas wait for its build).
+    fn builds_ahead(&self, id: &ReplicaId) -> bool {
+        id.replica == 1 && self.slots.get(id).is_some_and(|slot| slot.spec.has_build())
+    }
+
     fn relaunch(&mut self, id: &ReplicaId, input: Input) {
+        // A restart or redeploy may follow an edit fleet did not see: no build begun
+        // before it stands in for a later one.
+        self.project.builds.source_changed();
         let Some(slot) = self.slots.get_mut(id) else {
             return;
         };
         if matches!(slot.phase, Phase::Replacing(_)) {
             // Its new definition starts once the old instance is gone.
+            return;
+        }
+        if matches!(slot.phase, Phase::Waiting { .. }) && matches!(input, Input::Redeploy) {
+            // Not started: it keeps waiting for its dependencies, with a fresh build.
+            if self.builds_ahead(id) {
+                self.send(id, Input::Prebuild);
+            }
             return;
         }
         slot.phase = Phase::Launched {
@@ -1163,6 +1180,13 @@ impl Supervisor {
                         self.send(&replica, Input::Restart);
                     }
                     Decision::Wait { replica, blocker } => {
+                        // It builds while it waits: its start then only spawns.
+                        let first_wait = self.slots.get(&replica).is_some_and(|slot| {
+                            matches!(slot.phase, Phase::Waiting { blocked_on: None })
+                        });
+                        if first_wait && self.builds_ahead(&replica) {
+                            self.send(&replica, Input::Prebuild);
+                        }
                         let text = format!("waiting for {blocker}");
                         self.set_phase(
                             &replica,

@@ -702,3 +702,51 @@ health = { http = "http://127.0.0.1:{port}/health", interval = "100ms" }
         "{settled:#}"
     );
 }
+
+/// Services whose `build` is the same command start with one run of it, and a service
+/// that waits for a dependency builds while it waits: here `b` waits for `slow`, joins
+/// the build `a` began, and spawns without building when `slow` is healthy. Two runs
+/// in `builds` would mean either did not happen (a's build is over long before b's
+/// start). A redeploy's build is its own.
+#[test]
+fn services_with_the_same_build_run_it_once_and_a_waiting_service_builds_meanwhile() {
+    let project = Project::new().manifest(
+        r#"
+[services.slow]
+command = "sleep 4; echo ready; exec sleep 600"
+health = { log = "ready" }
+
+[services.a]
+command = "{helper} --name a"
+build = "echo $$$$ >> {dir}/builds; sleep 2"
+
+[services.b]
+command = "{helper} --name b"
+build = "echo $$$$ >> {dir}/builds; sleep 2"
+depends_on = { slow = "healthy" }
+"#,
+    );
+    let mut fleet = project.up(&["--no-tui"]);
+    fleet.wait_for_output_of("a", "a started pid", WAIT);
+    fleet.wait_for_output_of("b", "b started pid", WAIT);
+    assert_eq!(pids_in(&project, "builds").len(), 1, "{}", fleet.dump());
+    assert!(
+        project
+            .log_entries("b")
+            .iter()
+            .any(|entry| entry.tag == "---" && entry.text.contains("the same as a's")),
+        "{:#?}",
+        project.log_lines("b")
+    );
+    let b_before = project.wait_for_state("b", "running", WAIT);
+
+    redeploy(&project, "a");
+    project.wait_for_status("a", "redeployed", WAIT, |status| {
+        status["generation"] == 2 && status["state"] == "running"
+    });
+    assert_eq!(pids_in(&project, "builds").len(), 2, "{}", fleet.dump());
+    let b_after = project.wait_for_state("b", "running", WAIT);
+    assert_eq!(b_after["pid"], b_before["pid"], "b was touched");
+    fleet.interrupt();
+    fleet.wait_exit(WAIT);
+}

@@ -62,8 +62,9 @@ fn input_for(world: &World, (kind, index, flag): Step) -> Option<Input> {
         .chain(world.cleaned.iter())
         .copied()
         .collect();
-    Some(match kind % 12 {
+    Some(match kind % 13 {
         0 => Input::Start,
+        12 => Input::Prebuild,
         1 => Input::Stop,
         2 => Input::Restart,
         3 => Input::Redeploy,
@@ -170,7 +171,7 @@ fn feed(machine: &mut ServiceMachine, world: &mut World, input: Input, now: Inst
                 world.cleaned.insert(generation);
             }
             Effect::SetTimer { timer, .. } => world.timers.push(timer),
-            Effect::Build { build } => world.builds.push(build),
+            Effect::Build { build, .. } => world.builds.push(build),
             Effect::CancelBuild { .. } | Effect::Emit { .. } => {}
         }
     }

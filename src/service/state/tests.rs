@@ -444,7 +444,10 @@ fn failed_build_keeps_the_old_instance_and_the_next_change_retries() {
     });
     assert_eq!(
         actions(&machine.step(Input::Start, now)),
-        vec![Effect::Build { build: 1 }]
+        vec![Effect::Build {
+            build: 1,
+            shared: true
+        }]
     );
     assert_eq!(machine.state(), ServiceState::Building);
     let effects = machine.step(
@@ -470,7 +473,10 @@ fn failed_build_keeps_the_old_instance_and_the_next_change_retries() {
     assert_eq!(machine.state(), ServiceState::Running);
     assert_eq!(
         actions(&machine.step(Input::Redeploy, now)),
-        vec![Effect::Build { build: 3 }]
+        vec![Effect::Build {
+            build: 3,
+            shared: false
+        }]
     );
 }
 
@@ -493,7 +499,13 @@ fn a_change_during_a_build_cancels_it_and_the_latest_wins() {
     machine.step(Input::Redeploy, now);
     assert_eq!(
         actions(&machine.step(Input::Redeploy, now)),
-        vec![Effect::CancelBuild { build: 2 }, Effect::Build { build: 3 }]
+        vec![
+            Effect::CancelBuild { build: 2 },
+            Effect::Build {
+                build: 3,
+                shared: false
+            }
+        ]
     );
     assert_eq!(
         machine.step(
@@ -787,4 +799,102 @@ fn start_after_failed_resets_the_crash_count() {
         actions(&machine.step(Input::Start, now)),
         vec![Effect::Spawn { generation: g(2) }]
     );
+}
+
+fn build_finished(build: BuildId, ok: bool) -> Input {
+    Input::BuildFinished {
+        build,
+        result: if ok { Ok(()) } else { Err("exit 1".into()) },
+    }
+}
+
+fn with_build() -> ServiceMachine {
+    ServiceMachine::new(Policy {
+        has_build: true,
+        ..policy()
+    })
+}
+
+#[test]
+fn a_build_ahead_lets_the_start_spawn_at_once() {
+    let now = Instant::now();
+    let mut machine = with_build();
+    assert_eq!(
+        actions(&machine.step(Input::Prebuild, now)),
+        vec![Effect::Build {
+            build: 1,
+            shared: true
+        }]
+    );
+    assert_eq!(machine.state(), ServiceState::Building);
+    // Built, still waiting: down, nothing runs, no failure.
+    assert_eq!(actions(&machine.step(build_finished(1, true), now)), vec![]);
+    assert_eq!(machine.state(), ServiceState::Stopped);
+    assert!(machine.is_idle());
+    assert_eq!(
+        actions(&machine.step(Input::Start, now)),
+        vec![Effect::Spawn { generation: g(1) }]
+    );
+    // The next start (after a stop) builds again.
+    machine.step(spawned(1, 100), now);
+    machine.step(Input::Stop, now);
+    machine.step(exited(1, 0), now);
+    let effects = machine.step(Input::Start, now);
+    assert!(
+        actions(&effects).contains(&Effect::Build {
+            build: 2,
+            shared: true
+        }),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn a_start_during_a_build_ahead_spawns_when_it_ends() {
+    let now = Instant::now();
+    let mut machine = with_build();
+    machine.step(Input::Prebuild, now);
+    assert_eq!(actions(&machine.step(Input::Start, now)), vec![]);
+    assert_eq!(machine.state(), ServiceState::Building);
+    assert_eq!(
+        actions(&machine.step(build_finished(1, true), now)),
+        vec![Effect::Spawn { generation: g(1) }]
+    );
+}
+
+#[test]
+fn a_change_while_waiting_builds_ahead_again_and_a_failed_build_ahead_is_retried_by_the_start() {
+    let now = Instant::now();
+    let mut machine = with_build();
+    machine.step(Input::Prebuild, now);
+    assert_eq!(
+        actions(&machine.step(Input::Prebuild, now)),
+        vec![
+            Effect::CancelBuild { build: 1 },
+            Effect::Build {
+                build: 2,
+                shared: true
+            }
+        ]
+    );
+    let effects = machine.step(build_finished(2, false), now);
+    assert!(
+        events(&effects).contains(&EventKind::BuildFailed {
+            reason: "exit 1".into()
+        }),
+        "{effects:?}"
+    );
+    assert!(machine.last_build_failed());
+    assert_eq!(machine.state(), ServiceState::Stopped);
+    assert_eq!(
+        actions(&machine.step(Input::Start, now)),
+        vec![Effect::Build {
+            build: 3,
+            shared: true
+        }]
+    );
+    // A build ahead is for a service that waits, not one that runs.
+    machine.step(build_finished(3, true), now);
+    machine.step(spawned(1, 100), now);
+    assert_eq!(actions(&machine.step(Input::Prebuild, now)), vec![]);
 }

@@ -57,6 +57,10 @@ pub type BuildId = u64;
 pub enum Input {
     /// Run the service (its dependencies hold; the supervisor checked).
     Start,
+    /// Build now, while the start waits for dependencies, so that the `Start` that
+    /// follows spawns at once. Sent again (a source change while waiting), it builds
+    /// afresh. Ignored once the service runs, and without a build.
+    Prebuild,
     /// Stop every instance and stay down.
     Stop,
     /// Replace the running instance: stop it first, then start a new one.
@@ -118,6 +122,9 @@ pub enum Timer {
 pub enum Effect {
     Build {
         build: BuildId,
+        /// A start's build (not a redeploy's): an identical build that is already
+        /// running, and saw no source change since it began, may stand in for it.
+        shared: bool,
     },
     /// Kill the build's whole process group; its result will be ignored.
     CancelBuild {
@@ -194,6 +201,8 @@ pub(super) enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BuildPurpose {
     Start,
+    /// Ahead of a start that waits for dependencies ([`Input::Prebuild`]).
+    Ahead,
     /// Replace the running instance. `announce`: a redeploy (not a restart), to be
     /// announced as one.
     Replace {
