@@ -664,7 +664,10 @@ fn last_event_spans(
 fn troubled(service: &ServiceSnapshot) -> bool {
     matches!(
         service.status.state,
-        ServiceState::Failed | ServiceState::Unhealthy | ServiceState::Backoff
+        ServiceState::Failed
+            | ServiceState::Unhealthy
+            | ServiceState::Backoff
+            | ServiceState::Unknown
     ) || service.status.build == Some(BuildStatus::Failed)
 }
 
