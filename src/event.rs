@@ -860,6 +860,58 @@ mod tests {
     }
 
     #[test]
+    fn fault_events_say_what_happened_and_unknown_keeps_its_name() -> Result<(), serde_json::Error>
+    {
+        let texts: Vec<String> = [
+            EventKind::LogDropping {
+                reason: "No space left on device (os error 28)".into(),
+            },
+            EventKind::LogResumed {
+                dropped: 1,
+                over_ms: 250,
+            },
+            EventKind::LogResumed {
+                dropped: 101_397,
+                over_ms: 5_040,
+            },
+            EventKind::LogRecreated,
+            EventKind::EngineUnreachable {
+                reason: "connection refused: the Docker engine is not running".into(),
+            },
+            EventKind::EngineReachable { after_ms: 3_200 },
+        ]
+        .iter()
+        .map(EventKind::to_string)
+        .collect();
+        assert_eq!(
+            texts,
+            [
+                "cannot write the log file (No space left on device (os error 28)): dropping \
+                 its lines until it can",
+                "log file written again: 1 line dropped over 250ms",
+                "log file written again: 101397 lines dropped over 5s",
+                "the log file was removed while fleet ran; made it again",
+                "Docker engine unreachable (connection refused: the Docker engine is not \
+                 running): state unknown, the container is left as it is",
+                "Docker engine reachable again after 3.2s",
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&ServiceState::Unknown)?,
+            r#""unknown""#
+        );
+        let resumed = serde_json::to_string(&EventKind::LogResumed {
+            dropped: 7,
+            over_ms: 9,
+        })?;
+        assert_eq!(
+            resumed,
+            r#"{"event":"log_resumed","dropped":7,"over_ms":9}"#
+        );
+        Ok(())
+    }
+
+    #[test]
     fn snapshot_statuses_keep_their_json() -> Result<(), serde_json::Error> {
         assert_eq!(
             serde_json::to_string(&HealthStatus::Starting)?,

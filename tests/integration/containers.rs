@@ -190,7 +190,7 @@ pub fn try_docker(args: &[&str], within: Duration) -> Result<String, String> {
 }
 
 /// Runs `docker ARGS`; its stdout. Panics when it fails.
-pub fn docker(args: &[&str]) -> String {
+fn docker(args: &[&str]) -> String {
     try_docker(args, CLI_WAIT).unwrap_or_else(|err| panic!("{err}"))
 }
 

@@ -29,11 +29,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::containers::{
-    container_of, container_running, docker, figure, generation_of, pid_of, DockerProject,
-    DOCKER_WAIT,
+    container_of, container_running, figure, generation_of, pid_of, DockerProject, DOCKER_WAIT,
 };
 use crate::support::{
-    free_port, port_answers, regex, wait_until, LogEntry, Pattern, Project, Running, WAIT,
+    free_port, http_get, port_answers, regex, wait_until, LogEntry, Pattern, Project, Running, WAIT,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -285,8 +284,8 @@ fn a_removed_log_folder_is_made_again_and_fleet_logs_shows_new_lines() {
     assert_eq!(fleet.up.code, 0, "{:#?}", fleet.up);
     let pid = pid_of(&project.service_status("ticker"));
     assert!(
-        wait_until(WAIT, || !ticks(&project.log_entries("ticker")).is_empty()),
-        "no tick reached ticker.log"
+        wait_until(WAIT, || ticks(&project.log_entries("ticker")).len() >= 100),
+        "100 ticks did not reach ticker.log"
     );
 
     let logs = project.path(".fleet/logs");
@@ -536,11 +535,11 @@ stop_timeout = "2s"
     );
     project.wait_for_state("brief", "unknown", WAIT);
     fleet.wait_for_output("steady: Docker engine unreachable (", WAIT);
-    // One container dies meanwhile (through the real engine, which fleet cannot see).
-    docker(&["kill", &brief]);
+    // One container dies meanwhile, saying so on its way out: fleet can see neither.
+    let _ = http_get(brief_port, "/crash");
     assert!(
         wait_until(WAIT, || !container_running(&brief)),
-        "`docker kill` left {brief} running"
+        "{brief} did not exit on /crash"
     );
     // For a while: the process service is untouched, the containers are shown as
     // unknown and left as they are, neither restarted nor removed.
@@ -596,7 +595,29 @@ stop_timeout = "2s"
         crate::containers::inspect(&brief).is_none(),
         "brief's dead container was not removed once the engine was back"
     );
+    // Its exit, as the engine reported it once back (or, had the runner heard that the
+    // engine was back before it heard the exit, its failed liveness probe).
+    fleet.wait_for_output(
+        &regex(r"^brief: (exited with code 3|restarted: unhealthy .*), restart 1 in "),
+        WAIT,
+    );
     fleet.wait_for_output("steady: Docker engine reachable again after ", WAIT);
+    // The container's output while the engine was away reached its log, once, and
+    // nothing before it was written twice by following the output again.
+    let count = |service: &str, text: &str| {
+        project
+            .log_entries(service)
+            .iter()
+            .filter(|entry| entry.tag == "out" && entry.text.starts_with(text))
+            .count()
+    };
+    assert_eq!(count("brief", "box brief crashing on request"), 1);
+    assert_eq!(
+        count("brief", "box brief listening on"),
+        2,
+        "generations 1 and 2"
+    );
+    assert_eq!(count("steady", "box steady listening on"), 1);
     let said = |text: &str| {
         fleet
             .stdout_lines()

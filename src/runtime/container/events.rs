@@ -60,6 +60,11 @@ const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 /// How long a ping may take before the engine counts as unreachable: a local engine
 /// answers in milliseconds, and a hung one must not hold the verdict for minutes.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// After the exits missed during an outage are delivered, how long before the engine
+/// is announced back: each exit travels to its runner through a task of its own, and
+/// a runner that heard "back" first would act on a stale verdict (a liveness failure
+/// of a container that has in fact exited) instead of on the exit.
+const EXITS_SETTLE: Duration = Duration::from_millis(50);
 
 pub(super) type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<ExitStatus>>>>;
 
@@ -173,9 +178,11 @@ pub(super) async fn follow_exits(
                 while ping(&client).await.is_err() {
                     tokio::time::sleep(RESUBSCRIBE_DELAY).await;
                 }
-                // The exits first: a runner that hears the engine is back already has
-                // the exits of the containers that died meanwhile.
+                // The exits first: a runner that hears the engine is back should have
+                // the exits of the containers that died meanwhile already (they reach
+                // it through another task, hence the pause).
                 reconciled = reconcile(&client, &waiters).await;
+                tokio::time::sleep(EXITS_SETTLE).await;
                 link.send_replace(EngineLink::Reachable);
             }
         }

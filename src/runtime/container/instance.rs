@@ -416,6 +416,23 @@ mod tests {
     use crate::manifest::{ImageBuild, PortMapping};
 
     #[test]
+    fn engine_timestamps_are_split_off_and_give_where_to_follow_again() {
+        let message = b"2026-11-26T06:25:08.123456789Z box listening on 0.0.0.0:8080\n";
+        let (stamp, text) = split_stamp(message);
+        assert_eq!(stamp, Some("2026-11-26T06:25:08.123456789Z"));
+        assert_eq!(text, b"box listening on 0.0.0.0:8080\n");
+        assert_eq!(stamp.and_then(stamp_seconds), Some(1_795_674_308));
+        // Fixed width: later is greater as text.
+        assert!("2026-11-26T06:25:08.123456789Z" < "2026-11-26T06:25:08.200000000Z");
+        // Output without the engine's stamp is written as it is.
+        assert_eq!(
+            split_stamp(b"no stamp here\n"),
+            (None, &b"no stamp here\n"[..])
+        );
+        assert_eq!(split_stamp(b"plain\n"), (None, &b"plain\n"[..]));
+    }
+
+    #[test]
     fn stop_timeouts_round_up_to_whole_seconds() {
         assert_eq!(whole_seconds(Duration::ZERO), 0);
         assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
