@@ -16,6 +16,12 @@
 //! When a file grows past `log_max_size` it is renamed to `<service>.log.1` (older ones
 //! shift up, the oldest beyond `log_keep` is removed) and a new file is started.
 //!
+//! # Faults
+//! A write that fails (a full disk) is undone, its lines counted and dropped, and the
+//! pipes read on; a file or folder removed while fleet runs is made again, with what
+//! went into the removed file. Both are said once, in the file and as events; see
+//! [`ServiceLog`].
+//!
 //! # Following
 //! Readers that are not the supervisor (`fleet logs -f`, `fleet tui`) follow the files
 //! with one [`LogFollower`]: inotify on the folder, reads of what was appended, rotation
