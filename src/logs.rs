@@ -362,8 +362,7 @@ impl ServiceLog {
             // The free blocks, reserved ones included: a writer that may not use them
             // fails its try, quietly, and tries again later.
             Ok(stats) => {
-                (stats.blocks_free() as u64).saturating_mul(stats.fragment_size() as u64)
-                    >= RESUME_FREE_BYTES
+                stats.blocks_free().saturating_mul(stats.fragment_size()) >= RESUME_FREE_BYTES
             }
             Err(_) => true,
         }
@@ -1270,8 +1269,11 @@ mod tests {
         bytes
     }
 
+    /// What a log reported, as the supervisor would get it.
+    type Incidents = Arc<Mutex<Vec<EventKind>>>;
+
     /// A log whose incidents are collected.
-    fn watched_log(dir: &Path) -> io::Result<(Arc<ServiceLog>, Arc<Mutex<Vec<EventKind>>>)> {
+    fn watched_log(dir: &Path) -> io::Result<(Arc<ServiceLog>, Incidents)> {
         let log = ServiceLog::open(dir, "svc", 0, 3, LogHub::default())?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();

@@ -598,7 +598,7 @@ stop_timeout = "2s"
     // Its exit, as the engine reported it once back (or, had the runner heard that the
     // engine was back before it heard the exit, its failed liveness probe).
     fleet.wait_for_output(
-        &regex(r"^brief: (exited with code 3|restarted: unhealthy .*), restart 1 in "),
+        regex(r"^brief: (exited with code 3|restarted: unhealthy .*), restart 1 in "),
         WAIT,
     );
     fleet.wait_for_output("steady: Docker engine reachable again after ", WAIT);
