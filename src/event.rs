@@ -48,6 +48,9 @@ pub enum ServiceState {
     Completed,
     /// Crashed too often, exited non-zero with no restart, or could not be started.
     Failed,
+    /// A container service while the Docker engine cannot be reached: fleet cannot see
+    /// its container, and leaves it as it is until the engine is back.
+    Unknown,
 }
 
 impl ServiceState {
@@ -64,6 +67,7 @@ impl ServiceState {
             ServiceState::Stopping => "stopping",
             ServiceState::Completed => "completed",
             ServiceState::Failed => "failed",
+            ServiceState::Unknown => "unknown",
         }
     }
 
@@ -75,6 +79,7 @@ impl ServiceState {
                 | ServiceState::Running
                 | ServiceState::Healthy
                 | ServiceState::Unhealthy
+                | ServiceState::Unknown
         )
     }
 
@@ -421,6 +426,28 @@ pub enum EventKind {
     Message {
         text: String,
     },
+    /// The service's log file cannot be written (a full disk, most often): its lines
+    /// are counted and dropped until a write succeeds. Said once per episode.
+    LogDropping {
+        reason: String,
+    },
+    /// The log file is written again; `dropped` lines were lost over `over_ms`.
+    LogResumed {
+        dropped: u64,
+        over_ms: u64,
+    },
+    /// The log file (or its folder) was removed while fleet ran, and made again.
+    LogRecreated,
+    /// The Docker engine stopped answering: the container's state is unknown, and
+    /// fleet leaves the container as it is until the engine is back.
+    EngineUnreachable {
+        reason: String,
+    },
+    /// The engine answers again, `after_ms` after it was lost; what happened to the
+    /// container meanwhile has been reconciled.
+    EngineReachable {
+        after_ms: u64,
+    },
 }
 
 impl fmt::Display for EventKind {
@@ -511,6 +538,28 @@ impl fmt::Display for EventKind {
             }
             EventKind::StopTimedOut => f.write_str("did not stop in time, sent SIGKILL"),
             EventKind::Message { text } => f.write_str(text),
+            EventKind::LogDropping { reason } => write!(
+                f,
+                "cannot write the log file ({reason}): dropping its lines until it can"
+            ),
+            EventKind::LogResumed { dropped, over_ms } => write!(
+                f,
+                "log file written again: {dropped} {} dropped over {}",
+                if *dropped == 1 { "line" } else { "lines" },
+                format_duration_ms(*over_ms)
+            ),
+            EventKind::LogRecreated => {
+                f.write_str("the log file was removed while fleet ran; made it again")
+            }
+            EventKind::EngineUnreachable { reason } => write!(
+                f,
+                "Docker engine unreachable ({reason}): state unknown, the container is left as it is"
+            ),
+            EventKind::EngineReachable { after_ms } => write!(
+                f,
+                "Docker engine reachable again after {}",
+                format_duration_ms(*after_ms)
+            ),
         }
     }
 }
@@ -808,6 +857,58 @@ mod tests {
             gave_up.to_string(),
             "failed: 6 failures within 1m (1 crash, 4 unhealthy, 1 not ready), not restarting"
         );
+    }
+
+    #[test]
+    fn fault_events_say_what_happened_and_unknown_keeps_its_name() -> Result<(), serde_json::Error>
+    {
+        let texts: Vec<String> = [
+            EventKind::LogDropping {
+                reason: "No space left on device (os error 28)".into(),
+            },
+            EventKind::LogResumed {
+                dropped: 1,
+                over_ms: 250,
+            },
+            EventKind::LogResumed {
+                dropped: 101_397,
+                over_ms: 5_040,
+            },
+            EventKind::LogRecreated,
+            EventKind::EngineUnreachable {
+                reason: "connection refused: the Docker engine is not running".into(),
+            },
+            EventKind::EngineReachable { after_ms: 3_200 },
+        ]
+        .iter()
+        .map(EventKind::to_string)
+        .collect();
+        assert_eq!(
+            texts,
+            [
+                "cannot write the log file (No space left on device (os error 28)): dropping \
+                 its lines until it can",
+                "log file written again: 1 line dropped over 250ms",
+                "log file written again: 101397 lines dropped over 5s",
+                "the log file was removed while fleet ran; made it again",
+                "Docker engine unreachable (connection refused: the Docker engine is not \
+                 running): state unknown, the container is left as it is",
+                "Docker engine reachable again after 3.2s",
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&ServiceState::Unknown)?,
+            r#""unknown""#
+        );
+        let resumed = serde_json::to_string(&EventKind::LogResumed {
+            dropped: 7,
+            over_ms: 9,
+        })?;
+        assert_eq!(
+            resumed,
+            r#"{"event":"log_resumed","dropped":7,"over_ms":9}"#
+        );
+        Ok(())
     }
 
     #[test]

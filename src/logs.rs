@@ -16,6 +16,12 @@
 //! When a file grows past `log_max_size` it is renamed to `<service>.log.1` (older ones
 //! shift up, the oldest beyond `log_keep` is removed) and a new file is started.
 //!
+//! # Faults
+//! A write that fails (a full disk) is undone, its lines counted and dropped, and the
+//! pipes read on; a file or folder removed while fleet runs is made again, with what
+//! went into the removed file. Both are said once, in the file and as events; see
+//! [`ServiceLog`].
+//!
 //! # Following
 //! Readers that are not the supervisor (`fleet logs -f`, `fleet tui`) follow the files
 //! with one [`LogFollower`]: inotify on the folder, reads of what was appended, rotation
@@ -24,13 +30,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 
-use crate::event::now_ms;
+use crate::event::{now_ms, EventKind};
 
 /// Largest read size for service pipes: large reads mean few syscalls when a service
 /// floods.
@@ -127,13 +133,64 @@ impl LogHub {
     }
 }
 
+/// The file being written, and what the writer knows about it.
 struct LogFile {
-    file: File,
+    /// `None` after the file could not be made again; the next write tries.
+    file: Option<File>,
     size: u64,
+    /// (device, inode) of `file`: another file at the path, or none, means it was
+    /// removed or replaced behind fleet's back.
+    identity: Option<(u64, u64)>,
+    /// When the path was last compared with `identity`, and the size then: what was
+    /// written since may have gone to a removed file, and is carried over.
+    checked_at_ms: u64,
+    size_at_check: u64,
+    /// Writes fail: the lines are counted, not kept, until one succeeds.
+    dropping: Option<Dropping>,
 }
+
+/// An episode of failed writes (a full disk, most often).
+struct Dropping {
+    since_ms: u64,
+    lines: u64,
+    /// When a write was last tried: while dropping, at most every `RETRY_PERIOD_MS`.
+    tried_at_ms: u64,
+}
+
+/// How often the writer checks that its file is still the one at the path. A check is
+/// one `stat`, done on a write, so a flood costs it nothing; a removed file is made
+/// again within this time of the next line.
+const CHECK_PERIOD_MS: u64 = 250;
+/// While dropping, how often a write is tried again. A failed try costs one syscall.
+const RETRY_PERIOD_MS: u64 = 250;
+/// Free space the log's file system must have before a write is tried again after a
+/// failed one. Without it a full disk would take the few bytes left in the file's
+/// last page, then fail again at once: the log would seem to resume and stop over
+/// and over, and say so each time.
+const RESUME_FREE_BYTES: u64 = 64 * 1024;
+/// At most this much of what went to a removed file is carried over to the new one.
+const MAX_CARRY: u64 = 4 * 1024 * 1024;
+
+/// Where a log reports what happened to its file (see [`ServiceLog::report_incidents`]).
+type IncidentReport = Box<dyn Fn(EventKind) + Send + Sync>;
 
 /// One service's log file. Shared by the stdout, stderr and build pumps of all its
 /// instances and by the runner's own lines; the mutex only orders whole writes.
+///
+/// # A file that cannot be written
+/// A write that fails (`ENOSPC`, `EDQUOT`, `EIO`) is undone (the file is cut back to
+/// its last whole line) and its lines are counted as dropped; the pipes are read on as
+/// before, so a service never blocks on a full disk, and live viewers still get every
+/// line. The first failure is reported once ([`EventKind::LogDropping`]); writes are
+/// tried again every `RETRY_PERIOD_MS` once the file system has room, and the first
+/// that succeeds starts with a line saying how many lines were dropped
+/// ([`EventKind::LogResumed`], reported too).
+///
+/// # A file that was removed
+/// Every `CHECK_PERIOD_MS` (on a write) the writer checks that the path still names
+/// its file. If the file or its folder was removed (or replaced), it makes them again,
+/// carries over what it wrote into the removed file since the last check, and says so
+/// ([`EventKind::LogRecreated`]): no line written after the removal is lost.
 pub struct ServiceLog {
     service: Arc<str>,
     path: PathBuf,
@@ -141,6 +198,7 @@ pub struct ServiceLog {
     keep: u32,
     file: Mutex<LogFile>,
     hub: LogHub,
+    incidents: OnceLock<IncidentReport>,
 }
 
 impl ServiceLog {
@@ -153,16 +211,31 @@ impl ServiceLog {
     ) -> io::Result<Arc<ServiceLog>> {
         std::fs::create_dir_all(dir)?;
         let path = log_path(dir, service);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let size = file.metadata()?.len();
+        let file = open_for_append(&path)?;
+        let metadata = file.metadata()?;
+        let size = metadata.len();
         Ok(Arc::new(ServiceLog {
             service: Arc::from(service),
             path,
             max_size,
             keep,
-            file: Mutex::new(LogFile { file, size }),
+            file: Mutex::new(LogFile {
+                file: Some(file),
+                size,
+                identity: Some(identity(&metadata)),
+                checked_at_ms: now_ms(),
+                size_at_check: size,
+                dropping: None,
+            }),
             hub,
+            incidents: OnceLock::new(),
         }))
+    }
+
+    /// Sends what happens to the file (lines dropped, writes resumed, the file made
+    /// again) to `report`, once per incident. Set once; later calls are ignored.
+    pub fn report_incidents(&self, report: impl Fn(EventKind) + Send + Sync + 'static) {
+        let _ = self.incidents.set(Box::new(report));
     }
 
     pub fn path(&self) -> &Path {
@@ -192,9 +265,9 @@ impl ServiceLog {
             scratch.extend_from_slice(&lines[start..=end]);
             start = end + 1;
         }
-        if let Err(err) = self.append(scratch) {
-            crate::note!("fleet: cannot write {}: {err}", self.path.display());
-        }
+        self.append(scratch, at_ms);
+        // Published even when the file could not take them: a live viewer or a log
+        // probe still sees every line.
         if self.hub.watched() {
             self.hub.publish(LogBatch {
                 service: self.service.clone(),
@@ -209,24 +282,169 @@ impl ServiceLog {
         }
     }
 
-    fn append(&self, bytes: &[u8]) -> io::Result<()> {
-        let mut log = self
-            .file
-            .lock()
-            .map_err(|_| io::Error::other("log lock poisoned"))?;
-        if self.max_size > 0 && log.size > 0 && log.size + bytes.len() as u64 > self.max_size {
-            self.rotate(&mut log)?;
+    /// Writes `bytes` (whole log lines) into the file, or counts them as dropped; then
+    /// reports what changed, outside the lock.
+    fn append(&self, bytes: &[u8], at_ms: u64) {
+        let incidents = match self.file.lock() {
+            Ok(mut log) => self.append_locked(&mut log, bytes, at_ms),
+            // Only a panic inside a write poisons the lock; the file's state is then
+            // unknown, so nothing more is written rather than something garbled.
+            Err(_) => return,
+        };
+        if let Some(report) = self.incidents.get() {
+            for incident in incidents {
+                report(incident);
+            }
         }
-        log.file.write_all(bytes)?;
-        log.size += bytes.len() as u64;
-        Ok(())
+    }
+
+    fn append_locked(&self, log: &mut LogFile, bytes: &[u8], at_ms: u64) -> Vec<EventKind> {
+        let mut incidents = Vec::new();
+        if let Some(dropping) = &mut log.dropping {
+            if at_ms < dropping.tried_at_ms + RETRY_PERIOD_MS || !self.room_to_resume() {
+                dropping.lines += line_count(bytes);
+                return incidents;
+            }
+            dropping.tried_at_ms = at_ms;
+        }
+        let mut preamble = Vec::new();
+        let checked = if log.file.is_none() || at_ms >= log.checked_at_ms + CHECK_PERIOD_MS {
+            self.check_file(log, at_ms, &mut preamble)
+        } else {
+            Ok(false)
+        };
+        let resumed = log.dropping.as_ref().map(|dropping| EventKind::LogResumed {
+            dropped: dropping.lines,
+            over_ms: at_ms.saturating_sub(dropping.since_ms),
+        });
+        if let Some(resumed) = &resumed {
+            push_fleet_line(&mut preamble, at_ms, &resumed.to_string());
+        }
+        let written = checked.and_then(|recreated| {
+            self.write_whole(log, &preamble, bytes)?;
+            Ok(recreated)
+        });
+        match written {
+            Ok(recreated) => {
+                if recreated {
+                    incidents.push(EventKind::LogRecreated);
+                }
+                if let Some(resumed) = resumed {
+                    log.dropping = None;
+                    incidents.push(resumed);
+                }
+            }
+            Err(err) => match &mut log.dropping {
+                Some(dropping) => dropping.lines += line_count(bytes),
+                None => {
+                    log.dropping = Some(Dropping {
+                        since_ms: at_ms,
+                        lines: line_count(bytes),
+                        tried_at_ms: at_ms,
+                    });
+                    incidents.push(EventKind::LogDropping {
+                        reason: err.to_string(),
+                    });
+                }
+            },
+        }
+        incidents
+    }
+
+    /// Whether the log's file system has room to try a write again (see
+    /// `RESUME_FREE_BYTES`). A folder that is gone, or a file system that cannot say,
+    /// gets a try.
+    fn room_to_resume(&self) -> bool {
+        let Some(dir) = self.path.parent() else {
+            return true;
+        };
+        match nix::sys::statvfs::statvfs(dir) {
+            // The free blocks, reserved ones included: a writer that may not use them
+            // fails its try, quietly, and tries again later.
+            Ok(stats) => {
+                stats.blocks_free().saturating_mul(stats.fragment_size()) >= RESUME_FREE_BYTES
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// Makes sure the file being written is the one at the path. A file (or folder)
+    /// that was removed or replaced is made again; what was written into a removed
+    /// file since the last check goes into `preamble`, with a line saying what
+    /// happened. Returns whether the file was made again.
+    fn check_file(
+        &self,
+        log: &mut LogFile,
+        at_ms: u64,
+        preamble: &mut Vec<u8>,
+    ) -> io::Result<bool> {
+        log.checked_at_ms = at_ms;
+        let on_disk = std::fs::metadata(&self.path).ok().map(|m| identity(&m));
+        if log.file.is_some() && on_disk.is_some() && on_disk == log.identity {
+            log.size_at_check = log.size;
+            return Ok(false);
+        }
+        let old = log.file.take();
+        let removed = old.as_ref().is_some_and(|old| {
+            use std::os::unix::fs::MetadataExt;
+            old.metadata().is_ok_and(|m| m.nlink() == 0)
+        });
+        if removed && let Some(old) = &old {
+            preamble.extend_from_slice(&carry_over(old, log.size_at_check, log.size));
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = open_for_append(&self.path)?;
+        let metadata = file.metadata()?;
+        log.identity = Some(identity(&metadata));
+        log.size = metadata.len();
+        log.size_at_check = log.size;
+        log.file = Some(file);
+        // Gone, not replaced by another file (a rotation by another tool): say so.
+        let recreated = old.is_some() && on_disk.is_none();
+        if recreated {
+            push_fleet_line(preamble, at_ms, &EventKind::LogRecreated.to_string());
+        }
+        Ok(recreated)
+    }
+
+    /// Appends `preamble` and `bytes` as one whole, rotating first if they would pass
+    /// `log_max_size`. A write that fails part way is undone: the file is cut back to
+    /// where it was, so it never holds half a line.
+    fn write_whole(&self, log: &mut LogFile, preamble: &[u8], bytes: &[u8]) -> io::Result<()> {
+        let total = (preamble.len() + bytes.len()) as u64;
+        if self.max_size > 0 && log.size > 0 && log.size + total > self.max_size {
+            self.rotate(log)?;
+        }
+        let size = log.size;
+        let Some(file) = log.file.as_mut() else {
+            return Err(io::Error::other("the log file is not open"));
+        };
+        let written = file
+            .write_all(preamble)
+            .and_then(|()| file.write_all(bytes));
+        match written {
+            Ok(()) => {
+                log.size += total;
+                Ok(())
+            }
+            Err(err) => {
+                // Shrinking needs no space, so this works on a full disk too.
+                let _ = file.set_len(size);
+                Err(err)
+            }
+        }
     }
 
     fn rotate(&self, log: &mut LogFile) -> io::Result<()> {
         let rotated = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
         if self.keep == 0 {
-            log.file.set_len(0)?;
+            if let Some(file) = &log.file {
+                file.set_len(0)?;
+            }
             log.size = 0;
+            log.size_at_check = 0;
             return Ok(());
         }
         let _ = std::fs::remove_file(rotated(self.keep));
@@ -234,11 +452,11 @@ impl ServiceLog {
             let _ = std::fs::rename(rotated(n), rotated(n + 1));
         }
         std::fs::rename(&self.path, rotated(1))?;
-        log.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        let file = open_for_append(&self.path)?;
+        log.identity = Some(identity(&file.metadata()?));
+        log.file = Some(file);
         log.size = 0;
+        log.size_at_check = 0;
         Ok(())
     }
 
@@ -323,6 +541,61 @@ impl LineWriter {
                 .write_lines(self.stream, &self.carry, &mut self.scratch);
         }
     }
+}
+
+/// Opens (or makes) a log file to append to; readable too, so that what went into it
+/// after its removal can be carried over to its successor.
+fn open_for_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+}
+
+fn identity(metadata: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
+}
+
+fn line_count(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
+/// Appends one of fleet's own lines, in the file format, to `buffer`.
+fn push_fleet_line(buffer: &mut Vec<u8>, at_ms: u64, text: &str) {
+    buffer.extend_from_slice(
+        format!(
+            "{} {} {text}\n",
+            format_timestamp(at_ms),
+            Stream::Fleet.tag()
+        )
+        .as_bytes(),
+    );
+}
+
+/// The bytes `from..to` of a removed file that fleet still holds open, at most the
+/// last `MAX_CARRY` of them, starting at a whole line. Unreadable: nothing.
+fn carry_over(old: &File, from: u64, to: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    if to <= from {
+        return Vec::new();
+    }
+    let start = from.max(to.saturating_sub(MAX_CARRY));
+    let mut bytes = vec![0u8; (to - start) as usize];
+    if old.read_exact_at(&mut bytes, start).is_err() {
+        return Vec::new();
+    }
+    if start > from {
+        // Cut inside a line: begin after its end.
+        match memchr::memchr(b'\n', &bytes) {
+            Some(end) => {
+                bytes.drain(..=end);
+            }
+            None => bytes.clear(),
+        }
+    }
+    bytes
 }
 
 pub fn log_path(dir: &Path, service: &str) -> PathBuf {
@@ -984,6 +1257,128 @@ mod tests {
             skipped.len()
         );
         assert_eq!(skipped.last().map(String::as_str), Some("flood 1999"));
+        Ok(())
+    }
+
+    /// Lines as `write_lines` makes them, stamped `at_ms`.
+    fn stamped(at_ms: u64, texts: &[&str]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for text in texts {
+            bytes.extend_from_slice(format!("{} out {text}\n", format_timestamp(at_ms)).as_bytes());
+        }
+        bytes
+    }
+
+    /// What a log reported, as the supervisor would get it.
+    type Incidents = Arc<Mutex<Vec<EventKind>>>;
+
+    /// A log whose incidents are collected.
+    fn watched_log(dir: &Path) -> io::Result<(Arc<ServiceLog>, Incidents)> {
+        let log = ServiceLog::open(dir, "svc", 0, 3, LogHub::default())?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        log.report_incidents(move |event| {
+            if let Ok(mut seen) = sink.lock() {
+                seen.push(event);
+            }
+        });
+        Ok((log, seen))
+    }
+
+    fn taken(seen: &Mutex<Vec<EventKind>>) -> Vec<EventKind> {
+        seen.lock()
+            .map(|mut seen| std::mem::take(&mut *seen))
+            .unwrap_or_default()
+    }
+
+    /// `/dev/full` fails every write with ENOSPC, as a full disk does.
+    #[test]
+    fn a_log_that_cannot_be_written_drops_counts_says_so_once_and_resumes() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = log_path(dir.path(), "svc");
+        std::os::unix::fs::symlink("/dev/full", &path)?;
+        let (log, seen) = watched_log(dir.path())?;
+        let t0 = now_ms();
+        log.append(&stamped(t0, &["one", "two"]), t0);
+        let dropping = taken(&seen);
+        assert_eq!(dropping.len(), 1, "{dropping:?}");
+        assert!(
+            matches!(&dropping[0], EventKind::LogDropping { reason } if reason.contains("No space left")),
+            "{dropping:?}"
+        );
+        // More lines, within and after the retry period: counted, not said again.
+        log.append(&stamped(t0 + 10, &["three"]), t0 + 10);
+        log.append(&stamped(t0 + 300, &["four", "five"]), t0 + 300);
+        assert_eq!(taken(&seen), vec![]);
+        // Space comes back (the path now names a writable file).
+        std::fs::remove_file(&path)?;
+        std::fs::write(&path, b"")?;
+        log.append(&stamped(t0 + 400, &["six"]), t0 + 400);
+        assert_eq!(
+            taken(&seen),
+            vec![],
+            "within the retry period: still dropped"
+        );
+        log.append(&stamped(t0 + 700, &["seven"]), t0 + 700);
+        assert_eq!(
+            taken(&seen),
+            vec![EventKind::LogResumed {
+                dropped: 6,
+                over_ms: 700
+            }]
+        );
+        let (lines, _) = read_from(&path, 0)?;
+        let texts: Vec<(Stream, &str)> =
+            lines.iter().map(|l| (l.stream, l.text.as_str())).collect();
+        assert_eq!(
+            texts,
+            vec![
+                (
+                    Stream::Fleet,
+                    "log file written again: 6 lines dropped over 700ms"
+                ),
+                (Stream::Stdout, "seven"),
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_removed_log_folder_is_made_again_and_keeps_what_went_into_the_removed_file(
+    ) -> io::Result<()> {
+        let root = tempfile::tempdir()?;
+        let dir = root.path().join("logs");
+        let (log, seen) = watched_log(&dir)?;
+        let t0 = now_ms();
+        log.append(&stamped(t0, &["before"]), t0);
+        std::fs::remove_dir_all(&dir)?;
+        // Written between the removal and the next check: into the removed file.
+        log.append(&stamped(t0 + 10, &["after the removal"]), t0 + 10);
+        assert!(!dir.exists());
+        log.append(&stamped(t0 + 300, &["later"]), t0 + 300);
+        assert_eq!(taken(&seen), vec![EventKind::LogRecreated]);
+        let (lines, _) = read_from(&log_path(&dir, "svc"), 0)?;
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            // Everything since the last check (at the open) is carried over.
+            vec![
+                "before",
+                "after the removal",
+                "the log file was removed while fleet ran; made it again",
+                "later"
+            ]
+        );
+        // A file replaced by another (a rotation by another tool) is written on
+        // quietly, without carrying anything over.
+        let path = log_path(&dir, "svc");
+        std::fs::rename(&path, dir.join("svc.log.old"))?;
+        std::fs::write(&path, b"")?;
+        log.append(&stamped(t0 + 600, &["in the new file"]), t0 + 600);
+        assert_eq!(taken(&seen), vec![]);
+        let (lines, _) = read_from(&path, 0)?;
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, vec!["in the new file"]);
         Ok(())
     }
 }

@@ -80,8 +80,15 @@ impl Journal {
         let Some(file) = &self.file else { return };
         if let Ok(mut file) = file.lock() {
             // Losing a journal line only weakens crash cleanup, which the marker scan
-            // backs up; it must never stop a service from starting.
-            let _ = file.write_all(line.as_bytes());
+            // backs up; it must never stop a service from starting. Half a line (a
+            // full disk) is cut off again: glued to the next line it could read as a
+            // group without its start time, which a sweep would kill unchecked.
+            let before = file.metadata().map(|metadata| metadata.len());
+            if file.write_all(line.as_bytes()).is_err()
+                && let Ok(before) = before
+            {
+                let _ = file.set_len(before);
+            }
         }
     }
 

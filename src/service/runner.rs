@@ -34,7 +34,7 @@ use crate::event::{
 use crate::health::{self, ExecContext, ProbeSetup, Verdict};
 use crate::logs::{LogHub, ServiceLog, Stream};
 use crate::manifest::{HealthSpec, ProcessSpec, ServiceKind, ServiceSpec};
-use crate::runtime::container::Docker;
+use crate::runtime::container::{Docker, EngineLink};
 use crate::runtime::instance::{self, Instance, Started};
 use crate::runtime::ports;
 use crate::runtime::process::{self, ProcessRuntime, SpawnRequest};
@@ -109,6 +109,12 @@ pub enum Report {
     Event {
         replica: ReplicaId,
         generation: Generation,
+        event: EventKind,
+    },
+    /// What happened to the replica's log file ([`ServiceLog::report_incidents`]),
+    /// reported by the log itself; the file already says it.
+    LogIncident {
+        replica: ReplicaId,
         event: EventKind,
     },
 }
@@ -193,6 +199,8 @@ pub struct ServiceRunner {
     started_at_ms: HashMap<Generation, u64>,
     last_redeploy_at_ms: Option<u64>,
     last_status: Option<(InstanceStatus, bool)>,
+    /// Turns the engine's reachability into inputs; started with the first container.
+    engine_watch: Option<JoinHandle<()>>,
 }
 
 impl ServiceRunner {
@@ -228,6 +236,7 @@ impl ServiceRunner {
             started_at_ms: HashMap::new(),
             last_redeploy_at_ms: None,
             last_status: None,
+            engine_watch: None,
         };
         let task = tokio::spawn(runner.run(receiver, closed));
         (
@@ -264,6 +273,9 @@ impl ServiceRunner {
                 self.apply(effect).await;
             }
             self.report_status();
+        }
+        if let Some(watch) = self.engine_watch.take() {
+            watch.abort();
         }
         // The supervisor dropped us: make sure nothing of ours survives.
         let generations: Vec<Generation> = self.instances.keys().copied().collect();
@@ -464,6 +476,7 @@ impl ServiceRunner {
         let launched = match &spec.kind {
             ServiceKind::Process(process) => self.start_process(generation, process, marker, env),
             ServiceKind::Container(container) => {
+                self.watch_engine().await;
                 self.start_container(generation, container, env).await
             }
         };
@@ -492,6 +505,34 @@ impl ServiceRunner {
             .insert(generation, LiveInstance { instance, probe });
         self.started_at_ms.insert(generation, now_ms());
         let _ = self.inbox.send(spawned);
+    }
+
+    /// Feeds the engine's reachability to the machine from now on ([`Input::EngineLost`],
+    /// [`Input::EngineBack`]), once the engine is connected. The current value first:
+    /// the engine may have gone away before this runner's first container.
+    async fn watch_engine(&mut self) {
+        if self.engine_watch.is_some() {
+            return;
+        }
+        let project = self.project.clone();
+        let Ok(engine) = project.engine().await else {
+            return;
+        };
+        let mut link = engine.docker.link();
+        let inbox = self.inbox.clone();
+        self.engine_watch = Some(tokio::spawn(async move {
+            loop {
+                let input = match &*link.borrow_and_update() {
+                    EngineLink::Reachable => Input::EngineBack,
+                    EngineLink::Unreachable { reason } => Input::EngineLost {
+                        reason: reason.clone(),
+                    },
+                };
+                if inbox.send(input).is_err() || link.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
     }
 
     /// The first of `ports` that something else holds, described. A port is checked

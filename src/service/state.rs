@@ -30,7 +30,9 @@ use super::backoff::{restart_delay, CrashWindow, Failure, STABLE_UPTIME};
 mod types;
 
 pub use types::{BuildId, Effect, Input, Policy, Timer};
-use types::{BuildPurpose, BuildRun, Health, Instance, Outcome, Phase, Retiring, StopReason};
+use types::{
+    BuildPurpose, BuildRun, Health, Instance, Outage, Outcome, Phase, Retiring, StopReason,
+};
 
 /// One service's state. Owned by its runner; nobody else mutates it.
 #[derive(Debug, Clone)]
@@ -49,6 +51,8 @@ pub struct ServiceMachine {
     consecutive_crashes: u32,
     crashes: CrashWindow,
     restarts: u32,
+    /// The Docker engine cannot be reached (container services only).
+    outage: Option<Outage>,
 }
 
 impl ServiceMachine {
@@ -66,6 +70,7 @@ impl ServiceMachine {
             consecutive_crashes: 0,
             crashes: CrashWindow::default(),
             restarts: 0,
+            outage: None,
         }
     }
 
@@ -79,6 +84,16 @@ impl ServiceMachine {
     }
 
     pub fn state(&self) -> ServiceState {
+        if let Some(outage) = &self.outage {
+            // What runs in the engine cannot be seen, and what is due cannot start.
+            let unseen = self
+                .active
+                .as_ref()
+                .is_some_and(|active| active.container.is_some());
+            if unseen || (outage.start_held && self.wants_up()) {
+                return ServiceState::Unknown;
+            }
+        }
         if let Some(active) = &self.active {
             // Asked for but not spawned yet: nothing runs until the runtime says so.
             let spawned = active.pid.is_some() || active.container.is_some();
@@ -212,6 +227,8 @@ impl ServiceMachine {
                 self.on_build_finished(build, result, now, &mut effects)
             }
             Input::Timer(timer) => self.on_timer(timer, now, &mut effects),
+            Input::EngineLost { reason } => self.on_engine_lost(reason, now, &mut effects),
+            Input::EngineBack => self.on_engine_back(now, &mut effects),
         }
         let after = self.state();
         if after != before {
@@ -288,9 +305,11 @@ impl ServiceMachine {
             self.retire(active, StopReason::Requested, effects);
         }
         if kill {
+            let blind = self.outage.is_some();
             for retiring in &mut self.retiring {
                 if !retiring.killed {
                     retiring.killed = true;
+                    retiring.unconfirmed |= blind;
                     effects.push(Effect::Kill {
                         generation: retiring.instance.generation,
                     });
@@ -424,6 +443,16 @@ impl ServiceMachine {
             return;
         };
         match strategy {
+            RedeployStrategy::StartFirst if self.outage.is_some() => {
+                // A new instance cannot start without the engine; the old one serves on.
+                self.active = Some(active);
+                effects.push(Effect::Emit {
+                    generation: self.generation(),
+                    event: EventKind::RedeployAborted {
+                        reason: "the Docker engine is unreachable".into(),
+                    },
+                });
+            }
             RedeployStrategy::StartFirst => {
                 self.active = Some(active);
                 let generation = self.take_generation();
@@ -447,8 +476,13 @@ impl ServiceMachine {
         }
     }
 
-    /// Spawns a new serving instance; the caller has set the phase.
+    /// Spawns a new serving instance; the caller has set the phase. While the engine
+    /// is away the start is held until it is back.
     fn spawn_active(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        if let Some(outage) = &mut self.outage {
+            outage.start_held = true;
+            return;
+        }
         let generation = self.take_generation();
         self.active = Some(Instance {
             generation,
@@ -475,6 +509,7 @@ impl ServiceMachine {
             instance,
             reason,
             killed: false,
+            unconfirmed: self.outage.is_some(),
         });
     }
 
@@ -812,11 +847,80 @@ impl ServiceMachine {
             generation,
             event: EventKind::Unhealthy { reason },
         });
-        if self.policy.restart_on_unhealthy
+        // Stopping a container needs the engine: while it is away the verdict waits.
+        if self.outage.is_none() {
+            self.restart_if_unhealthy(effects);
+        }
+    }
+
+    /// Liveness: an active instance that turned unhealthy is stopped, and restarted
+    /// through the restart policy, when `restart_on_unhealthy` says so.
+    fn restart_if_unhealthy(&mut self, effects: &mut Vec<Effect>) {
+        let unhealthy = self
+            .active
+            .as_ref()
+            .is_some_and(|active| active.health == Health::Unhealthy);
+        if unhealthy
+            && self.policy.restart_on_unhealthy
             && let Some(active) = self.active.take()
         {
             let failures = self.policy.probe_retries.max(1);
             self.retire(active, StopReason::Unhealthy { failures }, effects);
+        }
+    }
+
+    /// The engine stopped answering: the container is neither seen nor reached until
+    /// it is back. Nothing is stopped or restarted for it; exits still come only from
+    /// the engine, once it reports them.
+    fn on_engine_lost(&mut self, reason: String, now: Instant, effects: &mut Vec<Effect>) {
+        if self.outage.is_some() {
+            return;
+        }
+        self.outage = Some(Outage {
+            since: now,
+            start_held: false,
+        });
+        effects.push(Effect::Emit {
+            generation: self.generation(),
+            event: EventKind::EngineUnreachable { reason },
+        });
+    }
+
+    /// The engine answers again (and has reported the exits it missed): what was asked
+    /// of it meanwhile is asked again, a liveness verdict that waited is acted on, and
+    /// a held start starts.
+    fn on_engine_back(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        let Some(outage) = self.outage.take() else {
+            return;
+        };
+        let after_ms = now
+            .saturating_duration_since(outage.since)
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX);
+        effects.push(Effect::Emit {
+            generation: self.generation(),
+            event: EventKind::EngineReachable { after_ms },
+        });
+        for retiring in &mut self.retiring {
+            if !retiring.unconfirmed {
+                continue;
+            }
+            retiring.unconfirmed = false;
+            let generation = retiring.instance.generation;
+            effects.push(if retiring.killed {
+                Effect::Kill { generation }
+            } else {
+                Effect::Signal {
+                    generation,
+                    signal: self.policy.stop_signal,
+                }
+            });
+        }
+        self.restart_if_unhealthy(effects);
+        let may_start = matches!(self.phase, Phase::Up | Phase::Building(_));
+        if outage.start_held && may_start && self.active.is_none() {
+            self.spawn_active(now, effects);
         }
     }
 
@@ -877,6 +981,7 @@ impl ServiceMachine {
                 instance: candidate,
                 reason: StopReason::Discarded,
                 killed: true,
+                unconfirmed: self.outage.is_some(),
             });
         }
     }
@@ -939,6 +1044,7 @@ impl ServiceMachine {
                     .find(|r| r.instance.generation == generation && !r.killed)
                 {
                     retiring.killed = true;
+                    retiring.unconfirmed |= self.outage.is_some();
                     effects.push(Effect::Kill { generation });
                     effects.push(Effect::Emit {
                         generation,

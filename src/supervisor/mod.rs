@@ -302,6 +302,14 @@ impl Supervisor {
             self.project.log_keep,
             self.project.hub.clone(),
         )?;
+        let reports = self.reports_tx.clone();
+        let replica = id.clone();
+        log.report_incidents(move |event| {
+            let _ = reports.send(Report::LogIncident {
+                replica: replica.clone(),
+                event,
+            });
+        });
         let listener = self.listeners.get(&spec.name).cloned();
         let count = self
             .counts
@@ -640,6 +648,16 @@ impl Supervisor {
                     slot.status = status;
                     slot.idle = idle;
                 }
+            }
+            Report::LogIncident { replica, event } => {
+                let Some(generation) = self.slots.get(&replica).map(|s| s.status.generation) else {
+                    return;
+                };
+                self.handle_report(Report::Event {
+                    replica,
+                    generation,
+                    event,
+                });
             }
             Report::Event {
                 replica,

@@ -155,6 +155,7 @@ pub struct Summary {
 fn urgency(state: ServiceState) -> u8 {
     match state {
         ServiceState::Failed => 9,
+        ServiceState::Unknown => 8,
         ServiceState::Unhealthy => 8,
         ServiceState::Backoff => 7,
         ServiceState::Building => 6,

@@ -83,7 +83,7 @@ impl Theme {
             ServiceState::Starting | ServiceState::Stopping => self.fg(Color::Yellow),
             ServiceState::Building => self.fg(Color::Cyan),
             ServiceState::Waiting => self.fg(Color::Blue),
-            ServiceState::Backoff => self.fg(Color::Magenta),
+            ServiceState::Backoff | ServiceState::Unknown => self.fg(Color::Magenta),
             ServiceState::Unhealthy | ServiceState::Failed => self.error(),
             ServiceState::Stopped => self.dim(),
         }
@@ -130,6 +130,7 @@ pub fn state_symbol(state: ServiceState) -> &'static str {
         ServiceState::Completed => "✓",
         ServiceState::Waiting => "…",
         ServiceState::Building => "▲",
+        ServiceState::Unknown => "?",
     }
 }
 

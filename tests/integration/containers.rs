@@ -40,7 +40,7 @@ use crate::support::{
 
 /// Deadline for a container service to become healthy the first time: the image build
 /// comes first, and the machine may be busy with other tests' builds.
-const DOCKER_WAIT: Duration = Duration::from_secs(60);
+pub const DOCKER_WAIT: Duration = Duration::from_secs(60);
 /// Deadline of one `docker` CLI command.
 const CLI_WAIT: Duration = Duration::from_secs(60);
 
@@ -264,7 +264,7 @@ fn project_containers(project: &str) -> Vec<String> {
 }
 
 /// `docker inspect` of one container; `None` once it is gone.
-fn inspect(id: &str) -> Option<Value> {
+pub fn inspect(id: &str) -> Option<Value> {
     let text = try_docker(&["container", "inspect", id], CLI_WAIT).ok()?;
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Array(mut found)) if !found.is_empty() => Some(found.remove(0)),
@@ -276,7 +276,7 @@ fn container_exists(id: &str) -> bool {
     inspect(id).is_some()
 }
 
-fn container_running(id: &str) -> bool {
+pub fn container_running(id: &str) -> bool {
     inspect(id).is_some_and(|found| found["State"]["Running"] == true)
 }
 
@@ -377,9 +377,9 @@ fn add_context(project: &Project, folder: &str, version: &str) {
 /// A [`Project`] with a unique project name and a box build context in `img/`, whose
 /// Docker objects are removed when it is dropped. Manifests use `{project}` (the
 /// project name, for `[project] name`) and `{image}` (`<project>/box:dev`).
-struct DockerProject {
+pub struct DockerProject {
     project: Project,
-    name: String,
+    pub name: String,
     /// Containers the test created itself through the CLI.
     own_containers: RefCell<Vec<String>>,
 }
@@ -387,7 +387,7 @@ struct DockerProject {
 impl DockerProject {
     /// `None` (after a note) when the engine is unreachable and not required. `setup`
     /// adds variables and writes the manifest.
-    fn new(setup: impl FnOnce(Project) -> Project) -> Option<DockerProject> {
+    pub fn new(setup: impl FnOnce(Project) -> Project) -> Option<DockerProject> {
         if !docker_ready() {
             return None;
         }
@@ -492,7 +492,7 @@ fn networks_named_quiet(name: &str) -> bool {
 // Small helpers
 
 /// Prints a measured figure (not asserted): `--nocapture` shows it.
-fn figure(what: &str, took: Duration) {
+pub fn figure(what: &str, took: Duration) {
     eprintln!("figure: {what}: {} ms", took.as_millis());
 }
 
@@ -520,7 +520,7 @@ fn print_timeline(project: &Project, service: &str, generation: u64) {
     );
 }
 
-fn container_of(status: &Value) -> String {
+pub fn container_of(status: &Value) -> String {
     status["container"]
         .as_str()
         .filter(|id| !id.is_empty())
@@ -528,13 +528,13 @@ fn container_of(status: &Value) -> String {
         .to_string()
 }
 
-fn generation_of(status: &Value) -> u64 {
+pub fn generation_of(status: &Value) -> u64 {
     status["generation"]
         .as_u64()
         .unwrap_or_else(|| panic!("no generation in {status:#}"))
 }
 
-fn pid_of(status: &Value) -> u32 {
+pub fn pid_of(status: &Value) -> u32 {
     status["pid"]
         .as_u64()
         .and_then(|pid| u32::try_from(pid).ok())

@@ -277,6 +277,11 @@ impl Project {
 
     /// Spawns `fleet ARGS` with its output captured to files in the project folder.
     pub fn spawn(&self, args: &[&str]) -> Running<'_> {
+        self.spawn_with_env(args, &[])
+    }
+
+    /// [`Project::spawn`] with extra environment variables (`DOCKER_HOST`, say).
+    pub fn spawn_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Running<'_> {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Outside `.fleet/`, which some tests expect not to exist.
@@ -287,6 +292,7 @@ impl Project {
         };
         let child = self
             .command(args)
+            .envs(env.iter().copied())
             .stdout(create(&stdout_path))
             .stderr(create(&stderr_path))
             .spawn()

@@ -23,6 +23,16 @@
 //! or no longer exists, is reported from that inspection, because an engine that
 //! restarted has forgotten the events it would have replayed.
 //!
+//! # The engine going away
+//! The event stream breaks when the engine stops answering (it restarted, its socket
+//! went away, a proxy in between dropped the connection). If the engine does not
+//! answer a ping then, the task publishes [`EngineLink::Unreachable`] and pings it
+//! every `RESUBSCRIBE_DELAY` until it answers; it then delivers the exits of awaited
+//! containers that ended meanwhile (from inspection, as above) and only then publishes
+//! [`EngineLink::Reachable`]. Runners show their containers as `unknown` in between,
+//! and never take "cannot see it" for "it died": an exit is only ever what the engine
+//! reports.
+//!
 //! The engine reports a container whose main process was killed by signal N as exit
 //! code 128 + N (137 for SIGKILL). Codes 129..=159 are mapped to
 //! [`ExitStatus::Signal`], as the process runtime reports a killed group, so the
@@ -35,9 +45,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bollard::models::{ContainerStateStatusEnum, EventMessage};
 use bollard::query_parameters::{EventsOptions, InspectContainerOptions};
 use futures_util::StreamExt;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use super::{status_code, LABEL_PROJECT};
+use super::{status_code, unreachable_reason, EngineLink, LABEL_PROJECT};
 use crate::event::ExitStatus;
 
 /// Events are replayed from this long before the last event seen (or `connect`), so a
@@ -47,6 +57,14 @@ const EVENT_REPLAY_MARGIN: Duration = Duration::from_secs(2);
 /// Pause before re-opening a broken event stream, and between attempts to inspect
 /// awaited containers while the engine is away.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+/// How long a ping may take before the engine counts as unreachable: a local engine
+/// answers in milliseconds, and a hung one must not hold the verdict for minutes.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// After the exits missed during an outage are delivered, how long before the engine
+/// is announced back: each exit travels to its runner through a task of its own, and
+/// a runner that heard "back" first would act on a stale verdict (a liveness failure
+/// of a container that has in fact exited) instead of on the exit.
+const EXITS_SETTLE: Duration = Duration::from_millis(50);
 
 pub(super) type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<ExitStatus>>>>;
 
@@ -107,11 +125,13 @@ fn events_since(at: SystemTime) -> String {
     format!("{}.{:09}", since.as_secs(), since.subsec_nanos())
 }
 
-/// The event task: see "Theory of operation: exits" in the module docs.
+/// The event task: see "Theory of operation: exits" and "The engine going away" in
+/// the module docs.
 pub(super) async fn follow_exits(
     client: bollard::Docker,
     waiters: Waiters,
     connected_at: SystemTime,
+    link: watch::Sender<EngineLink>,
 ) {
     let filters = HashMap::from([
         ("type".to_string(), vec!["container".to_string()]),
@@ -146,9 +166,43 @@ pub(super) async fn follow_exits(
                 }
             }
         }
-        reconciled = false;
-        tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+        match ping(&client).await {
+            // A stream that broke while the engine still answers: subscribe again, and
+            // catch up on exits on the first retry tick.
+            Ok(()) => {
+                reconciled = false;
+                tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+            }
+            Err(reason) => {
+                link.send_replace(EngineLink::Unreachable { reason });
+                while ping(&client).await.is_err() {
+                    tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+                }
+                // The exits first: a runner that hears the engine is back should have
+                // the exits of the containers that died meanwhile already (they reach
+                // it through another task, hence the pause).
+                reconciled = reconcile(&client, &waiters).await;
+                tokio::time::sleep(EXITS_SETTLE).await;
+                link.send_replace(EngineLink::Reachable);
+            }
+        }
     }
+}
+
+/// Whether the engine answers a ping within `PING_TIMEOUT`; why not, if it does not.
+async fn ping(client: &bollard::Docker) -> Result<(), String> {
+    client
+        .clone()
+        .with_timeout(PING_TIMEOUT)
+        .ping()
+        .await
+        .map(|_| ())
+        .map_err(|err| match err {
+            bollard::errors::Error::RequestTimeoutError => {
+                format!("no answer within {}s", PING_TIMEOUT.as_secs())
+            }
+            other => unreachable_reason(&other),
+        })
 }
 
 async fn on_die(client: &bollard::Docker, waiters: &Waiters, message: EventMessage) {

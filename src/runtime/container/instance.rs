@@ -12,6 +12,12 @@
 //! The engine keeps a container's output from its start, so nothing printed before the
 //! request is lost. The task ends when the container stops; remove a container only
 //! after that task has finished (or a deadline passed), or its last lines may be gone.
+//!
+//! The stream asks for the engine's timestamps. If it breaks (the engine went away),
+//! the task waits until the engine answers again and, unless the container is gone,
+//! follows it again from the second of the last message written, skipping messages
+//! up to that message's timestamp: what the container printed while the engine was
+//! away is in the log once, after the lines before it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,13 +33,13 @@ use bollard::query_parameters::{
     StartContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::objects::remove_container;
 use super::{
     api_error, container_name, engine_message, report_unless_gone, status_code, ContainerError,
-    ContainerRequest, Docker, StartedContainer, LABEL_GENERATION, LABEL_PROJECT, LABEL_RUN,
-    LABEL_SERVICE, STREAM_TIMEOUT,
+    ContainerRequest, Docker, EngineLink, StartedContainer, LABEL_GENERATION, LABEL_PROJECT,
+    LABEL_RUN, LABEL_SERVICE, STREAM_TIMEOUT,
 };
 use crate::logs::{LineWriter, ServiceLog, Stream};
 use crate::manifest::EngineHealthCheck;
@@ -41,6 +47,10 @@ use crate::manifest::EngineHealthCheck;
 /// Added to a stop request's timeout: the engine answers only once the container is
 /// gone, which is the grace period plus the time SIGKILL and teardown take.
 const STOP_REQUEST_SLACK: Duration = Duration::from_secs(30);
+
+/// After a container's log stream broke, the pause before it is followed again (once
+/// the engine answers).
+const LOG_RESUME_PAUSE: Duration = Duration::from_secs(1);
 
 impl Docker {
     /// Creates and starts one instance, and starts copying its output into `log`.
@@ -74,6 +84,7 @@ impl Docker {
             self.client.clone().with_timeout(STREAM_TIMEOUT),
             id.clone(),
             log,
+            self.link(),
         ));
         Ok(StartedContainer { id, exit, logs })
     }
@@ -294,39 +305,103 @@ fn health_config(check: &EngineHealthCheck) -> HealthConfig {
     }
 }
 
-/// Copies the container's output into its service log until the container stops.
-async fn follow_logs(client: bollard::Docker, id: String, log: Arc<ServiceLog>) {
-    let options = LogsOptions {
-        follow: true,
-        stdout: true,
-        stderr: true,
-        since: 0,
-        until: 0,
-        timestamps: false,
-        tail: "all".into(),
-    };
+/// Copies the container's output into its service log until the container stops,
+/// across an engine that goes away and comes back: see "Output" in the module docs.
+async fn follow_logs(
+    client: bollard::Docker,
+    id: String,
+    log: Arc<ServiceLog>,
+    mut link: watch::Receiver<EngineLink>,
+) {
     let mut stdout = LineWriter::new(log.clone(), Stream::Stdout);
     let mut stderr = LineWriter::new(log.clone(), Stream::Stderr);
-    let mut frames = client.logs(&id, Some(options));
-    while let Some(frame) = frames.next().await {
-        match frame {
-            // `Console` is the output of a container with a TTY: one stream.
-            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                stdout.push(&message)
+    // The engine's timestamp of the last message written.
+    let mut last_stamp: Option<String> = None;
+    loop {
+        let since = last_stamp.as_deref().and_then(stamp_seconds).unwrap_or(0);
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            since,
+            until: 0,
+            timestamps: true,
+            tail: "all".into(),
+        };
+        let mut frames = client.logs(&id, Some(options));
+        let mut broke = None;
+        while let Some(frame) = frames.next().await {
+            let (writer, message) = match frame {
+                // `Console` is the output of a container with a TTY: one stream.
+                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                    (&mut stdout, message)
+                }
+                Ok(LogOutput::StdErr { message }) => (&mut stderr, message),
+                Ok(LogOutput::StdIn { .. }) => continue,
+                Err(err) => {
+                    broke = Some(engine_message(&err));
+                    break;
+                }
+            };
+            let (stamp, text) = split_stamp(&message);
+            if let Some(stamp) = stamp {
+                // Replayed by a stream followed again: written already.
+                if last_stamp.as_deref().is_some_and(|last| stamp <= last) {
+                    continue;
+                }
+                last_stamp = Some(stamp.to_string());
             }
-            Ok(LogOutput::StdErr { message }) => stderr.push(&message),
-            Ok(LogOutput::StdIn { .. }) => {}
-            Err(err) => {
-                log.write_fleet_line(&format!(
-                    "the container's output stopped early: {}",
-                    engine_message(&err)
-                ));
+            writer.push(text);
+        }
+        // The stream ended: the container stopped, and its output is complete.
+        let Some(reason) = broke else { break };
+        // It broke: wait for the engine to answer, then follow again from where it
+        // broke, unless the container is gone. The pause keeps a stream that breaks at
+        // once from spinning.
+        tokio::time::sleep(LOG_RESUME_PAUSE).await;
+        if link
+            .wait_for(|link| *link == EngineLink::Reachable)
+            .await
+            .is_err()
+        {
+            // The engine handle is gone: fleet is shutting down.
+            break;
+        }
+        match client
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+        {
+            Err(err) if status_code(&err) == Some(404) => {
+                log.write_fleet_line(&format!("the container's output stopped early: {reason}"));
                 break;
             }
+            _ => {}
         }
     }
     stdout.finish();
     stderr.finish();
+}
+
+/// Splits the engine's timestamp (`2006-01-02T15:04:05.000000000Z `, fixed width, so
+/// later stamps sort after earlier ones as text) off a log message.
+fn split_stamp(message: &[u8]) -> (Option<&str>, &[u8]) {
+    let Some(space) = message.iter().take(40).position(|byte| *byte == b' ') else {
+        return (None, message);
+    };
+    match std::str::from_utf8(&message[..space]) {
+        Ok(stamp) if stamp.ends_with('Z') && stamp.starts_with(|c: char| c.is_ascii_digit()) => {
+            (Some(stamp), &message[space + 1..])
+        }
+        _ => (None, message),
+    }
+}
+
+/// The whole seconds since the epoch of an engine timestamp: where a stream followed
+/// again starts (the engine's `since` is in seconds).
+fn stamp_seconds(stamp: &str) -> Option<i32> {
+    // `2006-01-02T15:04:05.000` and a `Z` is the log files' own format.
+    let millis = crate::logs::parse_timestamp(&format!("{}Z", stamp.get(..23)?))?;
+    i32::try_from(millis / 1000).ok()
 }
 
 #[cfg(test)]
@@ -342,6 +417,23 @@ mod tests {
     use crate::event::ExitStatus;
     use crate::logs::LogHub;
     use crate::manifest::{ImageBuild, PortMapping};
+
+    #[test]
+    fn engine_timestamps_are_split_off_and_give_where_to_follow_again() {
+        let message = b"2026-11-26T06:25:08.123456789Z box listening on 0.0.0.0:8080\n";
+        let (stamp, text) = split_stamp(message);
+        assert_eq!(stamp, Some("2026-11-26T06:25:08.123456789Z"));
+        assert_eq!(text, b"box listening on 0.0.0.0:8080\n");
+        assert_eq!(stamp.and_then(stamp_seconds), Some(1_795_674_308));
+        // Fixed width: later is greater as text.
+        assert!("2026-11-26T06:25:08.123456789Z" < "2026-11-26T06:25:08.200000000Z");
+        // Output without the engine's stamp is written as it is.
+        assert_eq!(
+            split_stamp(b"no stamp here\n"),
+            (None, &b"no stamp here\n"[..])
+        );
+        assert_eq!(split_stamp(b"plain\n"), (None, &b"plain\n"[..]));
+    }
 
     #[test]
     fn stop_timeouts_round_up_to_whole_seconds() {

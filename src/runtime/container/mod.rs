@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bollard::errors::Error as BollardError;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::event::ExitStatus;
@@ -143,6 +143,16 @@ pub struct StartedContainer {
     pub logs: JoinHandle<()>,
 }
 
+/// Whether the engine answers, as the exit dispatcher last found (see `events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineLink {
+    Reachable,
+    /// The event stream broke and the engine does not answer a ping.
+    Unreachable {
+        reason: String,
+    },
+}
+
 /// Handle to the Docker engine: cheap to clone, shared by every container runner.
 #[derive(Clone)]
 pub struct Docker {
@@ -150,6 +160,8 @@ pub struct Docker {
     /// Where the engine was reached, for error messages.
     socket: Arc<str>,
     exits: Arc<ExitDispatcher>,
+    /// Published by the exit dispatcher when the engine goes away and comes back.
+    link: watch::Receiver<EngineLink>,
 }
 
 impl Docker {
@@ -160,10 +172,12 @@ impl Docker {
         let connected_at = SystemTime::now();
         let (client, socket) = connect_client(docker_host_from_env()).await?;
         let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
+        let (link_sender, link) = watch::channel(EngineLink::Reachable);
         let task = tokio::spawn(follow_exits(
             client.clone().with_timeout(STREAM_TIMEOUT),
             waiters.clone(),
             connected_at,
+            link_sender,
         ));
         Ok(Docker {
             client,
@@ -172,12 +186,21 @@ impl Docker {
                 waiters,
                 task: task.abort_handle(),
             }),
+            link,
         })
     }
 
     /// Where the engine was reached (`/var/run/docker.sock` or `DOCKER_HOST`).
     pub fn socket(&self) -> &str {
         &self.socket
+    }
+
+    /// Whether the engine answers, now and as it changes. The exit dispatcher
+    /// publishes `Unreachable` when its event stream breaks and the engine does not
+    /// answer, and `Reachable` once it answers again and the exits it missed have
+    /// been delivered.
+    pub fn link(&self) -> watch::Receiver<EngineLink> {
+        self.link.clone()
     }
 }
 

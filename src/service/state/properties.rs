@@ -4,6 +4,7 @@
 //! - never spawns a new serving instance before the previous one is cleaned up,
 //! - never signals, kills or cleans up a generation that is not alive,
 //! - never acts on an input of a generation it already cleaned up,
+//! - never starts an instance while the Docker engine is away,
 //! - never loses a stop: after `Stop`, once the signalled instances exit, nothing runs
 //!   and nothing is about to.
 
@@ -33,6 +34,8 @@ struct World {
     served: BTreeSet<Generation>,
     /// The policy is stop-first: no two instances may ever overlap.
     stop_first: bool,
+    /// The Docker engine is away: nothing may be started in it.
+    engine_lost: bool,
 }
 
 impl World {
@@ -62,7 +65,7 @@ fn input_for(world: &World, (kind, index, flag): Step) -> Option<Input> {
         .chain(world.cleaned.iter())
         .copied()
         .collect();
-    Some(match kind % 13 {
+    Some(match kind % 14 {
         0 => Input::Start,
         12 => Input::Prebuild,
         1 => Input::Stop,
@@ -107,7 +110,11 @@ fn input_for(world: &World, (kind, index, flag): Step) -> Option<Input> {
             build: pick(&world.builds, index)?,
             result: if flag { Ok(()) } else { Err("error".into()) },
         },
-        _ => Input::Timer(pick(&world.timers, index)?),
+        11 => Input::Timer(pick(&world.timers, index)?),
+        _ if flag => Input::EngineLost {
+            reason: "connection refused".into(),
+        },
+        _ => Input::EngineBack,
     })
 }
 
@@ -128,6 +135,11 @@ fn input_generation(input: &Input) -> Option<Generation> {
 /// Feeds one input, checks the effects against the world, and updates the world.
 fn feed(machine: &mut ServiceMachine, world: &mut World, input: Input, now: Instant) {
     let stale = input_generation(&input).filter(|g| world.cleaned.contains(g));
+    match input {
+        Input::EngineLost { .. } => world.engine_lost = true,
+        Input::EngineBack => world.engine_lost = false,
+        _ => {}
+    }
     let effects = machine.step(input.clone(), now);
     let spawned: Vec<Generation> = effects
         .iter()
@@ -152,6 +164,10 @@ fn feed(machine: &mut ServiceMachine, world: &mut World, input: Input, now: Inst
                 assert!(
                     !world.known().contains(&generation),
                     "generation {generation} spawned twice"
+                );
+                assert!(
+                    !world.engine_lost,
+                    "generation {generation} spawned while the engine is away"
                 );
                 world.pending_spawns.push(generation);
             }

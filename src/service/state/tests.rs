@@ -898,3 +898,182 @@ fn a_change_while_waiting_builds_ahead_again_and_a_failed_build_ahead_is_retried
     machine.step(spawned(1, 100), now);
     assert_eq!(actions(&machine.step(Input::Prebuild, now)), vec![]);
 }
+
+fn spawned_container(generation: u64, id: &str) -> Input {
+    Input::Spawned {
+        generation: g(generation),
+        pid: None,
+        container: Some(id.into()),
+    }
+}
+
+fn engine_lost() -> Input {
+    Input::EngineLost {
+        reason: "connection refused".into(),
+    }
+}
+
+/// A container service with a probe, healthy in generation 1 (container `c1`).
+fn healthy_container(now: Instant) -> ServiceMachine {
+    let mut machine = ServiceMachine::new(Policy {
+        has_health: true,
+        ..policy()
+    });
+    machine.step(Input::Start, now);
+    machine.step(spawned_container(1, "c1"), now);
+    machine.step(healthy(1, true), now);
+    assert_eq!(machine.state(), ServiceState::Healthy);
+    machine
+}
+
+#[test]
+fn a_container_the_engine_cannot_show_is_unknown_and_left_alone_then_adopted_back() {
+    let now = Instant::now();
+    let mut machine = healthy_container(now);
+    let effects = machine.step(engine_lost(), now);
+    assert_eq!(actions(&effects), vec![]);
+    assert_eq!(
+        events(&effects),
+        vec![
+            EventKind::EngineUnreachable {
+                reason: "connection refused".into()
+            },
+            EventKind::StateChanged {
+                state: ServiceState::Unknown
+            },
+        ]
+    );
+    assert_eq!(machine.state(), ServiceState::Unknown);
+    assert_eq!(machine.container(), Some("c1"), "still fleet's container");
+    // A second report of the same outage says nothing new.
+    assert_eq!(machine.step(engine_lost(), now + ms(500)), vec![]);
+    let effects = machine.step(Input::EngineBack, now + ms(3200));
+    assert_eq!(
+        actions(&effects),
+        vec![],
+        "nothing restarted, nothing removed"
+    );
+    assert_eq!(
+        events(&effects),
+        vec![
+            EventKind::EngineReachable { after_ms: 3200 },
+            EventKind::StateChanged {
+                state: ServiceState::Healthy
+            },
+        ]
+    );
+    assert_eq!(machine.generation(), g(1));
+    assert_eq!(machine.restarts(), 0);
+}
+
+#[test]
+fn a_liveness_failure_while_the_engine_is_away_is_acted_on_when_it_is_back() {
+    let now = Instant::now();
+    let mut machine = healthy_container(now);
+    machine.step(engine_lost(), now);
+    let effects = machine.step(healthy(1, false), now);
+    assert_eq!(
+        actions(&effects),
+        vec![],
+        "no stop the engine cannot carry out"
+    );
+    assert_eq!(machine.state(), ServiceState::Unknown);
+    let effects = machine.step(Input::EngineBack, now + ms(1000));
+    assert_eq!(
+        actions(&effects),
+        vec![
+            Effect::Signal {
+                generation: g(1),
+                signal: TERM
+            },
+            Effect::SetTimer {
+                timer: Timer::StopTimeout { generation: g(1) },
+                after: Duration::from_secs(10)
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_container_that_died_while_the_engine_was_away_restarts_once_the_engine_is_back() {
+    let now = Instant::now();
+    let mut machine = healthy_container(now);
+    machine.step(engine_lost(), now);
+    // The engine reports the exit when it answers again, before the runner hears so.
+    let effects = machine.step(exited(1, 3), now + ms(1000));
+    assert_eq!(
+        actions(&effects),
+        vec![
+            Effect::Cleanup { generation: g(1) },
+            Effect::SetTimer {
+                timer: Timer::RestartDelay { id: 1 },
+                after: ms(100)
+            },
+        ]
+    );
+    // The backoff ends before the runner hears the engine is back: the start waits.
+    let effects = machine.step(Input::Timer(Timer::RestartDelay { id: 1 }), now + ms(1100));
+    assert_eq!(actions(&effects), vec![], "no start without the engine");
+    assert_eq!(machine.state(), ServiceState::Unknown);
+    let effects = machine.step(Input::EngineBack, now + ms(1200));
+    assert_eq!(actions(&effects), vec![Effect::Spawn { generation: g(2) }]);
+    assert_eq!(machine.state(), ServiceState::Starting);
+    assert_eq!(machine.restarts(), 1);
+}
+
+#[test]
+fn a_stop_asked_while_the_engine_is_away_is_asked_again_when_it_is_back() {
+    let now = Instant::now();
+    let mut machine = healthy_container(now);
+    machine.step(engine_lost(), now);
+    let effects = machine.step(Input::Stop, now);
+    assert_eq!(
+        actions(&effects)[0],
+        Effect::Signal {
+            generation: g(1),
+            signal: TERM
+        }
+    );
+    assert_eq!(machine.state(), ServiceState::Stopping);
+    // The stop timeout passes while the engine is away: the kill may be lost too.
+    machine.step(
+        Input::Timer(Timer::StopTimeout { generation: g(1) }),
+        now + Duration::from_secs(10),
+    );
+    let effects = machine.step(Input::EngineBack, now + Duration::from_secs(11));
+    assert_eq!(actions(&effects), vec![Effect::Kill { generation: g(1) }]);
+    // Asked once: a later outage does not repeat it.
+    machine.step(engine_lost(), now + Duration::from_secs(12));
+    let effects = machine.step(Input::EngineBack, now + Duration::from_secs(13));
+    assert_eq!(actions(&effects), vec![]);
+    machine.step(
+        Input::Exited {
+            generation: g(1),
+            status: ExitStatus::Signal(9),
+        },
+        now + Duration::from_secs(14),
+    );
+    assert_eq!(machine.state(), ServiceState::Stopped);
+    assert!(machine.is_idle());
+}
+
+#[test]
+fn a_start_first_redeploy_while_the_engine_is_away_keeps_the_old_instance() {
+    let now = Instant::now();
+    let mut machine = ServiceMachine::new(Policy {
+        redeploy: RedeployStrategy::StartFirst,
+        ..policy()
+    });
+    machine.step(Input::Start, now);
+    machine.step(spawned_container(1, "c1"), now);
+    machine.step(engine_lost(), now);
+    let effects = machine.step(Input::Redeploy, now);
+    assert_eq!(actions(&effects), vec![]);
+    assert_eq!(
+        events(&effects),
+        vec![EventKind::RedeployAborted {
+            reason: "the Docker engine is unreachable".into()
+        }]
+    );
+    assert_eq!(machine.container(), Some("c1"));
+}

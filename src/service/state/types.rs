@@ -104,6 +104,13 @@ pub enum Input {
         result: Result<(), String>,
     },
     Timer(Timer),
+    /// The Docker engine stopped answering (container services only): the machine can
+    /// no longer see its container, nor reach it.
+    EngineLost {
+        reason: String,
+    },
+    /// The engine answers again; the exits it missed have been delivered already.
+    EngineBack,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,6 +234,18 @@ pub(super) struct Retiring {
     pub(super) instance: Instance,
     pub(super) reason: StopReason,
     pub(super) killed: bool,
+    /// Its last stop signal or kill was asked for while the engine was away, so it may
+    /// never have reached the container: asked again when the engine is back.
+    pub(super) unconfirmed: bool,
+}
+
+/// The Docker engine cannot be reached (a container service's machine only).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Outage {
+    pub(super) since: Instant,
+    /// A new instance was due while the engine was away: it is started once the
+    /// engine is back, rather than failing to start and counting as a crash.
+    pub(super) start_held: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

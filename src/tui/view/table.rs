@@ -113,6 +113,7 @@ pub(super) fn draw_header(frame: &mut Frame, state: &TuiState, area: Rect, theme
     let failed = count(&[Failed, Unhealthy, Backoff]);
     let stopped = count(&[Stopped]);
     let done = count(&[Completed]);
+    let unknown = count(&[Unknown]);
     let distinct = |rows: &mut dyn Iterator<Item = &ServiceSnapshot>| {
         let mut names: Vec<&str> = rows.map(rows::service_of).collect();
         names.sort_unstable();
@@ -143,6 +144,9 @@ pub(super) fn draw_header(frame: &mut Frame, state: &TuiState, area: Rect, theme
     }
     if done > 0 {
         total("✓", done, "done", theme.state(Completed));
+    }
+    if unknown > 0 {
+        total("?", unknown, "unknown", theme.state(Unknown));
     }
     let mut totals = format!("{services} service{}", if services == 1 { "" } else { "s" });
     if active.len() != services {
@@ -664,7 +668,10 @@ fn last_event_spans(
 fn troubled(service: &ServiceSnapshot) -> bool {
     matches!(
         service.status.state,
-        ServiceState::Failed | ServiceState::Unhealthy | ServiceState::Backoff
+        ServiceState::Failed
+            | ServiceState::Unhealthy
+            | ServiceState::Backoff
+            | ServiceState::Unknown
     ) || service.status.build == Some(BuildStatus::Failed)
 }
 
