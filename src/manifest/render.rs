@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{
-    CommandLine, DependencyCondition, HealthSpec, Manifest, Probe, RedeployStrategy, RestartPolicy,
-    ServiceExport, ServiceKind, ServiceSpec,
+    CommandLine, DependencyCondition, HealthSpec, Manifest, PortMapping, Probe, RedeployStrategy,
+    RestartPolicy, ServiceExport, ServiceKind, ServiceSpec,
 };
 
 /// A TOML value to write.
@@ -138,6 +138,20 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// A port mapping as `ports` writes it, its host IP always given:
+/// `"127.0.0.1:8080-8081:80"`, `"[::1]:7000:70"`.
+pub fn port_mapping_text(port: &PortMapping) -> String {
+    let ip = if port.host_ip.contains(':') {
+        format!("[{}]", port.host_ip)
+    } else {
+        port.host_ip.clone()
+    };
+    match port.host_last {
+        Some(last) => format!("{ip}:{}-{last}:{}", port.host, port.container),
+        None => format!("{ip}:{}:{}", port.host, port.container),
+    }
+}
+
 fn command_value(command: &CommandLine) -> TomlValue {
     match command {
         CommandLine::Shell(script) => TomlValue::string(script),
@@ -244,17 +258,7 @@ fn service_entries(service: &ServiceSpec) -> Vec<(String, TomlValue)> {
             }
             push(
                 "ports",
-                TomlValue::strings(container.ports.iter().map(|port| {
-                    let ip = if port.host_ip.contains(':') {
-                        format!("[{}]", port.host_ip)
-                    } else {
-                        port.host_ip.clone()
-                    };
-                    match port.host_last {
-                        Some(last) => format!("{ip}:{}-{last}:{}", port.host, port.container),
-                        None => format!("{ip}:{}:{}", port.host, port.container),
-                    }
-                })),
+                TomlValue::strings(container.ports.iter().map(port_mapping_text)),
             );
             push(
                 "volumes",

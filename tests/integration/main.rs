@@ -16,6 +16,7 @@ mod containers;
 mod control;
 mod editors;
 mod export;
+mod fuzz_corpus;
 mod harness;
 mod health;
 mod import;
