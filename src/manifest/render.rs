@@ -497,6 +497,29 @@ ports = [9]
         assert!(rendered.contains("FROM_FILE = \"a $$b\""), "{rendered}");
     }
 
+    /// Found by the `manifest` fuzz target: `fleet config` wrote `notify = true` alone
+    /// and dropped the `health` table's timings, so its output loaded as another
+    /// manifest.
+    #[test]
+    fn a_notify_service_keeps_its_health_timings_through_fleet_config() {
+        let source = "[services.queue]\ncommand = \"queue\"\nnotify = true\nwatchdog = \"5s\"\n\
+                      health = { interval = \"3s\", timeout = \"2s\", retries = 5, start_period = \"1m\" }\n";
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("fleet.toml");
+        let path = path.as_path();
+        let variables = crate::manifest::interpolate::Variables::default();
+        let first = match crate::manifest::parse_with_variables(path, source, &variables) {
+            Ok(manifest) => manifest,
+            Err(err) => panic!("{}", err.render(false)),
+        };
+        let rendered = to_toml(&first);
+        let second = match crate::manifest::parse_with_variables(path, &rendered, &variables) {
+            Ok(manifest) => manifest,
+            Err(err) => panic!("{rendered}\n{}", err.render(false)),
+        };
+        assert_eq!(first.services, second.services, "{rendered}");
+    }
+
     #[test]
     fn durations_are_written_exactly() {
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");
