@@ -138,6 +138,19 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// The `health` table's keys besides the probe.
+fn health_timings(health: &HealthSpec) -> Vec<(String, TomlValue)> {
+    vec![
+        ("interval".into(), TomlValue::duration(health.interval)),
+        ("timeout".into(), TomlValue::duration(health.timeout)),
+        ("retries".into(), TomlValue::Integer(health.retries.into())),
+        (
+            "start_period".into(),
+            TomlValue::duration(health.start_period),
+        ),
+    ]
+}
+
 /// A port mapping as `ports` writes it, its host IP always given:
 /// `"127.0.0.1:8080-8081:80"`, `"[::1]:7000:70"`.
 pub fn port_mapping_text(port: &PortMapping) -> String {
@@ -349,14 +362,18 @@ fn service_entries(service: &ServiceSpec) -> Vec<(String, TomlValue)> {
         ServiceKind::Process(_) => None,
     };
     match &service.health {
-        Some(HealthSpec {
-            probe: Probe::Notify { watchdog },
-            ..
-        }) => {
+        Some(
+            health @ HealthSpec {
+                probe: Probe::Notify { watchdog },
+                ..
+            },
+        ) => {
             push("notify", TomlValue::Boolean(true));
             if let Some(watchdog) = watchdog {
                 push("watchdog", TomlValue::duration(*watchdog));
             }
+            // READY=1 is the probe; the `health` table, without one, keeps the timings.
+            push("health", TomlValue::Table(health_timings(health)));
         }
         Some(health) => {
             let probe = match &health.probe {
@@ -378,15 +395,7 @@ fn service_entries(service: &ServiceSpec) -> Vec<(String, TomlValue)> {
             {
                 table.push(("expect_body".into(), TomlValue::string(body)));
             }
-            table.extend([
-                ("interval".into(), TomlValue::duration(health.interval)),
-                ("timeout".into(), TomlValue::duration(health.timeout)),
-                ("retries".into(), TomlValue::Integer(health.retries.into())),
-                (
-                    "start_period".into(),
-                    TomlValue::duration(health.start_period),
-                ),
-            ]);
+            table.extend(health_timings(health));
             push("health", TomlValue::Table(table));
         }
         None => {}
