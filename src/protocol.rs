@@ -398,4 +398,18 @@ mod tests {
         assert_eq!(framer.buffered(), 0);
         assert_eq!(lines(framer.push(b"end\nps\n")), ["ps"]);
     }
+
+    /// Found by the `protocol` fuzz target: a line over the limit was served when its
+    /// `\n` came in the same read as the bytes that took it over, and refused when the
+    /// read ended before it, so what a client got depended on how its bytes were split.
+    #[test]
+    fn a_line_over_the_limit_is_refused_however_the_reads_split_it() {
+        let stream = b"0123456789\nps\n";
+        let mut whole = RequestFramer::new(8);
+        assert_eq!(lines(whole.push(stream)), ["<too large>", "ps"]);
+        let mut split = RequestFramer::new(8);
+        let mut frames = split.push(&stream[..9]);
+        frames.extend(split.push(&stream[9..]));
+        assert_eq!(lines(frames), ["<too large>", "ps"]);
+    }
 }
