@@ -226,6 +226,11 @@ impl RequestFramer {
                 continue;
             }
             let line = &line[..line.len() - 1];
+            if line.len() > self.limit {
+                // Whole in this read; one that arrived in pieces was refused below.
+                frames.push(Frame::TooLarge);
+                continue;
+            }
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
