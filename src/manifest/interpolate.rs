@@ -443,6 +443,17 @@ mod tests {
         assert_eq!(ok("${MISSING+set}"), "");
     }
 
+    /// Found by hand while writing the `interpolate` fuzz target (libFuzzer's inputs are
+    /// too short to nest this deep): each nested default is a level of recursion, so a
+    /// 500 KB value of `${A:-${A:-...` overflowed the stack and aborted `fleet check`.
+    #[test]
+    fn deeply_nested_defaults_are_an_error_not_a_stack_overflow() {
+        let nested = |depth: usize| format!("{}x{}", "${A:-".repeat(depth), "}".repeat(depth));
+        assert_eq!(ok(&nested(32)), "x");
+        let err = interpolate(&nested(100_000), &vars()).expect_err("too deep");
+        assert!(err.message.contains("nested"), "{}", err.message);
+    }
+
     #[test]
     fn unset_variables_are_reported_with_their_place() {
         let done = interpolate("a $MISSING b ${OTHER}", &vars()).expect("valid");
