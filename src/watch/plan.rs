@@ -252,6 +252,19 @@ mod tests {
         ServiceWatch::compile(Path::new("/project"), &spec("svc", watch, ignore))
     }
 
+    /// Found by the `globs` fuzz target: `fleet check` accepts `src\/` (an escaped
+    /// slash), but trimming the trailing `/` left a dangling `\` that the watcher
+    /// refused, so `fleet up` failed on a manifest `fleet check` had passed.
+    #[test]
+    fn a_trailing_escaped_slash_names_the_folder() -> TestResult {
+        let service = compiled(&["src\\/"], &["src\\/tmp\\/"])?;
+        let matches = |path: &str| service.matches(&Candidate::new(path));
+        assert!(matches("src/main.rs"));
+        assert!(!matches("src/tmp/x"));
+        assert!(!matches("other/main.rs"));
+        Ok(())
+    }
+
     #[test]
     fn literal_patterns_match_the_file_or_everything_in_the_folder() -> TestResult {
         let service = compiled(&["examples/ratings.rs", "examples/cache"], &[])?;
