@@ -7,7 +7,7 @@
 //! Hidden from the docs and not part of the API: it exists so the fuzz crate can reach
 //! parsers that are `pub(crate)`. Nothing in fleet calls it; it calls down into
 //! `manifest`, `protocol`, `import` and `watch` and must never start anything, open a
-//! socket or write anywhere but its own scratch folder (see [`scratch_root`]).
+//! socket or write anywhere but its own scratch folder (`scratch_root`).
 //!
 //! # What each target holds to
 //! - [`manifest`]: TOML text either loads, and then `fleet config`'s rendering loads
@@ -70,7 +70,7 @@ fn variables() -> &'static Variables {
 /// a data folder, so that relative paths in the input can resolve. Made once per
 /// process, under the temp dir; files are written whole and renamed into place, so
 /// targets running at once never see half of one.
-pub fn scratch_root() -> &'static Path {
+fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let root = std::env::temp_dir().join("fleet-fuzz");
