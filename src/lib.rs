@@ -37,6 +37,10 @@
 //! control socket's server lives in [`supervisor::server`] because it serves a
 //! [`supervisor::SupervisorHandle`]; `control` itself is only the client and the
 //! socket's files.
+//!
+//! [`fuzzing`] (hidden) sits beside `main`: the fuzz targets' bodies, calling down
+//! into `manifest`, `protocol`, `import` and `watch`; nothing calls it but `fuzz/` and
+//! the test that replays its corpora.
 /// Writes a line to stderr and ignores a stderr that is gone. `eprintln!` panics when
 /// the terminal or pipe behind stderr has closed, and a supervisor whose terminal went
 /// away must still stop its services cleanly.
@@ -52,6 +56,8 @@ pub mod cli;
 pub mod control;
 pub mod event;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod import;
 pub mod logs;

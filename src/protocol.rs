@@ -1,6 +1,6 @@
-//! The control protocol on the wire: request and reply lines, their framing, and the
-//! stable error codes. Data and pure parsing only; the socket ends are
-//! `control::client` and `supervisor::server`.
+//! The control protocol on the wire: request and reply lines, their framing
+//! ([`RequestFramer`]), and the stable error codes. Data and pure parsing only; the
+//! socket ends are `control::client` and `supervisor::server`.
 //!
 //! A leaf: it depends on [`crate::event`] (a request carries a [`Command`]) and on
 //! nothing else in the crate, so the client, the server and tests share one definition.
@@ -179,6 +179,79 @@ pub fn encode_line(message: &impl Serialize) -> serde_json::Result<Vec<u8>> {
     Ok(line)
 }
 
+/// What the server makes of the bytes a client sends, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// One request line, without its `\n`; never blank.
+    Line(Vec<u8>),
+    /// A request longer than the limit: it is answered `request_too_large` once, and
+    /// its bytes up to the next `\n` are dropped.
+    TooLarge,
+}
+
+/// Splits the byte stream of one connection into request lines. Pure, so the server's
+/// framing can be tested and fuzzed without a socket: the server hands it each read
+/// and answers the frames it returns.
+///
+/// It holds at most the limit plus one read of bytes: a line that outgrows the limit
+/// is reported and then skipped, never buffered.
+#[derive(Debug)]
+pub struct RequestFramer {
+    limit: usize,
+    pending: Vec<u8>,
+    /// Inside an oversized request, already reported: drop bytes up to its `\n`.
+    discarding: bool,
+}
+
+impl RequestFramer {
+    /// A framer refusing lines longer than `limit` bytes ([`MAX_REQUEST`] on the
+    /// socket).
+    pub fn new(limit: usize) -> RequestFramer {
+        RequestFramer {
+            limit,
+            pending: Vec::new(),
+            discarding: false,
+        }
+    }
+
+    /// Takes the bytes of one read and returns the frames they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Frame> {
+        self.pending.extend_from_slice(bytes);
+        let mut frames = Vec::new();
+        while let Some(newline) = memchr::memchr(b'\n', &self.pending) {
+            let line: Vec<u8> = self.pending.drain(..=newline).collect();
+            if self.discarding {
+                // The tail of an oversized request, already answered.
+                self.discarding = false;
+                continue;
+            }
+            let line = &line[..line.len() - 1];
+            if line.len() > self.limit {
+                // Whole in this read; one that arrived in pieces was refused below.
+                frames.push(Frame::TooLarge);
+                continue;
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            frames.push(Frame::Line(line.to_vec()));
+        }
+        if self.pending.len() > self.limit {
+            if !self.discarding {
+                frames.push(Frame::TooLarge);
+            }
+            self.discarding = true;
+            self.pending.clear();
+        }
+        frames
+    }
+
+    /// Bytes held for a line not yet complete.
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 /// Reads one request line (without its `\n`), or says with which error to answer it.
 /// The version is checked before the shape, so a client of another version learns
 /// that rather than that its request is malformed.
@@ -296,5 +369,52 @@ mod tests {
             code(r#"{"version":1,"op":"command"}"#),
             Err(ErrorCode::BadRequest)
         );
+    }
+
+    fn lines(frames: Vec<Frame>) -> Vec<String> {
+        frames
+            .into_iter()
+            .map(|frame| match frame {
+                Frame::Line(line) => String::from_utf8_lossy(&line).into_owned(),
+                Frame::TooLarge => "<too large>".to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_framer_joins_partial_reads_and_skips_blank_lines() {
+        let mut framer = RequestFramer::new(MAX_REQUEST);
+        assert_eq!(lines(framer.push(b"{\"version\":1,")), Vec::<String>::new());
+        assert_eq!(framer.buffered(), 13);
+        assert_eq!(
+            lines(framer.push(b"\"op\":\"ps\"}\n\n  \r\n\xff\xfe\nnext")),
+            [r#"{"version":1,"op":"ps"}"#, "\u{fffd}\u{fffd}"]
+        );
+        assert_eq!(lines(framer.push(b"\n")), ["next"]);
+        assert_eq!(framer.buffered(), 0);
+    }
+
+    #[test]
+    fn the_framer_reports_an_oversized_request_once_and_skips_to_its_end() {
+        let mut framer = RequestFramer::new(8);
+        assert_eq!(lines(framer.push(b"0123456789")), ["<too large>"]);
+        assert_eq!(framer.buffered(), 0);
+        assert_eq!(lines(framer.push(b"more of it")), Vec::<String>::new());
+        assert_eq!(framer.buffered(), 0);
+        assert_eq!(lines(framer.push(b"end\nps\n")), ["ps"]);
+    }
+
+    /// Found by the `protocol` fuzz target: a line over the limit was served when its
+    /// `\n` came in the same read as the bytes that took it over, and refused when the
+    /// read ended before it, so what a client got depended on how its bytes were split.
+    #[test]
+    fn a_line_over_the_limit_is_refused_however_the_reads_split_it() {
+        let stream = b"0123456789\nps\n";
+        let mut whole = RequestFramer::new(8);
+        assert_eq!(lines(whole.push(stream)), ["<too large>", "ps"]);
+        let mut split = RequestFramer::new(8);
+        let mut frames = split.push(&stream[..9]);
+        frames.extend(split.push(&stream[9..]));
+        assert_eq!(lines(frames), ["<too large>", "ps"]);
     }
 }

@@ -308,12 +308,25 @@ impl DraftService {
     }
 }
 
+/// Pushes a comment line and its newline. TOML allows no control character but tab in
+/// a comment, and a comment may quote the source (a key, a whole line), so any other
+/// is written as its escape, `\u{1}`.
+fn push_comment(out: &mut String, line: &str) {
+    for c in line.chars() {
+        if c.is_control() && c != '\t' {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\n');
+}
+
 impl Draft {
     fn to_text(&self) -> String {
         let mut out = String::new();
         for line in &self.header {
-            out.push_str(line);
-            out.push('\n');
+            push_comment(&mut out, line);
         }
         if self.project_name.is_some() || !self.project_comments.is_empty() {
             out.push_str("\n[project]\n");
@@ -321,8 +334,7 @@ impl Draft {
                 out.push_str(&format!("name = {}\n", TomlValue::string(name).to_text()));
             }
             for line in &self.project_comments {
-                out.push_str(line);
-                out.push('\n');
+                push_comment(&mut out, line);
             }
         }
         for service in &self.services {
@@ -331,8 +343,7 @@ impl Draft {
             out.push('\n');
             for entry in &service.entries {
                 for line in &entry.comments {
-                    out.push_str(line);
-                    out.push('\n');
+                    push_comment(&mut out, line);
                 }
                 out.push_str(&format!(
                     "{} = {}\n",
@@ -341,8 +352,7 @@ impl Draft {
                 ));
             }
             for line in &service.trailing {
-                out.push_str(line);
-                out.push('\n');
+                push_comment(&mut out, line);
             }
         }
         out

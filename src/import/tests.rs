@@ -251,3 +251,32 @@ fn empty_inputs() {
     assert!(error("compose.yaml", Format::Compose, "name: x\n").contains("has no `services`"));
     assert!(error("Procfile", Format::Procfile, "# nothing\n").contains("has no process"));
 }
+
+/// Found by the `compose` fuzz target: a control character in a key that is not
+/// imported was copied into the manifest's comment about it, where TOML forbids it, so
+/// `fleet import` wrote a file that does not parse.
+#[test]
+fn control_characters_in_what_is_not_imported_stay_out_of_comments() {
+    let dir = fixture("shop");
+    let variables = variables();
+    let context = Context {
+        path: Path::new("compose.yaml"),
+        source_dir: &dir,
+        out_dir: &dir,
+        variables: &variables,
+    };
+    let source =
+        "services:\n  web:\n    image: nginx\n    deploy:\n      re\u{1}start_policy: {condition: any}\n";
+    let imported = match import(Format::Compose, source, &context) {
+        Ok(imported) => imported,
+        Err(err) => panic!("{}", err.render(false)),
+    };
+    if let Err(err) = toml::from_str::<toml::Table>(&imported.manifest) {
+        panic!("{}\n\n{err}", imported.manifest);
+    }
+    assert!(
+        imported.manifest.contains("`deploy.re\\u{1}start_policy`"),
+        "{}",
+        imported.manifest
+    );
+}

@@ -124,6 +124,7 @@ pub fn interpolate(text: &str, variables: &Variables) -> Result<Interpolated, In
         position: 0,
         variables,
         unset: Vec::new(),
+        depth: 0,
     };
     let out = parser.template(false)?;
     Ok(Interpolated {
@@ -137,11 +138,18 @@ pub fn escape(text: &str) -> String {
     text.replace('$', "$$")
 }
 
+/// How deep `${A:-${B:-...}}` may nest. Each level is a level of recursion in the
+/// parser, so without a bound a long enough value overflows the stack; no real default
+/// nests more than a few levels.
+pub const MAX_NESTING: usize = 64;
+
 struct Parser<'a> {
     text: &'a str,
     position: usize,
     variables: &'a Variables,
     unset: Vec<(String, Range<usize>)>,
+    /// Expressions open around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -248,10 +256,22 @@ impl Parser<'_> {
         if operator == "}" {
             return Ok(self.value_or_unset(&name, start..self.position));
         }
+        if self.depth == MAX_NESTING {
+            return Err(InterpolationError {
+                message: format!(
+                    "interpolation nested more than {MAX_NESTING} levels deep: `{}`",
+                    &self.text[start..self.position]
+                ),
+                range: start..self.position,
+            });
+        }
         // The argument is evaluated only when it is used (as a shell does), but it is
         // always parsed, so a malformed one is an error either way.
         let unset_before = self.unset.len();
-        let argument = self.template(true)?;
+        self.depth += 1;
+        let argument = self.template(true);
+        self.depth -= 1;
+        let argument = argument?;
         if self.peek() != Some('}') {
             return Err(InterpolationError {
                 message: format!(
@@ -441,6 +461,17 @@ mod tests {
         assert_eq!(ok("${EMPTY:+set}"), "");
         assert_eq!(ok("${EMPTY+set}"), "set");
         assert_eq!(ok("${MISSING+set}"), "");
+    }
+
+    /// Found by hand while writing the `interpolate` fuzz target (libFuzzer's inputs are
+    /// too short to nest this deep): each nested default is a level of recursion, so a
+    /// 500 KB value of `${A:-${A:-...` overflowed the stack and aborted `fleet check`.
+    #[test]
+    fn deeply_nested_defaults_are_an_error_not_a_stack_overflow() {
+        let nested = |depth: usize| format!("{}x{}", "${A:-".repeat(depth), "}".repeat(depth));
+        assert_eq!(ok(&nested(MAX_NESTING)), "x");
+        let err = interpolate(&nested(100_000), &vars()).expect_err("too deep");
+        assert!(err.message.contains("nested"), "{}", err.message);
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub mod schema;
 #[cfg(test)]
 mod test_support;
 mod validate;
-mod values;
+// `pub(crate)` for `crate::fuzzing`, which feeds its parsers directly.
+pub(crate) mod values;
 
 pub use diagnostic::{Diagnostic, ManifestError};
 pub use values::DurationError;

@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{
-    CommandLine, DependencyCondition, HealthSpec, Manifest, Probe, RedeployStrategy, RestartPolicy,
-    ServiceExport, ServiceKind, ServiceSpec,
+    CommandLine, DependencyCondition, HealthSpec, Manifest, PortMapping, Probe, RedeployStrategy,
+    RestartPolicy, ServiceExport, ServiceKind, ServiceSpec,
 };
 
 /// A TOML value to write.
@@ -138,6 +138,33 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
+/// The `health` table's keys besides the probe.
+fn health_timings(health: &HealthSpec) -> Vec<(String, TomlValue)> {
+    vec![
+        ("interval".into(), TomlValue::duration(health.interval)),
+        ("timeout".into(), TomlValue::duration(health.timeout)),
+        ("retries".into(), TomlValue::Integer(health.retries.into())),
+        (
+            "start_period".into(),
+            TomlValue::duration(health.start_period),
+        ),
+    ]
+}
+
+/// A port mapping as `ports` writes it, its host IP always given:
+/// `"127.0.0.1:8080-8081:80"`, `"[::1]:7000:70"`.
+pub fn port_mapping_text(port: &PortMapping) -> String {
+    let ip = if port.host_ip.contains(':') {
+        format!("[{}]", port.host_ip)
+    } else {
+        port.host_ip.clone()
+    };
+    match port.host_last {
+        Some(last) => format!("{ip}:{}-{last}:{}", port.host, port.container),
+        None => format!("{ip}:{}:{}", port.host, port.container),
+    }
+}
+
 fn command_value(command: &CommandLine) -> TomlValue {
     match command {
         CommandLine::Shell(script) => TomlValue::string(script),
@@ -244,17 +271,7 @@ fn service_entries(service: &ServiceSpec) -> Vec<(String, TomlValue)> {
             }
             push(
                 "ports",
-                TomlValue::strings(container.ports.iter().map(|port| {
-                    let ip = if port.host_ip.contains(':') {
-                        format!("[{}]", port.host_ip)
-                    } else {
-                        port.host_ip.clone()
-                    };
-                    match port.host_last {
-                        Some(last) => format!("{ip}:{}-{last}:{}", port.host, port.container),
-                        None => format!("{ip}:{}:{}", port.host, port.container),
-                    }
-                })),
+                TomlValue::strings(container.ports.iter().map(port_mapping_text)),
             );
             push(
                 "volumes",
@@ -346,14 +363,18 @@ fn service_entries(service: &ServiceSpec) -> Vec<(String, TomlValue)> {
         ServiceKind::Process(_) => None,
     };
     match &service.health {
-        Some(HealthSpec {
-            probe: Probe::Notify { watchdog },
-            ..
-        }) => {
+        Some(
+            health @ HealthSpec {
+                probe: Probe::Notify { watchdog },
+                ..
+            },
+        ) => {
             push("notify", TomlValue::Boolean(true));
             if let Some(watchdog) = watchdog {
                 push("watchdog", TomlValue::duration(*watchdog));
             }
+            // READY=1 is the probe; the `health` table, without one, keeps the timings.
+            push("health", TomlValue::Table(health_timings(health)));
         }
         Some(health) => {
             let probe = match &health.probe {
@@ -375,15 +396,7 @@ fn service_entries(service: &ServiceSpec) -> Vec<(String, TomlValue)> {
             {
                 table.push(("expect_body".into(), TomlValue::string(body)));
             }
-            table.extend([
-                ("interval".into(), TomlValue::duration(health.interval)),
-                ("timeout".into(), TomlValue::duration(health.timeout)),
-                ("retries".into(), TomlValue::Integer(health.retries.into())),
-                (
-                    "start_period".into(),
-                    TomlValue::duration(health.start_period),
-                ),
-            ]);
+            table.extend(health_timings(health));
             push("health", TomlValue::Table(table));
         }
         None => {}
@@ -492,6 +505,29 @@ ports = [9]
         assert_eq!(first, second, "{rendered}");
         assert!(rendered.contains(" $$HOME\""), "{rendered}");
         assert!(rendered.contains("FROM_FILE = \"a $$b\""), "{rendered}");
+    }
+
+    /// Found by the `manifest` fuzz target: `fleet config` wrote `notify = true` alone
+    /// and dropped the `health` table's timings, so its output loaded as another
+    /// manifest.
+    #[test]
+    fn a_notify_service_keeps_its_health_timings_through_fleet_config() {
+        let source = "[services.queue]\ncommand = \"queue\"\nnotify = true\nwatchdog = \"5s\"\n\
+                      health = { interval = \"3s\", timeout = \"2s\", retries = 5, start_period = \"1m\" }\n";
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("fleet.toml");
+        let path = path.as_path();
+        let variables = crate::manifest::interpolate::Variables::default();
+        let first = match crate::manifest::parse_with_variables(path, source, &variables) {
+            Ok(manifest) => manifest,
+            Err(err) => panic!("{}", err.render(false)),
+        };
+        let rendered = to_toml(&first);
+        let second = match crate::manifest::parse_with_variables(path, &rendered, &variables) {
+            Ok(manifest) => manifest,
+            Err(err) => panic!("{rendered}\n{}", err.render(false)),
+        };
+        assert_eq!(first.services, second.services, "{rendered}");
     }
 
     #[test]

@@ -263,20 +263,13 @@ impl Checker<'_> {
 
     pub(super) fn signal(&mut self, value: &Value) -> Option<StopSignal> {
         let text = value.string(&mut self.diagnostics)?;
-        let upper = text.trim().to_ascii_uppercase();
-        let wanted = if upper.starts_with("SIG") {
-            upper
-        } else {
-            format!("SIG{upper}")
+        let wanted = match parse_signal(text) {
+            Ok(signal) => return Some(signal),
+            Err(wanted) => wanted,
         };
-        let known = nix::sys::signal::Signal::iterator();
-        if let Some(signal) = known.clone().find(|signal| signal.as_str() == wanted) {
-            return Some(StopSignal {
-                name: signal.as_str(),
-                number: signal as i32,
-            });
-        }
-        let names: Vec<&str> = known.map(|signal| signal.as_str()).collect();
+        let names: Vec<&str> = nix::sys::signal::Signal::iterator()
+            .map(|signal| signal.as_str())
+            .collect();
         let diagnostic = Diagnostic::new(format!("unknown signal `{text}`"), value.span.clone())
             .with_suggestion(suggest(&wanted, names.iter().copied()));
         let diagnostic = if diagnostic.help.is_none() {
@@ -313,11 +306,7 @@ impl Checker<'_> {
     pub(super) fn host_port(&mut self, value: &Value, what: &str) -> Option<(String, u16)> {
         match &value.kind {
             Kind::String(text) => {
-                let parsed = text.rsplit_once(':').and_then(|(host, port)| {
-                    let host = host.trim_start_matches('[').trim_end_matches(']');
-                    let port = port.parse::<u16>().ok().filter(|port| *port > 0)?;
-                    (!host.is_empty()).then(|| (host.to_string(), port))
-                });
+                let parsed = parse_host_port(text);
                 if parsed.is_none() {
                     self.error(
                         format!("invalid address `{text}` in {what}"),
@@ -346,19 +335,51 @@ impl Checker<'_> {
         };
         let mut globs = Vec::new();
         for (pattern, span) in value.strings(&mut self.diagnostics).unwrap_or_default() {
-            if pattern.trim().is_empty() {
-                self.error("empty glob", span);
-                continue;
-            }
-            match globset::Glob::new(pattern) {
-                Ok(_) => globs.push(pattern.to_string()),
-                Err(err) => {
-                    self.error(format!("invalid glob `{pattern}`: {}", err.kind()), span);
+            match glob_problem(pattern) {
+                None => globs.push(pattern.to_string()),
+                Some(problem) => {
+                    self.error(problem, span);
                 }
             }
         }
         globs
     }
+}
+
+/// A stop signal by name, with or without `SIG`, in any case (`"term"`, `"SIGINT"`);
+/// else the name looked for, `SIG` and upper case, to suggest a known one.
+pub(crate) fn parse_signal(text: &str) -> Result<StopSignal, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let wanted = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    nix::sys::signal::Signal::iterator()
+        .find(|signal| signal.as_str() == wanted)
+        .map(|signal| StopSignal {
+            name: signal.as_str(),
+            number: signal as i32,
+        })
+        .ok_or(wanted)
+}
+
+/// `"HOST:PORT"`, the host maybe an IPv6 address in brackets (`"[::1]:7001"`).
+pub(crate) fn parse_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse::<u16>().ok().filter(|port| *port > 0)?;
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+/// What is wrong with a `watch` or `ignore` glob, if anything.
+pub(crate) fn glob_problem(pattern: &str) -> Option<String> {
+    if pattern.trim().is_empty() {
+        return Some("empty glob".to_string());
+    }
+    globset::Glob::new(pattern)
+        .err()
+        .map(|err| format!("invalid glob `{pattern}`: {}", err.kind()))
 }
 
 pub(super) fn normalize(path: &Path) -> PathBuf {
@@ -388,14 +409,14 @@ pub(super) fn is_valid_name(name: &str) -> bool {
 }
 
 /// `execve` takes `NAME=value` strings, so a name can't hold `=` or NUL.
-pub(super) fn is_valid_env_name(name: &str) -> bool {
+pub(crate) fn is_valid_env_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['=', '\0']) && !name.contains(char::is_whitespace)
 }
 
 /// The `KEY=VALUE` pairs of an env file's text, in order; a line that is not one is
 /// `Err(line number)`. `#` comments, blank lines and an `export ` prefix are allowed, and
 /// one pair of matching quotes around a value is removed.
-pub(super) fn env_file_entries(text: &str) -> Vec<Result<(String, String), usize>> {
+pub(crate) fn env_file_entries(text: &str) -> Vec<Result<(String, String), usize>> {
     let mut entries = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -520,7 +541,7 @@ pub(super) fn format_duration(duration: Duration) -> String {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum SizeError {
+pub(crate) enum SizeError {
     Invalid,
     /// More than a `u64` of bytes.
     TooLarge,
@@ -528,7 +549,7 @@ enum SizeError {
 
 /// `"512KB"`, `"10MB"`, `"1GB"` (powers of 1000), `"64KiB"` (powers of 1024), `"100B"`
 /// or a plain number of bytes; units are case-insensitive.
-fn parse_size(text: &str) -> Result<u64, SizeError> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, SizeError> {
     let text = text.trim();
     let digits_len = text
         .find(|c: char| !c.is_ascii_digit())
@@ -557,7 +578,7 @@ pub(super) const HTTPS_UNSUPPORTED: &str = "https probes are not supported";
 /// `http://host[:port][/path][?query]` -> an [`HttpTarget`]: port 80 and path `/`
 /// unless given, the query kept, the fragment dropped, an IPv6 address in brackets.
 /// Only plain HTTP: probes talk to local dev services, and fleet carries no TLS client.
-pub(super) fn parse_http_url(url: &str) -> Result<HttpTarget, &'static str> {
+pub(crate) fn parse_http_url(url: &str) -> Result<HttpTarget, &'static str> {
     let scheme_is = |scheme: &str| {
         url.get(..scheme.len())
             .is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme))
@@ -672,7 +693,7 @@ impl HttpTarget {
 
 /// `"6380:6380"` or `"127.0.0.1:6380:6380"` (an IPv6 host IP may be bracketed); the
 /// host port may be a range, `"8080-8082:80"`, one port per replica.
-pub(super) fn parse_port_mapping(text: &str) -> Option<PortMapping> {
+pub(crate) fn parse_port_mapping(text: &str) -> Option<PortMapping> {
     let mut parts: Vec<&str> = text.trim().rsplitn(3, ':').collect();
     parts.reverse();
     let port = |text: &str| text.parse::<u16>().ok().filter(|port| *port > 0);
@@ -709,7 +730,7 @@ pub(super) fn parse_port_mapping(text: &str) -> Option<PortMapping> {
 
 /// `"./data:/data"` (bind mount, host made absolute), `"name:/data"` (named volume),
 /// either optionally with `:ro` or `:rw`.
-pub(super) fn parse_volume(text: &str, root: &Path) -> Option<String> {
+pub(crate) fn parse_volume(text: &str, root: &Path) -> Option<String> {
     let parts: Vec<&str> = text.split(':').collect();
     let (host, container, mode) = match parts.as_slice() {
         [host, container] => (*host, *container, None),

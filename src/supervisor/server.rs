@@ -15,7 +15,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast;
 
 use super::SupervisorHandle;
-use crate::protocol::{encode_line, parse_request, ErrorCode, Hello, Reply, Request, MAX_REQUEST};
+use crate::protocol::{
+    encode_line, parse_request, ErrorCode, Frame, Hello, Reply, Request, RequestFramer, MAX_REQUEST,
+};
 
 /// Binds the project's socket (replacing a stale one; the caller holds the lock) with
 /// mode 0600.
@@ -69,38 +71,23 @@ async fn connection(
         )
         .await;
     }
-    let mut pending: Vec<u8> = Vec::new();
-    let mut discarding = false;
+    let mut framer = RequestFramer::new(MAX_REQUEST);
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
-        // Serve every complete line already buffered.
-        while let Some(newline) = memchr::memchr(b'\n', &pending) {
-            let line: Vec<u8> = pending.drain(..=newline).collect();
-            if discarding {
-                // The tail of an oversized request, already answered.
-                discarding = false;
-                continue;
-            }
-            let line = &line[..line.len() - 1];
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            handle_line(&mut stream, line, &handle, &hello).await?;
-        }
-        if pending.len() > MAX_REQUEST {
-            if !discarding {
-                let message = format!("a request may be at most {MAX_REQUEST} bytes");
-                let reply = Reply::error(ErrorCode::RequestTooLarge, message);
-                send(&mut stream, &reply).await?;
-            }
-            discarding = true;
-            pending.clear();
-        }
         let read = stream.read(&mut buffer).await?;
         if read == 0 {
             return Ok(());
         }
-        pending.extend_from_slice(&buffer[..read]);
+        for frame in framer.push(&buffer[..read]) {
+            match frame {
+                Frame::Line(line) => handle_line(&mut stream, &line, &handle, &hello).await?,
+                Frame::TooLarge => {
+                    let message = format!("a request may be at most {MAX_REQUEST} bytes");
+                    let reply = Reply::error(ErrorCode::RequestTooLarge, message);
+                    send(&mut stream, &reply).await?;
+                }
+            }
+        }
     }
 }
 

@@ -78,6 +78,18 @@ impl From<&ServiceSpec> for WatchSpec {
     }
 }
 
+/// Compiles `spec`'s globs as [`Watcher::start`] does, without watching anything, and
+/// says whether a change to `path` (relative to `root`) would redeploy the service.
+/// For `crate::fuzzing`: every glob the manifest accepts must compile here.
+pub(crate) fn would_redeploy(
+    root: &Path,
+    spec: &WatchSpec,
+    path: &Path,
+) -> Result<bool, WatchError> {
+    let service = ServiceWatch::compile(root, spec)?;
+    Ok(service.matches(&Candidate::new(path)))
+}
+
 /// What the watcher tells the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {

@@ -149,8 +149,8 @@ fn glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
     GlobBuilder::new(pattern).literal_separator(true).build()
 }
 
-/// `./a/b/` -> `a/b`; an absolute path under `root` becomes relative. `None` for a
-/// pattern that names the root itself.
+/// `./a/b/` -> `a/b` (`a/b\/` too); an absolute path under `root` becomes relative.
+/// `None` for a pattern that names the root itself.
 fn normalize_pattern(root: &Path, raw: &str) -> Option<String> {
     let mut pattern = raw.trim();
     if let Ok(inside) = Path::new(pattern).strip_prefix(root) {
@@ -159,7 +159,13 @@ fn normalize_pattern(root: &Path, raw: &str) -> Option<String> {
     while let Some(rest) = pattern.strip_prefix("./") {
         pattern = rest;
     }
-    let pattern = pattern.trim_end_matches('/');
+    let mut pattern = pattern.trim_end_matches('/');
+    // `src\/` escapes its last slash: the backslash goes with it, or it would be left
+    // dangling. An odd run of backslashes at the end holds such an escape; an even run
+    // is escaped backslashes.
+    while (pattern.len() - pattern.trim_end_matches('\\').len()) % 2 == 1 {
+        pattern = pattern[..pattern.len() - 1].trim_end_matches('/');
+    }
     if pattern.is_empty() || pattern == "." {
         None
     } else {
@@ -250,6 +256,19 @@ mod tests {
 
     fn compiled(watch: &[&str], ignore: &[&str]) -> Result<ServiceWatch, WatchError> {
         ServiceWatch::compile(Path::new("/project"), &spec("svc", watch, ignore))
+    }
+
+    /// Found by the `globs` fuzz target: `fleet check` accepts `src\/` (an escaped
+    /// slash), but trimming the trailing `/` left a dangling `\` that the watcher
+    /// refused, so `fleet up` failed on a manifest `fleet check` had passed.
+    #[test]
+    fn a_trailing_escaped_slash_names_the_folder() -> TestResult {
+        let service = compiled(&["src\\/"], &["src\\/tmp\\/\\/"])?;
+        let matches = |path: &str| service.matches(&Candidate::new(path));
+        assert!(matches("src/main.rs"));
+        assert!(!matches("src/tmp/x"));
+        assert!(!matches("other/main.rs"));
+        Ok(())
     }
 
     #[test]

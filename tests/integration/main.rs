@@ -17,6 +17,7 @@ mod control;
 mod editors;
 mod export;
 mod faults;
+mod fuzz_corpus;
 mod harness;
 mod health;
 mod import;
