@@ -18,6 +18,7 @@ mod editors;
 mod export;
 mod harness;
 mod health;
+mod hostile;
 mod import;
 mod logs;
 mod manifest_errors;
