@@ -390,6 +390,10 @@ pub enum EventKind {
         unhealthy: u32,
         #[serde(default)]
         not_ready: u32,
+        /// Why the last start failed, when the last failure was a start that could
+        /// not happen at all (no program, no file descriptors): the reason to fix.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_error: Option<String>,
     },
     /// A starting instance did not pass its probe within `start_timeout`.
     NotReady {
@@ -499,11 +503,18 @@ impl fmt::Display for EventKind {
                 window_ms,
                 unhealthy,
                 not_ready,
-            } => write!(
-                f,
-                "failed: {}, not restarting",
-                describe_failures(*crashes, *unhealthy, *not_ready, *window_ms)
-            ),
+                start_error,
+            } => {
+                write!(
+                    f,
+                    "failed: {}, not restarting",
+                    describe_failures(*crashes, *unhealthy, *not_ready, *window_ms)
+                )?;
+                match start_error {
+                    Some(error) => write!(f, "; the last start failed: {error}"),
+                    None => Ok(()),
+                }
+            }
             EventKind::NotReady {
                 after_ms,
                 reason: Some(reason),
@@ -852,10 +863,23 @@ mod tests {
             window_ms: 60_000,
             unhealthy: 4,
             not_ready: 1,
+            start_error: None,
         };
         assert_eq!(
             gave_up.to_string(),
             "failed: 6 failures within 1m (1 crash, 4 unhealthy, 1 not ready), not restarting"
+        );
+        let could_not_start = EventKind::GaveUp {
+            crashes: 3,
+            window_ms: 60_000,
+            unhealthy: 0,
+            not_ready: 0,
+            start_error: Some("cannot start process: Too many open files".into()),
+        };
+        assert_eq!(
+            could_not_start.to_string(),
+            "failed: crashed 3 times within 1m, not restarting; \
+             the last start failed: cannot start process: Too many open files"
         );
     }
 

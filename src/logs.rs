@@ -476,8 +476,15 @@ impl ServiceLog {
                 Ok(0) => break,
                 Ok(read) => {
                     writer.push(&buffer[..read]);
-                    if read == buffer.len() && buffer.len() < READ_CHUNK {
-                        buffer.resize(buffer.len() * 4, 0);
+                    if read == buffer.len() {
+                        if buffer.len() < READ_CHUNK {
+                            buffer.resize(buffer.len() * 4, 0);
+                        }
+                        // A full read means more is waiting: a flooding service keeps
+                        // the pipe ready, and tokio's budget would let this loop run
+                        // 128 reads (over 100 MiB of log writes) before other tasks
+                        // on this worker, such as a `fleet ps`, get a turn.
+                        tokio::task::yield_now().await;
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,

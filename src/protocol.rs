@@ -11,8 +11,15 @@
 //! (`{"stream":...}`) and then exactly one final line, `{"ok":...}` or
 //! `{"error":{"code":"unknown_service","message":"..."}}`. Error codes are part of
 //! the interface: they are never renamed or reused (see [`ErrorCode`]).
+//!
+//! A connection may carry many requests, one after another. Its limits, which only a
+//! broken or hostile client meets: a request line is at most [`MAX_REQUEST`] bytes
+//! and must arrive within [`REQUEST_DEADLINE`]; each line the server writes must be
+//! taken within [`WRITE_DEADLINE`]. Passing the first two gets an error reply, and
+//! every one of them closes the connection.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -26,12 +33,24 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// bytes, and a bound keeps a broken or hostile client from growing the supervisor.
 pub const MAX_REQUEST: usize = 64 * 1024;
 
+/// A request line must arrive whole within this time, counted from when the server is
+/// ready for it (the connection is accepted, or the previous reply is sent). Clients
+/// write a request in one go, so only a stuck or hostile client (one that connects and
+/// never sends, or sends a byte a second) reaches it; it then gets `request_timeout`
+/// and the connection is closed, freeing its slot and file descriptor.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A reply or stream line the client does not take within this time (the socket's
+/// kernel buffer stays full) ends the connection: a `subscribe` client that stopped
+/// reading is disconnected rather than holding a slot and its buffer forever.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Stable error codes. Never rename or reuse one; add new ones at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// Not JSON, not an object, or an object that is no valid request.
     BadRequest,
-    /// Longer than [`MAX_REQUEST`].
+    /// Longer than [`MAX_REQUEST`]; the connection is closed.
     RequestTooLarge,
     /// An `op` this server does not know.
     UnknownRequest,
@@ -50,6 +69,12 @@ pub enum ErrorCode {
     /// The request is well formed but asks for what cannot be (a replica count beyond
     /// what the service's ports allow, busy ports); nothing changed.
     InvalidArgument,
+    /// No complete request line arrived within [`REQUEST_DEADLINE`]; the connection
+    /// is closed.
+    RequestTimeout,
+    /// The supervisor already serves as many connections as it allows; try again
+    /// when one ends.
+    TooManyConnections,
     /// A code this build does not know, from a newer supervisor: kept as sent, so a
     /// client still shows it.
     Other(String),
@@ -57,7 +82,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this build knows, in the order they were added.
-    pub const KNOWN: [ErrorCode; 10] = [
+    pub const KNOWN: [ErrorCode; 12] = [
         ErrorCode::BadRequest,
         ErrorCode::RequestTooLarge,
         ErrorCode::UnknownRequest,
@@ -68,6 +93,8 @@ impl ErrorCode {
         ErrorCode::PermissionDenied,
         ErrorCode::Internal,
         ErrorCode::InvalidArgument,
+        ErrorCode::RequestTimeout,
+        ErrorCode::TooManyConnections,
     ];
 
     /// The code on the wire.
@@ -83,6 +110,8 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::Internal => "internal",
             ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Other(code) => code,
         }
     }
@@ -250,6 +279,11 @@ impl RequestFramer {
     pub fn buffered(&self) -> usize {
         self.pending.len()
     }
+
+    /// Gives back memory a long request left, keeping at least `capacity` bytes.
+    pub fn shrink_to(&mut self, capacity: usize) {
+        self.pending.shrink_to(capacity);
+    }
 }
 
 /// Reads one request line (without its `\n`), or says with which error to answer it.
@@ -304,7 +338,11 @@ mod tests {
             "invalid_manifest",
             "permission_denied",
             "internal",
+            "invalid_argument",
+            "request_timeout",
+            "too_many_connections",
         ];
+        assert_eq!(wire.len(), ErrorCode::KNOWN.len());
         for (code, text) in ErrorCode::KNOWN.iter().zip(wire) {
             assert_eq!(serde_json::to_string(code)?, format!("\"{text}\""));
             assert_eq!(

@@ -53,14 +53,52 @@ const PIPE_SIZE: i32 = 1 << 20;
 pub enum SpawnError {
     /// The program could not be found or executed.
     Exec { program: String, source: io::Error },
+    /// fleet itself has no file descriptor left for the new process's pipes (EMFILE:
+    /// its own `ulimit -n`, with the soft limit it had; ENFILE: the whole system's).
+    OutOfDescriptors {
+        source: io::Error,
+        limit: Option<u64>,
+    },
     /// Any other OS failure (pipes, fork).
     Os(io::Error),
+}
+
+impl SpawnError {
+    /// Sorts an OS error from creating the process: out of descriptors, or another.
+    fn os(source: io::Error) -> SpawnError {
+        let emfile = source.raw_os_error() == Some(Errno::EMFILE as i32);
+        if emfile || source.raw_os_error() == Some(Errno::ENFILE as i32) {
+            let limit = emfile
+                .then(|| {
+                    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()
+                })
+                .flatten()
+                .map(|(soft, _hard)| soft);
+            return SpawnError::OutOfDescriptors { source, limit };
+        }
+        SpawnError::Os(source)
+    }
 }
 
 impl std::fmt::Display for SpawnError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SpawnError::Exec { program, source } => write!(f, "cannot run `{program}`: {source}"),
+            SpawnError::OutOfDescriptors {
+                source,
+                limit: Some(limit),
+            } => write!(
+                f,
+                "cannot start process: fleet has reached its limit of {limit} open files \
+                 (raise `ulimit -n` before `fleet up`): {source}"
+            ),
+            SpawnError::OutOfDescriptors {
+                source,
+                limit: None,
+            } => write!(
+                f,
+                "cannot start process: the system is out of file descriptors: {source}"
+            ),
             SpawnError::Os(source) => write!(f, "cannot start process: {source}"),
         }
     }
@@ -211,7 +249,7 @@ impl ProcessRuntime {
                         program: program.clone(),
                         source,
                     },
-                    _ => SpawnError::Os(source),
+                    _ => SpawnError::os(source),
                 })?;
         let pid = child.id();
         let std_child = &mut child;
@@ -223,8 +261,8 @@ impl ProcessRuntime {
             .stderr
             .take()
             .ok_or_else(|| SpawnError::Os(io::Error::other("stderr pipe missing")))?;
-        let stdout = into_async_pipe(OwnedFd::from(stdout)).map_err(SpawnError::Os)?;
-        let stderr = into_async_pipe(OwnedFd::from(stderr)).map_err(SpawnError::Os)?;
+        let stdout = into_async_pipe(OwnedFd::from(stdout)).map_err(SpawnError::os)?;
+        let stderr = into_async_pipe(OwnedFd::from(stderr)).map_err(SpawnError::os)?;
         // The std Child is dropped without waiting: the reaper owns its exit status.
         Ok(Spawned {
             pid,

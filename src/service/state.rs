@@ -747,12 +747,16 @@ impl ServiceMachine {
                 .as_millis()
                 .try_into()
                 .unwrap_or(u64::MAX);
-            self.phase = Phase::Ended(Outcome::Failed(crate::event::describe_failures(
+            let mut why = crate::event::describe_failures(
                 count.total,
                 count.unhealthy,
                 count.not_ready,
                 window_ms,
-            )));
+            );
+            if let Some(error) = &spawn_error {
+                why.push_str(&format!("; the last start failed: {error}"));
+            }
+            self.phase = Phase::Ended(Outcome::Failed(why));
             effects.push(Effect::Emit {
                 generation,
                 event: EventKind::GaveUp {
@@ -760,6 +764,7 @@ impl ServiceMachine {
                     window_ms,
                     unhealthy: count.unhealthy,
                     not_ready: count.not_ready,
+                    start_error: spawn_error,
                 },
             });
             return;

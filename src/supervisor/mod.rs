@@ -182,10 +182,23 @@ pub fn preflight(manifest: &Manifest, activation: &Activation) -> Result<Preflig
     Ok(Preflight { listeners })
 }
 
+/// Unknown names shown in an error; a request may name thousands (up to the request
+/// size limit), and a reply that repeats them all helps nobody.
+const UNKNOWN_NAMES_SHOWN: usize = 10;
+
 fn unknown(names: &[String], hint: String) -> CommandError {
+    let mut shown = names
+        .iter()
+        .take(UNKNOWN_NAMES_SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > UNKNOWN_NAMES_SHOWN {
+        shown.push_str(&format!(" and {} more", names.len() - UNKNOWN_NAMES_SHOWN));
+    }
     CommandError {
         code: ErrorCode::UnknownService,
-        message: format!("unknown service: {}{hint}", names.join(", ")),
+        message: format!("unknown service: {shown}{hint}"),
     }
 }
 
@@ -1383,5 +1396,23 @@ impl Supervisor {
             // No subscriber is fine: events are news, the snapshot is the state.
             let _ = self.events.send(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_naming_thousands_of_unknown_services_gets_a_short_error() {
+        let names: Vec<String> = (0..10_000).map(|n| format!("s{n}")).collect();
+        let error = unknown(&names, String::new());
+        assert_eq!(error.code, ErrorCode::UnknownService);
+        assert_eq!(
+            error.message,
+            "unknown service: s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 and 9990 more"
+        );
+        let few = unknown(&["db".to_string()], " (hint)".into());
+        assert_eq!(few.message, "unknown service: db (hint)");
     }
 }

@@ -6,7 +6,6 @@
 //! [`crate::support::Detached`] guard that takes its fleet down even when it fails.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
@@ -531,16 +530,15 @@ command = "{helper} --name b"
     assert_eq!(error_code(&reply), Some("unknown_service"), "{reply}");
     assert_ok(&client.request(ps), "a command for an unknown service");
 
-    // 10 MB without a newline: refused once it passes the limit. The request only
-    // ends at a newline, so the client ends it before asking again.
-    client.send(&vec![b'x'; 10 * 1024 * 1024]);
-    // Meanwhile, mid-request on the first connection, another client is served.
+    // Half a request: meanwhile, another client is served. (Oversized, endless and
+    // silent requests are in `hostile.rs`.)
+    client.send(br#"{"version":1,"#);
     let mut other = Control::connect(&project);
-    assert_ok(&other.request(ps), "another client's oversized request");
-    let reply = client.reply();
-    assert_eq!(error_code(&reply), Some("request_too_large"), "{reply}");
-    client.send(b"\n");
-    assert_ok(&client.request(ps), "an oversized request");
+    assert_ok(&other.request(ps), "another client's unfinished request");
+    assert_ok(
+        &client.request(r#""op":"ps"}"#),
+        "a request sent in two parts",
+    );
 
     // A subscriber that leaves mid-stream, and one that never reads while events
     // flow, disturb nobody.
@@ -585,84 +583,6 @@ command = "{helper} --name a"
     }
     let reply = client.request(r#"{"version":1,"op":"ps"}"#);
     assert!(reply["ok"]["services"].is_array(), "{reply}");
-}
-
-/// Where `python3` is for another user: root's own may be a shim in a private folder.
-const SYSTEM_PYTHON: &str = "/usr/bin/python3";
-
-/// Connects to `socket` as uid/gid 65534 (nobody) with `setpriv`, optionally keeping
-/// CAP_DAC_OVERRIDE so that the file modes let it through and the supervisor's own
-/// peer check has to refuse it. Prints `errno N` or `reply <first line>`.
-fn connect_as_nobody(socket: &Path, past_file_modes: bool) -> String {
-    let script = r#"
-import socket, sys
-client = socket.socket(socket.AF_UNIX)
-client.settimeout(20)
-try:
-    client.connect(sys.argv[1])
-except OSError as err:
-    print("errno", err.errno)
-    sys.exit(0)
-print("reply", client.makefile().readline().strip())
-"#;
-    let mut command = Command::new("setpriv");
-    command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-    if past_file_modes {
-        command.args(["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]);
-    }
-    let output = command
-        .arg(SYSTEM_PYTHON)
-        .args(["-c", script])
-        .arg(socket)
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run setpriv: {err}"));
-    assert!(
-        output.status.success(),
-        "setpriv/python3 failed: {output:?}"
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-#[test]
-fn another_user_is_refused() {
-    let can_switch_user = nix::unistd::geteuid().is_root()
-        && Command::new("setpriv").arg("--version").output().is_ok()
-        && Path::new(SYSTEM_PYTHON).exists();
-    if !can_switch_user {
-        eprintln!("skipped: needs root, setpriv and {SYSTEM_PYTHON} to act as another user");
-        return;
-    }
-    let project = Project::new().manifest(
-        r#"
-[services.a]
-command = "{helper} --name a"
-"#,
-    );
-    let fleet = project.up_detached(&[]);
-    assert_eq!(fleet.up.code, 0, "{:#?}", fleet.up);
-    let a = project.wait_for_state("a", "running", WAIT);
-    let socket = project.endpoint().socket;
-
-    // The runtime dir (0700) and the socket (0600) keep another user out...
-    let plain = connect_as_nobody(&socket, false);
-    assert_eq!(plain, format!("errno {}", nix::errno::Errno::EACCES as i32));
-    // ... and one who gets past file modes is refused by the supervisor's peer check.
-    let privileged = connect_as_nobody(&socket, true);
-    let reply: Value = serde_json::from_str(
-        privileged
-            .strip_prefix("reply ")
-            .unwrap_or_else(|| panic!("no reply: {privileged:?}")),
-    )
-    .unwrap_or_else(|err| panic!("{privileged:?} is not JSON: {err}"));
-    assert_eq!(error_code(&reply), Some("permission_denied"), "{reply}");
-    assert!(
-        reply["error"]["message"]
-            .as_str()
-            .is_some_and(|message| message.contains("65534")),
-        "{reply}"
-    );
-    // The owner is still served, and nothing changed.
-    assert_eq!(project.service_status("a")["pid"], a["pid"]);
 }
 
 // ---------------------------------------------------------------------------------------

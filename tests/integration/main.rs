@@ -20,6 +20,7 @@ mod faults;
 mod fuzz_corpus;
 mod harness;
 mod health;
+mod hostile;
 mod import;
 mod logs;
 mod manifest_errors;

@@ -164,6 +164,7 @@ fn crash_loop_ends_in_failed_after_max_restarts() {
         window_ms: 60_000,
         unhealthy: 0,
         not_ready: 0,
+        start_error: None,
     }));
     assert_eq!(machine.state(), ServiceState::Failed);
     assert!(machine.is_idle());
@@ -713,6 +714,7 @@ fn healthy_then_failing_is_unhealthy_and_counts_toward_giving_up() {
                 window_ms: 60_000,
                 unhealthy: 2,
                 not_ready: 0,
+                start_error: None,
             }));
         } else {
             machine.step(spawned(generation + 1, 100 + generation as u32), now);
@@ -764,6 +766,46 @@ fn spawn_failure_counts_as_a_crash() {
             timer: Timer::RestartDelay { id: 1 },
             after: ms(100)
         }]
+    );
+}
+
+#[test]
+fn a_service_that_never_gets_started_fails_naming_why() {
+    // Regression: a replica that could not be spawned (fleet out of file descriptors)
+    // gave up with "crashed 4 times within 1m", hiding the reason to fix.
+    let now = Instant::now();
+    let mut machine = ServiceMachine::new(policy());
+    machine.step(Input::Start, now);
+    let reason = "cannot start process: Too many open files (os error 24)";
+    let mut effects = Vec::new();
+    for generation in 1..=4 {
+        effects = machine.step(
+            Input::SpawnFailed {
+                generation: g(generation),
+                reason: reason.into(),
+                retry: true,
+            },
+            now,
+        );
+        machine.step(Input::Timer(Timer::RestartDelay { id: generation }), now);
+    }
+    assert!(
+        events(&effects).contains(&EventKind::GaveUp {
+            crashes: 4,
+            window_ms: 60_000,
+            unhealthy: 0,
+            not_ready: 0,
+            start_error: Some(reason.into()),
+        }),
+        "{effects:?}"
+    );
+    assert_eq!(machine.state(), ServiceState::Failed);
+    assert_eq!(
+        machine.failure(),
+        Some(
+            "crashed 4 times within 1m; the last start failed: \
+             cannot start process: Too many open files (os error 24)"
+        )
     );
 }
 
