@@ -39,8 +39,11 @@ use crate::manifest::{self, ManifestError};
 use crate::protocol::{self, Frame, Reply, RequestFramer, RequestLine, PROTOCOL_VERSION};
 use crate::watch::{self, WatchSpec};
 
+/// A target's body: arbitrary bytes in, a panic when an invariant breaks.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its folder under `fuzz/corpus/` and of its binary.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("protocol", protocol),
     ("values", values),
