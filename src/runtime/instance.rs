@@ -174,12 +174,13 @@ impl Instance {
         }
     }
 
-    /// Sends `signal` to the whole process group, or to the container's main process.
-    /// An instance that already ended is fine. The engine's answer is not awaited:
-    /// the stop timer runs meanwhile, and the container's exit is what counts.
+    /// Sends the stop signal `signal` to the whole process group (followed by SIGCONT,
+    /// so a stopped group can act on it), or to the container's main process. An
+    /// instance that already ended is fine. The engine's answer is not awaited: the
+    /// stop timer runs meanwhile, and the container's exit is what counts.
     pub fn signal(&self, signal: i32) -> io::Result<()> {
         match self {
-            Instance::Process(process) => process::signal_group(process.pid, signal),
+            Instance::Process(process) => process::stop_group(process.pid, signal),
             Instance::Container(container) => {
                 let name = nix::sys::signal::Signal::try_from(signal)
                     .map(|signal| signal.as_str())

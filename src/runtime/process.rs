@@ -471,6 +471,16 @@ pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
     }
 }
 
+/// Sends the stop signal to every process in the group, then SIGCONT, as systemd does:
+/// a stopped process (SIGSTOP, Ctrl-Z, a debugger's stop) keeps a pending SIGTERM until
+/// it runs again, so without SIGCONT its graceful stop could never happen and it would
+/// only ever end by the SIGKILL after the stop timeout. A running process ignores
+/// SIGCONT unless it asked to hear it.
+pub fn stop_group(pgid: u32, signal: i32) -> io::Result<()> {
+    signal_group(pgid, signal)?;
+    signal_group(pgid, Signal::SIGCONT as i32)
+}
+
 /// Whether any process (zombies included) is left in the group.
 pub fn group_alive(pgid: u32) -> bool {
     !matches!(killpg(Pid::from_raw(pgid as i32), None), Err(Errno::ESRCH))

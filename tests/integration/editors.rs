@@ -182,10 +182,11 @@ fn zsh_and_fish_scripts_parse_and_complete_services() {
         );
         if shell == "zsh" {
             // Each `services` argument is completed by the hook: up, start, stop, restart,
-            // redeploy, logs, export swarm, export kubernetes, run and exec (fish: the
-            // top-level ones, so not export's two).
+            // redeploy, logs, export swarm, export kubernetes, run and exec.
             assert_eq!(done.stdout.matches(":_fleet_services'").count(), 10);
         } else {
+            // The same but export's two: fish's script completes only first-level
+            // subcommands' arguments.
             assert_eq!(done.stdout.matches("(__fish_fleet_services)").count(), 8);
         }
         if !installed(shell) {

@@ -3,9 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 
-use crate::support::{exit_code, pid_alive, wait_for_pidfile, wait_until, Project, WAIT};
+use crate::support::{
+    exit_code, pid_alive, process_state, wait_for_pidfile, wait_until, Project, WAIT,
+};
 
 #[test]
 fn services_stop_in_reverse_dependency_order() {
@@ -233,5 +236,44 @@ command = "{helper} --name svc --pidfile {dir}/svc.pid --lines-per-sec 50"
     assert!(
         wait_until(Duration::from_secs(2), || !pid_alive(pid)),
         "svc survived"
+    );
+}
+
+/// Found by the chaos soak (`scripts/soak`): a service whose processes are stopped
+/// (SIGSTOP, Ctrl-Z, a debugger) keeps fleet's SIGTERM pending until it runs again, so
+/// `fleet stop` waited out the whole stop timeout and then SIGKILLed it: its graceful
+/// stop never ran. fleet sends SIGCONT after the stop signal, as systemd does.
+#[test]
+fn a_stopped_service_gets_its_graceful_stop_not_the_sigkill_after_its_timeout() {
+    let project = Project::new().manifest(
+        r#"
+[services.paused]
+command = "{helper} --name paused --port 0"
+stop_timeout = "60s"
+"#,
+    );
+    let fleet = project.up_detached(&[]);
+    assert_eq!(fleet.up.code, 0, "{:#?}", fleet.up);
+    let running = project.wait_for_state("paused", "running", WAIT);
+    let pid = running["pid"]
+        .as_u64()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .unwrap_or_else(|| panic!("no pid in {running:#}"));
+    killpg(Pid::from_raw(pid), Signal::SIGSTOP).expect("SIGSTOP the service's group");
+    assert!(
+        wait_until(WAIT, || process_state(pid as u32) == Some('T')),
+        "pid {pid} did not stop"
+    );
+
+    let stop = project.run(&["stop", "paused"]);
+    assert_eq!(stop.code, 0, "{stop:#?}");
+    // Well within the 60 s stop timeout, or this panics.
+    project.wait_for_state("paused", "stopped", WAIT);
+    assert!(!pid_alive(pid as u32), "pid {pid} survived its stop");
+    let log = project.log_lines("paused");
+    assert!(
+        !log.iter()
+            .any(|line| line.contains("did not stop in time") || line.contains("SIGKILL")),
+        "the stopped service was killed, not stopped: {log:#?}"
     );
 }

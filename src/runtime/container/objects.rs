@@ -22,6 +22,12 @@ use super::{
 
 /// How long the keeper's blocking removal may take in all before it gives up.
 const KEEPER_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the startup sweep waits for the containers it removed to be gone: a forced
+/// removal kills the container and deletes its layer, which takes a few hundred
+/// milliseconds, longer on a busy machine.
+const SWEEP_SETTLE: Duration = Duration::from_secs(20);
+/// How often the sweep looks whether a removed container is gone.
+const SWEEP_POLL: Duration = Duration::from_millis(20);
 
 impl Docker {
     /// The project's bridge network `fleet-<project>`, created (labelled) if missing.
@@ -110,7 +116,7 @@ impl Docker {
     ) -> Result<usize, ContainerError> {
         let containers =
             list_labelled(&self.client, &[format!("{LABEL_PROJECT}={project}")]).await?;
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for (id, labels) in containers {
             // Only containers fleet created carry a run: a user's `docker run` of an
             // image fleet built may inherit the image's labels, never the run's.
@@ -121,9 +127,27 @@ impl Docker {
                 continue;
             }
             self.remove(&id).await;
-            removed += 1;
+            removed.push(id);
         }
-        Ok(removed)
+        // A removal the engine already had in progress (the dying run's keeper races
+        // this sweep after a `kill -9` of the supervisor) is refused with 409 at once,
+        // while the container still holds its published ports: wait until every one is
+        // really gone, so the preflight that follows does not find its ports taken.
+        let deadline = tokio::time::Instant::now() + SWEEP_SETTLE;
+        for id in &removed {
+            while container_exists_at(&self.client, id).await {
+                if tokio::time::Instant::now() >= deadline {
+                    crate::note!(
+                        "fleet: Docker: container {} is still being removed after {}s",
+                        short_id(id),
+                        SWEEP_SETTLE.as_secs()
+                    );
+                    break;
+                }
+                tokio::time::sleep(SWEEP_POLL).await;
+            }
+        }
+        Ok(removed.len())
     }
 
     /// Removes the project's networks (those labelled with it). A network still in
@@ -381,6 +405,22 @@ async fn list_labelled(
         .collect())
 }
 
+/// Whether the engine still knows the container (a removal in progress included). An
+/// engine that does not answer counts as gone: there is nothing to wait for then.
+async fn container_exists_at(client: &bollard::Docker, id: &str) -> bool {
+    client
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .is_ok()
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 pub(super) async fn remove_container(client: &bollard::Docker, id: &str) {
     let options = RemoveContainerOptions {
         force: true,
@@ -411,6 +451,7 @@ mod tests {
     use super::super::test_support::*;
     use crate::event::ExitStatus;
     use crate::logs::{LogHub, ServiceLog};
+    use crate::manifest::PortMapping;
 
     #[test]
     fn volumes_named_or_bound() {
@@ -501,6 +542,63 @@ mod tests {
 
         docker.remove(&stranger.id).await;
         assert!(!exists(stranger.id.clone()).await);
+        Ok(())
+    }
+
+    /// Found by the chaos soak (`scripts/soak`): after a `kill -9` of the supervisor,
+    /// the dying run's keeper and the next `fleet up`'s sweep remove the same container
+    /// at once. The engine refuses the second removal with 409 while the first is still
+    /// under way, and the sweep returned then, so the preflight found the container's
+    /// published port still held ("port ... is already in use (owner not visible)")
+    /// and the fleet did not come back.
+    #[tokio::test]
+    async fn a_sweep_racing_a_removal_in_progress_returns_once_the_port_is_free() -> TestResult {
+        let Some(docker) =
+            docker_or_skip("a_sweep_racing_a_removal_in_progress_returns_once_the_port_is_free")
+                .await?
+        else {
+            return Ok(());
+        };
+        test_image(&docker).await?;
+        let project = unique_project("sweeprace");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "svc", 0, 1, LogHub::default())?;
+        for round in 1..=3 {
+            let host_port = free_port()?;
+            let mut crashed = request(&project, "svc", round, &network, &["--sleep-forever"]);
+            crashed.run = "crashed-run".into();
+            crashed.ports = vec![PortMapping {
+                host_ip: "127.0.0.1".into(),
+                host: host_port,
+                container: PUBLISHED_PORT,
+                host_last: None,
+            }];
+            let crashed = docker.start(&crashed, log.clone()).await?;
+            assert!(
+                crate::runtime::ports::check_free(host_port).is_err(),
+                "the container does not publish port {host_port}"
+            );
+            // The keeper's removal, already under way when the sweep asks.
+            let keeper = {
+                let docker = docker.clone();
+                let id = crashed.id.clone();
+                tokio::spawn(async move { docker.remove(&id).await })
+            };
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(docker.sweep(&project, None).await?, 1);
+            assert!(
+                !container_exists(&docker, &crashed.id).await,
+                "round {round}: the sweep returned while the container was still there"
+            );
+            assert_eq!(
+                crate::runtime::ports::check_free(host_port),
+                Ok(()),
+                "round {round}: port {host_port} is still taken after the sweep"
+            );
+            keeper.await?;
+        }
         Ok(())
     }
 
