@@ -316,8 +316,15 @@ fn a_removed_log_folder_is_made_again_and_fleet_logs_shows_new_lines() {
             })
             .collect::<Vec<u64>>()
     };
-    let first = shown_ticks();
-    assert!(!first.is_empty(), "`fleet logs` shows no ticks");
+    // The file is made again at the ticker's next write: wait for its lines.
+    let mut first = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            first = shown_ticks();
+            !first.is_empty()
+        }),
+        "`fleet logs` shows no ticks"
+    );
     assert!(
         wait_until(WAIT, || shown_ticks().last() > first.last()),
         "`fleet logs` shows no new lines"
