@@ -883,11 +883,7 @@ depends_on = { plain = "healthy" }
     }) else {
         return;
     };
-    let elf = std::fs::read(&busybox).unwrap_or_default();
-    assert!(
-        crate::real_servers::elf_is_static(&elf),
-        "{busybox:?} is linked dynamically: a FROM scratch image needs Debian's busybox-static"
-    );
+    crate::real_servers::assert_static_busybox(&busybox);
     project.write_bytes(
         "bb/Dockerfile",
         b"FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\n",

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::containers::{docker_ready, try_docker, unique_name};
-use crate::real_servers::{elf_is_static, require_program};
+use crate::real_servers::{assert_static_busybox, require_program};
 use crate::support::{free_port, http_get, raw_get_on_new_connection, wait_until, Project};
 
 /// Deadline for a stack's tasks to be running and healthy, and for an update to end.
@@ -453,10 +453,7 @@ fn an_exported_stack_runs_on_a_single_node_swarm_and_rolls_an_env_change() {
         return;
     }
     let busybox = require_program("busybox");
-    assert!(
-        std::fs::read(&busybox).is_ok_and(|elf| elf_is_static(&elf)),
-        "{busybox:?} is linked dynamically: a FROM scratch image needs Debian's busybox-static"
-    );
+    assert_static_busybox(&busybox);
     let stack = unique_name("ftest-swarm");
     let image = format!("{stack}/web:1");
     let api_port = free_port();

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::real_servers::{elf_is_static, require_program, DockerObjects};
+use crate::real_servers::{assert_static_busybox, require_program, DockerObjects};
 use crate::support::{free_port, http_get, wait_until, Project, WAIT};
 
 /// Image builds and engine health checks come first; the machine may be busy.
@@ -70,10 +70,7 @@ fn a_compose_project_with_local_builds_is_imported_and_runs_to_healthy() {
     if !crate::containers::docker_ready() {
         return;
     }
-    assert!(
-        std::fs::read(&busybox).is_ok_and(|elf| elf_is_static(&elf)),
-        "{busybox:?} is linked dynamically: a FROM scratch image needs Debian's busybox-static"
-    );
+    assert_static_busybox(&busybox);
     let name = crate::containers::unique_name("ftest-import");
     // Dropped last: after the fleet and the project are gone.
     let _objects = DockerObjects { name: name.clone() };

@@ -1278,6 +1278,15 @@ impl Drop for DockerObjects {
     }
 }
 
+/// Fails unless `busybox` is linked statically, as a `FROM scratch` image needs.
+pub fn assert_static_busybox(busybox: &Path) {
+    assert!(
+        std::fs::read(busybox).is_ok_and(|elf| elf_is_static(&elf)),
+        "{busybox:?} is linked dynamically: a FROM scratch image needs Debian's \
+         busybox-static, which {INSTALLED_BY_CI}"
+    );
+}
+
 /// Whether a 64-bit little-endian ELF file has no program interpreter (`PT_INTERP`),
 /// so it runs in an empty image.
 pub fn elf_is_static(elf: &[u8]) -> bool {
@@ -1343,11 +1352,7 @@ stop_timeout = "1s"
     let copy = project.path("img/busybox");
     std::fs::copy(&busybox, &copy)
         .unwrap_or_else(|err| panic!("cannot copy {busybox:?} to {copy:?}: {err}"));
-    assert!(
-        std::fs::read(&busybox).is_ok_and(|elf| elf_is_static(&elf)),
-        "{busybox:?} is linked dynamically: a FROM scratch image needs Debian's \
-         busybox-static, which {INSTALLED_BY_CI}"
-    );
+    assert_static_busybox(&busybox);
 
     let mut fleet = project.up(&["--no-tui"]);
     fleet.wait_for_output(regex(r"^slowbox: started \(container "), LONG_WAIT);

@@ -829,10 +829,7 @@ fn a_container_fleet_runs_the_command_and_exec_inside_and_leaves_no_container_ne
     if !crate::containers::docker_ready() {
         return;
     }
-    assert!(
-        std::fs::read(&busybox).is_ok_and(|elf| crate::real_servers::elf_is_static(&elf)),
-        "{busybox:?} is linked dynamically: a FROM scratch image needs Debian's busybox-static"
-    );
+    crate::real_servers::assert_static_busybox(&busybox);
     let name = crate::containers::unique_name("ftest-run");
     let _objects = RunDockerObjects { name: name.clone() };
     let port = free_port();
