@@ -629,12 +629,12 @@ impl ServiceRunner {
             cwd: process_spec.cwd.clone(),
             env: self.spec.env.clone(),
         };
-        let waiter = Waiter {
-            service: self.name.clone(),
-            inbox: self.inbox.clone(),
-            build,
-        };
         let began = if shared {
+            let waiter = Waiter {
+                service: self.name.clone(),
+                inbox: self.inbox.clone(),
+                build,
+            };
             match self.project.builds.join_or_begin(&key, waiter) {
                 Entry::Joined { shared, owner } => {
                     self.log.write_fleet_line(&format!(
