@@ -44,12 +44,44 @@ impl Docker {
     /// `progress` as it arrives. Never pulls unless the Dockerfile's `FROM` needs an
     /// image that is not present, in which case the engine tries and its error is the
     /// build's failure.
+    ///
+    /// The classic builder's cache lookup lists every image with the same parent and
+    /// then reads each; an image removed in between (`docker image prune`, another
+    /// project's cleanup) fails the build with "unable to find image" although nothing
+    /// is wrong with it. Such a build is run again, at most [`CACHE_RACE_RETRIES`] times.
     pub async fn build_image(
         &self,
         build: &ImageBuild,
         tag: &str,
         labels: HashMap<String, String>,
         mut progress: impl FnMut(&str) + Send,
+    ) -> Result<(), ContainerError> {
+        let mut retries = 0;
+        loop {
+            let result = self
+                .build_image_once(build, tag, labels.clone(), &mut progress)
+                .await;
+            match result {
+                Err(ContainerError::Build { reason })
+                    if retries < CACHE_RACE_RETRIES && is_cache_race(&reason) =>
+                {
+                    retries += 1;
+                    progress(
+                        "fleet: an image the build cache was reading was removed meanwhile; \
+                         building again",
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn build_image_once(
+        &self,
+        build: &ImageBuild,
+        tag: &str,
+        labels: HashMap<String, String>,
+        progress: &mut (impl FnMut(&str) + Send),
     ) -> Result<(), ContainerError> {
         let options = BuildImageOptions {
             dockerfile: build.dockerfile.clone(),
@@ -126,6 +158,15 @@ impl Docker {
             (None, None) => Ok(()),
         }
     }
+}
+
+/// How many times a build that lost the cache race is run again.
+const CACHE_RACE_RETRIES: u32 = 2;
+
+/// Whether a build failed only because an image vanished while the classic builder's
+/// cache lookup read it (the engine's "unable to find image sha256:...").
+fn is_cache_race(reason: &str) -> bool {
+    reason.starts_with("unable to find image \"sha256:")
 }
 
 /// What the writer thread reports when the engine stopped reading the context: the
@@ -316,6 +357,19 @@ mod tests {
     use std::time::Instant;
 
     use super::super::test_support::*;
+
+    #[test]
+    fn only_a_vanished_cache_image_makes_a_build_run_again() {
+        assert!(is_cache_race(
+            "unable to find image \"sha256:12a1b96690bd63638dcf52491450c40e506b5a535399d0e3a44e19f22ad0de52\""
+        ));
+        assert!(!is_cache_race(
+            "pull access denied for nowhere, repository does not exist"
+        ));
+        assert!(!is_cache_race(
+            "The command '/bin/sh -c false' returned a non-zero code: 1"
+        ));
+    }
 
     #[test]
     fn dockerignore_last_match_wins_and_folders_cover_their_contents() -> io::Result<()> {
