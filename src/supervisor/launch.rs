@@ -38,6 +38,10 @@ use crate::runtime::process::ProcessRuntime;
 use crate::runtime::reaper::{self, Journal, Keeper};
 use crate::service::runner::{ContainerEngine, ProjectContext};
 
+/// How long an ending supervisor waits for its last replies (`fleet down`'s own) to
+/// reach their sockets.
+const REPLY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a foreground UI gets: the supervisor's handle, live output, and where the log
 /// files are (for scrollback).
 pub struct UiFeed {
@@ -308,7 +312,13 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
         }
     };
     let signals = forwards_signals.then(|| tokio::spawn(forward_signals(handle.clone())));
-    let server = tokio::spawn(super::server::serve(listener, handle.clone(), hello));
+    let in_flight = super::server::InFlight::default();
+    let server = tokio::spawn(super::server::serve(
+        listener,
+        handle.clone(),
+        hello,
+        in_flight.clone(),
+    ));
     drop(handle);
     let killed = supervisor.run().await;
     if let Some(Ok(engine)) = engine_project.engine.get() {
@@ -321,6 +331,8 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
         signals.abort();
     }
     server.abort();
+    // `fleet down` (and anything else asked meanwhile) gets its answer before we exit.
+    in_flight.settle(REPLY_GRACE).await;
     let _ = std::fs::remove_file(&endpoint.socket);
     if let Some(printer) = printer {
         printer.finish();

@@ -110,7 +110,12 @@ pub fn connection_limit() -> usize {
 }
 
 /// Accepts connections until the task is dropped.
-pub async fn serve(listener: UnixListener, handle: SupervisorHandle, hello: Hello) {
+pub async fn serve(
+    listener: UnixListener,
+    handle: SupervisorHandle,
+    hello: Hello,
+    in_flight: InFlight,
+) {
     let own_uid = nix::unistd::geteuid().as_raw();
     let open = Arc::new(AtomicUsize::new(0));
     let notes = Arc::new(Notes::default());
@@ -172,6 +177,7 @@ pub async fn serve(listener: UnixListener, handle: SupervisorHandle, hello: Hell
                 notes: notes.clone(),
                 peer_pid,
                 give_back,
+                in_flight: in_flight.clone(),
                 _slot: slot,
             };
             tokio::spawn(connection.serve(stream));
@@ -338,7 +344,53 @@ struct Connection {
     peer_pid: Option<i32>,
     /// Where its descriptor goes when it ends, if it took the spare's place.
     give_back: Option<Spare>,
+    in_flight: InFlight,
     _slot: Slot,
+}
+
+/// Commands handed to the supervisor whose replies are not on their sockets yet. The
+/// reply to `fleet down` is sent as the supervisor ends: the process waits for this to
+/// settle before it exits, or the client would see its connection closed instead.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<InFlightCount>);
+
+#[derive(Default)]
+struct InFlightCount {
+    count: AtomicUsize,
+    settled: tokio::sync::Notify,
+}
+
+/// One command in flight, from handing it over until its reply is written (or failed).
+struct InFlightCommand(InFlight);
+
+impl InFlight {
+    fn begin(&self) -> InFlightCommand {
+        self.0.count.fetch_add(1, Ordering::SeqCst);
+        InFlightCommand(self.clone())
+    }
+
+    /// Waits, at most `within`, until every reply in flight is written.
+    pub async fn settle(&self, within: Duration) {
+        let settled = async {
+            loop {
+                // Made before the check: `notify_waiters` reaches a future from its making.
+                let notified = self.0.settled.notified();
+                if self.0.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(within, settled).await;
+    }
+}
+
+impl Drop for InFlightCommand {
+    fn drop(&mut self) {
+        if self.0 .0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0 .0.settled.notify_waiters();
+        }
+    }
 }
 
 /// What reading a request line gave.
@@ -423,6 +475,7 @@ impl Connection {
                 send(writer, &Reply::Ok(value)).await
             }
             Request::Command { command } => {
+                let _in_flight = self.in_flight.begin();
                 let reply = match self.handle.send(command).await {
                     Ok(message) => Reply::Ok(serde_json::Value::String(message)),
                     Err(err) => Reply::error(err.code, err.message),
