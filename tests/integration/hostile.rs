@@ -71,15 +71,16 @@ fn fd_listing(pid: u32) -> String {
         .join("\n")
 }
 
-/// The lowest descriptor number `pid` does not use: with its open-files limit set to
-/// this, the process cannot open one more.
-fn lowest_free_fd(pid: u32) -> u64 {
+/// The open-files limit that leaves `pid` exactly `free` more descriptors.
+fn limit_leaving_free(pid: u32, free: usize) -> u64 {
     let used: std::collections::HashSet<u64> = fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap_or_else(|err| panic!("cannot list /proc/{pid}/fd: {err}"))
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
         .collect();
-    (0..).find(|fd| !used.contains(fd)).unwrap_or(0)
+    // The limit caps descriptor numbers, not their count: the numbers freed by earlier
+    // connections and services count too.
+    (0..).filter(|fd| !used.contains(fd)).nth(free).unwrap_or(0)
 }
 
 /// Resident memory of `pid` in KiB (`VmRSS`).
@@ -696,15 +697,6 @@ backoff = { initial = "10ms", max = "50ms" }
     let supervisor = fleet.supervisor_pid();
     let a = project.wait_for_state("a", "running", WAIT);
     let (soft, hard) = open_files_limit(supervisor);
-    let stop = project.run(&["stop", "many"]);
-    assert_eq!(stop.code, 0, "{stop:#?}");
-    // Room for about half of the replicas' pipes (two descriptors each).
-    let low = lowest_free_fd(supervisor) + 40;
-    set_open_files_limit(supervisor, low, hard);
-
-    let start = project.run(&["start", "many"]);
-    assert_eq!(start.code, 0, "{start:#?}");
-    let settled = |row: &Value| row["state"] == "running" || row["state"] == "failed";
     let rows = || -> Vec<Value> {
         project
             .ps_json()
@@ -712,6 +704,21 @@ backoff = { initial = "10ms", max = "50ms" }
             .filter(|row| row["service"] == "many")
             .collect()
     };
+    let stop = project.run(&["stop", "many"]);
+    assert_eq!(stop.code, 0, "{stop:#?}");
+    // Counted once their pipes are closed.
+    assert!(
+        wait_until(WAIT, || rows().iter().all(|row| row["state"] == "stopped")),
+        "the replicas did not stop: {:#?}",
+        rows()
+    );
+    // Room for about half of the replicas' pipes (two descriptors each).
+    let low = limit_leaving_free(supervisor, 40);
+    set_open_files_limit(supervisor, low, hard);
+
+    let start = project.run(&["start", "many"]);
+    assert_eq!(start.code, 0, "{start:#?}");
+    let settled = |row: &Value| row["state"] == "running" || row["state"] == "failed";
     assert!(
         wait_until(WAIT, || rows().iter().all(settled)),
         "the replicas did not settle: {:#?}",

@@ -869,6 +869,15 @@ fn broken_gunicorn_version_is_not_promoted(
     assert_eq!(pid(&before), old, "{before:#}");
     let client = Client::start(port);
     client.wait_for_answers("from the old instance", ANSWERS, WAIT, |a| a.pid == old);
+    // gunicorn boots its workers one after another, a random 0-100 ms apart: a worker
+    // of the old master that boots after the save imports the broken code and takes the
+    // old master down with it. Save only once both have booted.
+    assert!(
+        wait_until(WAIT, || output_lines_with(project, "web", "Booting worker")
+            >= 2),
+        "the old gunicorn did not boot its two workers: {:#?}",
+        tail(&project.log_lines("web"), 20)
+    );
 
     project.write_bytes("app.py", broken.as_bytes());
     redeploy(project, "web");

@@ -22,7 +22,7 @@ use crate::real_servers::{
     app_version, generation, get_root, gunicorn_project, pid, restarts, Client, WSGI_APP,
 };
 use crate::support::{
-    children_of, free_port, http_get, pid_alive, wait_until, LogEntry, Project, WAIT,
+    children_of, free_port, free_ports, http_get, pid_alive, wait_until, LogEntry, Project, WAIT,
 };
 
 /// For rolls of gunicorn replicas and image-free restarts on a busy CI machine.
@@ -470,7 +470,7 @@ fn pids_of(all: &BTreeSet<u32>, except: u32) -> Vec<u32> {
 
 #[test]
 fn replicas_on_ports_get_one_port_each_and_a_busy_port_refuses_the_scale() {
-    let port = free_port();
+    let port = free_ports(3);
     let project = Project::new().var("port", port).manifest(
         r#"
 [services.api]

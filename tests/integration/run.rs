@@ -21,8 +21,8 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::support::{
-    fleet_binary, free_port, pid_alive, regex, wait_for_pidfile, wait_until, Finished, Project,
-    WAIT,
+    fleet_binary, free_port, free_ports, pid_alive, regex, wait_for_pidfile, wait_until, Finished,
+    Project, WAIT,
 };
 
 /// A run of a small fleet: start, CMD, teardown. Generous for a busy CI machine.
@@ -699,7 +699,7 @@ health = { exec = "false", interval = "100ms" }
 
 #[test]
 fn fleet_exec_runs_a_command_in_a_process_services_context() {
-    let port = free_port();
+    let port = free_ports(2);
     let project = Project::new()
         .var("port", port)
         .file("app/.keep", "")

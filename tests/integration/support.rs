@@ -952,6 +952,34 @@ pub fn free_port() -> u16 {
         .expect("cannot bind 127.0.0.1:0 to find a free port")
 }
 
+/// The first of `count` consecutive free ports on 127.0.0.1, for services whose
+/// replicas take port, port + 1, .... They come from below the kernel's ephemeral range
+/// (32768 and up), where [`free_port`] and every outgoing connection's source port
+/// live: a neighbour of an ephemeral port may be any connection's source port at any
+/// moment. Blocks are handed out in turn, so two tests of one run never share one.
+pub fn free_ports(count: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static CURSOR: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id() * 97;
+    for _ in 0..200 {
+        let offset = CURSOR.fetch_add(u32::from(count) + 1, Ordering::Relaxed);
+        let base = FIRST + (seed + offset) % (SPAN - u32::from(count));
+        let base = u16::try_from(base).expect("below 32768");
+        let listeners: Vec<TcpListener> = (base..base + count)
+            .map_while(|port| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok())
+            .collect();
+        if listeners.len() == usize::from(count) {
+            return base;
+        }
+    }
+    panic!(
+        "no {count} consecutive free ports between {FIRST} and {}",
+        FIRST + SPAN
+    )
+}
+
 /// Live processes whose environment holds `FLEET_TEST_PROJECT=<marker>`.
 fn processes_with_marker(marker: &Path) -> Vec<u32> {
     let wanted = format!("{TEST_MARKER_VAR}={}", marker.to_string_lossy());
