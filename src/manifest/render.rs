@@ -530,6 +530,28 @@ ports = [9]
         assert_eq!(first.services, second.services, "{rendered}");
     }
 
+    /// Found by the `manifest` fuzz target: an empty `export = {}` was kept as an export
+    /// table that `fleet config` (rightly) does not write, so its output loaded as
+    /// another manifest. An empty table says nothing: it is no table.
+    #[test]
+    fn an_empty_export_table_is_no_export_table() {
+        let source = "[services.web]\nimage = \"web:1\"\nexport = {}\n";
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("fleet.toml");
+        let variables = crate::manifest::interpolate::Variables::default();
+        let first = match crate::manifest::parse_with_variables(&path, source, &variables) {
+            Ok(manifest) => manifest,
+            Err(err) => panic!("{}", err.render(false)),
+        };
+        assert!(first.exports.is_empty(), "{:?}", first.exports);
+        let rendered = to_toml(&first);
+        let second = match crate::manifest::parse_with_variables(&path, &rendered, &variables) {
+            Ok(manifest) => manifest,
+            Err(err) => panic!("{rendered}\n{}", err.render(false)),
+        };
+        assert_eq!(first, second, "{rendered}");
+    }
+
     #[test]
     fn durations_are_written_exactly() {
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");

@@ -285,7 +285,8 @@ impl Checker<'_> {
             }
             export.secret = secret;
         }
-        Some(export)
+        // `export = {}` says nothing: no table, as `fleet config` writes it.
+        (export != ServiceExport::default()).then_some(export)
     }
 
     fn project(&mut self, value: Option<&Value>) -> Project {
