@@ -30,7 +30,7 @@ pub(super) fn export(cwd: &Path, path: &Path, args: ExportArgs) -> Result<i32, C
     manifest
         .check_activation(&activation)
         .map_err(|problem| CliError::new(exit::INVALID, format!("error: {problem}")))?;
-    let source = std::fs::read_to_string(path)
+    let source = manifest::read_text_file(path)
         .map_err(|err| CliError::from(ManifestError::unreadable(path, &err)))?;
     let options = Options {
         services: manifest.selection(&activation),

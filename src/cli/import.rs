@@ -40,7 +40,7 @@ pub(super) fn import(cwd: &Path, args: ImportArgs) -> Result<i32, CliError> {
             ),
         ));
     }
-    let text = std::fs::read_to_string(&absolute)
+    let text = crate::manifest::read_text_file(&absolute)
         .map_err(|err| CliError::from(ManifestError::unreadable(&source_path, &err)))?;
     let variables = Variables::for_folder(&source_dir)
         .map_err(|err| CliError::new(exit::INVALID, format!("error: {err}")))?;

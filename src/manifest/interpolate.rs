@@ -66,7 +66,7 @@ impl Variables {
     /// Only `folder/.env` (empty when there is none).
     pub fn read_dotenv(folder: &Path) -> Result<Variables, DotenvError> {
         let path = folder.join(DOTENV);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match super::read_text_file(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Variables::default());

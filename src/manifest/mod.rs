@@ -522,6 +522,32 @@ pub fn find(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, ManifestEr
 }
 
 /// Reads, parses and validates the manifest at `path`.
+/// The most fleet reads of a manifest, an `env_file` or a `.env`: far above any real
+/// one, and a bound on what a path to a device or a huge file costs.
+pub const MAX_TEXT_FILE: u64 = 16 * 1024 * 1024;
+
+/// Reads a text file fleet is configured by. Only a regular file (a symlink to one is
+/// fine): `/dev/zero` would never end and a FIFO would block until someone writes; and
+/// at most [`MAX_TEXT_FILE`] bytes.
+pub fn read_text_file(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_TEXT_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TEXT_FILE {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_TEXT_FILE / 1024 / 1024),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Error::new(ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+}
+
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
     load_with(path, &Activation::default())
 }
@@ -529,8 +555,7 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
 /// Loads the manifest for a run with `activation`: also an error when a service it
 /// runs depends on one it does not.
 pub fn load_with(path: &Path, activation: &Activation) -> Result<Manifest, ManifestError> {
-    let source =
-        std::fs::read_to_string(path).map_err(|err| ManifestError::unreadable(path, &err))?;
+    let source = read_text_file(path).map_err(|err| ManifestError::unreadable(path, &err))?;
     validated(path, &source, activation, None)
 }
 

@@ -101,7 +101,7 @@ impl Checker<'_> {
         env: &mut BTreeMap<String, String>,
     ) {
         let path = self.root.join(file);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match super::read_text_file(&path) {
             Ok(text) => text,
             Err(err) => {
                 let diagnostic = self.error(format!("cannot read env_file `{file}`: {err}"), span);

@@ -278,7 +278,7 @@ env_file = "config"
     std::fs::create_dir(project.path("config")).expect("cannot create the folder");
     assert_rejected(
         &project,
-        r#"error: cannot read env_file `config`: Is a directory (os error 21)
+        r#"error: cannot read env_file `config`: not a regular file
  --> {dir}/fleet.toml:3:12
   |
 3 | env_file = "config"
@@ -287,6 +287,35 @@ env_file = "config"
 error: could not load {dir}/fleet.toml: 1 error
 "#,
     );
+}
+
+#[test]
+fn an_env_file_that_never_ends_or_never_opens_is_refused_at_once() {
+    // /dev/zero would be read forever, and a FIFO blocks its reader until someone
+    // writes: each gets an error, and nothing waits.
+    for (file, column_end) in [("/dev/zero", "^^^^^^^^^^^"), ("pipe", "^^^^^^")] {
+        let project = project_with(&format!(
+            "[services.web]\n{{starter}}\nenv_file = \"{file}\"\n"
+        ));
+        nix::unistd::mkfifo(
+            &project.path("pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .expect("mkfifo");
+        assert_rejected(
+            &project,
+            &format!(
+                r#"error: cannot read env_file `{file}`: not a regular file
+ --> {{dir}}/fleet.toml:3:12
+  |
+3 | env_file = "{file}"
+  |            {column_end}
+
+error: could not load {{dir}}/fleet.toml: 1 error
+"#
+            ),
+        );
+    }
 }
 
 #[test]
