@@ -1,5 +1,6 @@
 //! `check`: validates the manifest without starting anything.
 
+use super::say;
 use std::path::Path;
 
 use super::{exit, CliError};
@@ -17,7 +18,7 @@ pub(super) fn check(path: &Path, activation: &Activation) -> Result<i32, CliErro
         .iter()
         .filter(|s| s.is_container())
         .count();
-    println!(
+    say!(
         "{}: ok, {} services ({} processes, {} containers)",
         path.display(),
         manifest.services.len(),

@@ -1,6 +1,7 @@
 //! `start`, `stop`, `restart`, `redeploy`, `reload` and `down`: one command to the
 //! running supervisor, then, where a script needs it, a wait for its effect.
 
+use super::say;
 use std::path::Path;
 
 use super::{exit, small_runtime, snapshot_of, CliError};
@@ -25,7 +26,7 @@ pub(super) fn send(path: &Path, request: Command, remove_volumes: bool) -> Resul
         let before = snapshot_of(&mut client).await?;
         let reply = client.call(Request::Command { command: request }).await?;
         if let Some(text) = reply.as_str() {
-            println!("{text}");
+            say!("{text}");
         }
         if let Some((services, require_new)) = waits_for_restart {
             wait_for_new_instances(&mut client, &before, &services, require_new).await?;
@@ -49,7 +50,7 @@ pub(super) fn send(path: &Path, request: Command, remove_volumes: bool) -> Resul
                         .await
                         .map_err(|err| CliError::new(exit::FAILURE, format!("fleet: {err}")))?;
                     docker.remove_volumes(&manifest.project.name).await;
-                    println!("volumes removed");
+                    say!("volumes removed");
                 }
             }
         }
@@ -98,7 +99,7 @@ async fn wait_for_new_instances(
                         .pid
                         .map(|p| format!(" (pid {p})"))
                         .unwrap_or_default();
-                    println!("{name}: {}{pid}", service.status.state);
+                    say!("{name}: {}{pid}", service.status.state);
                 }
             }
             return Ok(());

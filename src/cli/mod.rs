@@ -58,7 +58,32 @@ pub mod exit {
     /// `fleet up` was interrupted twice and killed every service instead of stopping
     /// them gracefully (128 + SIGINT, as shells report an interrupted command).
     pub const KILLED: i32 = 130;
+    /// Whoever read the output went away (`fleet ps | head -1`): the command ends
+    /// quietly with the code a shell gives a command SIGPIPE killed (128 + 13).
+    pub const BROKEN_PIPE: i32 = 141;
 }
+
+/// Prints on stdout. When its reader has gone (`fleet ps | head -1`) the command ends at
+/// once with [`exit::BROKEN_PIPE`], as SIGPIPE ends other tools, instead of panicking:
+/// Rust ignores SIGPIPE, so the write fails and `print!` would panic.
+pub(crate) fn print_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    if written.is_err_and(|err| err.kind() == std::io::ErrorKind::BrokenPipe) {
+        std::process::exit(exit::BROKEN_PIPE);
+    }
+}
+
+/// `println!` through [`print_out`].
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::print_out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use say;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -1,6 +1,7 @@
 //! `ps` and `logs`: what the fleet is doing. `ps` asks the running supervisor; `logs`
 //! reads the log files, so it works with or without one.
 
+use super::say;
 use std::io::Write;
 use std::path::Path;
 
@@ -21,9 +22,9 @@ pub(super) fn ps(path: &Path, json: bool, all: bool) -> Result<i32, CliError> {
         if json {
             let text = serde_json::to_string_pretty(&snapshot.services)
                 .map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
-            println!("{text}");
+            say!("{text}");
         } else {
-            print!("{}", render_ps(&snapshot, now_ms()));
+            super::print_out(&render_ps(&snapshot, now_ms()));
         }
         Ok(exit::SUCCESS)
     })

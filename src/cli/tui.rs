@@ -1,6 +1,7 @@
 //! The terminal UI: `fleet tui` on a running fleet, and the UI beside a foreground
 //! `fleet up`. The TUI itself is [`crate::tui`]; this only connects it.
 
+use super::say;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ pub(super) fn attach(path: &Path) -> Result<i32, CliError> {
         let source = crate::tui::remote::attach(&manifest.path, manifest.log_dir(), names).await?;
         match crate::tui::run(source, crate::tui::TuiMode::Attach).await {
             Ok(crate::tui::TuiExit::FleetEnded) => {
-                println!("fleet: the fleet stopped");
+                say!("fleet: the fleet stopped");
                 Ok(exit::SUCCESS)
             }
             Ok(_) => Ok(exit::SUCCESS),

@@ -2,6 +2,7 @@
 //! or apply the manifest to the one already running; then, where asked, wait until the
 //! selected services are started or ready.
 
+use super::say;
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -87,7 +88,7 @@ async fn apply_to_running(
             command: Command::Reload,
         })
         .await?;
-    println!(
+    say!(
         "fleet is already running; manifest applied: {}",
         reply.as_str().unwrap_or("done")
     );
@@ -105,7 +106,7 @@ async fn apply_to_running(
         })
         .await?;
     if let Some(text) = reply.as_str() {
-        println!("{text}");
+        say!("{text}");
     }
     if args.wait {
         return wait_until_ready(manifest, activation, args.wait_timeout, true).await;
@@ -193,7 +194,7 @@ fn detach(manifest: &Manifest, args: &UpArgs, activation: &Activation) -> Result
                 Err(err) => return Err(err.into()),
             }
         }
-        println!(
+        say!(
             "fleet: supervisor running in the background (pid {}), output in {}",
             child.id(),
             log_path.display()
@@ -278,7 +279,7 @@ async fn wait_until_ready(
             } else {
                 format!(" ({} instances)", current.len())
             };
-            println!(
+            say!(
                 "fleet: {} services{instances} {}",
                 selected.len(),
                 if healthy { "ready" } else { "started" }

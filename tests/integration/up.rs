@@ -1,6 +1,7 @@
 //! `fleet up`: what starts, in which order, and what a busy port prevents.
 
 use std::net::{Ipv4Addr, TcpListener};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::{regex, Project, WAIT};
@@ -147,5 +148,38 @@ command = "{helper} --name web --pidfile {dir}/web.pid"
         "{finished:#?}"
     );
     assert!(!project.path("web.pid").exists(), "a service was started");
+    project.assert_nothing_left();
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly_with_141() {
+    // `fleet up -d | head -0`, `fleet ps | head -0`: the first write fails with EPIPE.
+    // Before, that was a panic (exit 101) in `println!`.
+    let project = Project::new().manifest(
+        r#"
+[services.web]
+command = "{helper} --name web"
+"#,
+    );
+    let closed_stdout = || {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        drop(read);
+        Stdio::from(write)
+    };
+    for args in [&["up", "-d"][..], &["ps"][..]] {
+        let output = project
+            .command(args)
+            .stdout(closed_stdout())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("fleet runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(141), "fleet {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "fleet {args:?}: {stderr}");
+        // `up -d` started the fleet all the same.
+        project.wait_for_state("web", "running", WAIT);
+    }
+    let down = project.run(&["down"]);
+    assert_eq!(down.code, 0, "{down:#?}");
     project.assert_nothing_left();
 }
