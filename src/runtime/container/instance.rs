@@ -15,9 +15,11 @@
 //!
 //! The stream asks for the engine's timestamps. If it breaks (the engine went away),
 //! the task waits until the engine answers again and, unless the container is gone,
-//! follows it again from the second of the last message written, skipping messages
-//! up to that message's timestamp: what the container printed while the engine was
-//! away is in the log once, after the lines before it.
+//! follows it again from the second of the latest message written, skipping the
+//! messages of that second it wrote already ([`Replayed`]): what the container printed
+//! while the engine was away is in the log once, after the lines before it. Timestamps
+//! alone cannot tell: the engine stamps stdout and stderr apart, so a stream delivers
+//! them slightly out of order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -315,10 +317,9 @@ async fn follow_logs(
 ) {
     let mut stdout = LineWriter::new(log.clone(), Stream::Stdout);
     let mut stderr = LineWriter::new(log.clone(), Stream::Stderr);
-    // The engine's timestamp of the last message written.
-    let mut last_stamp: Option<String> = None;
+    let mut replayed = Replayed::default();
     loop {
-        let since = last_stamp.as_deref().and_then(stamp_seconds).unwrap_or(0);
+        let since = replayed.resume_from();
         let options = LogsOptions {
             follow: true,
             stdout: true,
@@ -331,12 +332,12 @@ async fn follow_logs(
         let mut frames = client.logs(&id, Some(options));
         let mut broke = None;
         while let Some(frame) = frames.next().await {
-            let (writer, message) = match frame {
+            let (writer, message, is_stderr) = match frame {
                 // `Console` is the output of a container with a TTY: one stream.
                 Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                    (&mut stdout, message)
+                    (&mut stdout, message, false)
                 }
-                Ok(LogOutput::StdErr { message }) => (&mut stderr, message),
+                Ok(LogOutput::StdErr { message }) => (&mut stderr, message, true),
                 Ok(LogOutput::StdIn { .. }) => continue,
                 Err(err) => {
                     broke = Some(engine_message(&err));
@@ -344,17 +345,14 @@ async fn follow_logs(
                 }
             };
             let (stamp, text) = split_stamp(&message);
-            if let Some(stamp) = stamp {
-                // Replayed by a stream followed again: written already.
-                if last_stamp.as_deref().is_some_and(|last| stamp <= last) {
-                    continue;
-                }
-                last_stamp = Some(stamp.to_string());
+            if replayed.written_already(stamp, is_stderr, text) {
+                continue;
             }
             writer.push(text);
         }
         // The stream ended: the container stopped, and its output is complete.
         let Some(reason) = broke else { break };
+        replayed.stream_broke();
         // It broke: wait for the engine to answer, then follow again from where it
         // broke, unless the container is gone. The pause keeps a stream that breaks at
         // once from spinning.
@@ -382,6 +380,68 @@ async fn follow_logs(
     stderr.finish();
 }
 
+/// Which messages a log stream followed again delivers a second time. The engine
+/// resumes from a whole second (`since`), so the messages written of the latest second
+/// are remembered (a hash of stamp, stream and text, with a count for identical ones)
+/// and skipped once each when they come again. Only then: in a stream's first pass, a
+/// message stamped before the one written last is simply late, and is written.
+#[derive(Default)]
+struct Replayed {
+    /// The latest second any written message was stamped with.
+    second: Option<i64>,
+    /// The messages written that were stamped in `second`.
+    written: HashMap<u64, u32>,
+    /// After a break: the messages of `second` the new stream will deliver again.
+    expected: HashMap<u64, u32>,
+}
+
+impl Replayed {
+    /// Where a stream (followed again) starts: the engine's `since`, in whole seconds.
+    fn resume_from(&self) -> i32 {
+        self.second
+            .and_then(|second| i32::try_from(second).ok())
+            .unwrap_or(0)
+    }
+
+    fn stream_broke(&mut self) {
+        // The written ones of that second stay counted too: a second break replays them
+        // once more.
+        self.expected = self.written.clone();
+    }
+
+    /// Whether a message was written already (and is to be skipped); else counts it as
+    /// written now.
+    fn written_already(&mut self, stamp: Option<&str>, is_stderr: bool, text: &[u8]) -> bool {
+        let Some((stamp, second)) = stamp.and_then(|stamp| Some((stamp, stamp_seconds(stamp)?)))
+        else {
+            return false;
+        };
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (stamp, is_stderr, text).hash(&mut hasher);
+            hasher.finish()
+        };
+        if let Some(count) = self.expected.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                self.expected.remove(&key);
+            }
+            return true;
+        }
+        match self.second {
+            Some(latest) if second < latest => {}
+            Some(latest) if second == latest => *self.written.entry(key).or_default() += 1,
+            _ => {
+                self.second = Some(second);
+                self.written.clear();
+                self.written.insert(key, 1);
+            }
+        }
+        false
+    }
+}
+
 /// Splits the engine's timestamp (`2006-01-02T15:04:05.000000000Z `, fixed width, so
 /// later stamps sort after earlier ones as text) off a log message.
 fn split_stamp(message: &[u8]) -> (Option<&str>, &[u8]) {
@@ -398,10 +458,10 @@ fn split_stamp(message: &[u8]) -> (Option<&str>, &[u8]) {
 
 /// The whole seconds since the epoch of an engine timestamp: where a stream followed
 /// again starts (the engine's `since` is in seconds).
-fn stamp_seconds(stamp: &str) -> Option<i32> {
+fn stamp_seconds(stamp: &str) -> Option<i64> {
     // `2006-01-02T15:04:05.000` and a `Z` is the log files' own format.
     let millis = crate::logs::parse_timestamp(&format!("{}Z", stamp.get(..23)?))?;
-    i32::try_from(millis / 1000).ok()
+    i64::try_from(millis / 1000).ok()
 }
 
 #[cfg(test)]
@@ -417,6 +477,56 @@ mod tests {
     use crate::event::ExitStatus;
     use crate::logs::LogHub;
     use crate::manifest::{ImageBuild, PortMapping};
+
+    /// Found by CI: stdout and stderr are stamped apart, so the first stream delivered
+    /// a stderr line stamped before the stdout line written last, and the old filter
+    /// (skip whatever is not later than the last stamp) dropped it.
+    #[test]
+    fn late_lines_are_written_and_only_replayed_ones_are_skipped() {
+        const OUT: bool = false;
+        const ERR: bool = true;
+        let mut replayed = Replayed::default();
+        let first = [
+            ("2026-12-01T23:30:32.036000000Z", OUT, "listening"),
+            ("2026-12-01T23:30:32.037000000Z", OUT, "started"),
+            ("2026-12-01T23:30:32.035000000Z", ERR, "err 1"),
+            ("2026-12-01T23:30:32.038000000Z", ERR, "err 2"),
+            ("2026-12-01T23:30:32.038000000Z", ERR, "err 2"),
+        ];
+        for (stamp, is_stderr, text) in first {
+            assert!(
+                !replayed.written_already(Some(stamp), is_stderr, text.as_bytes()),
+                "{text} is new"
+            );
+        }
+        assert!(!replayed.written_already(None, OUT, b"no stamp"));
+        assert_eq!(replayed.resume_from(), 1_796_167_832);
+
+        // The engine went away; the stream from second 32 delivers it all again, then
+        // what came while it was away.
+        replayed.stream_broke();
+        for (stamp, is_stderr, text) in first {
+            assert!(
+                replayed.written_already(Some(stamp), is_stderr, text.as_bytes()),
+                "{text} was written"
+            );
+        }
+        let new = [
+            ("2026-12-01T23:30:32.038000000Z", ERR, "err 2"),
+            ("2026-12-01T23:30:32.900000000Z", OUT, "while away"),
+            ("2026-12-01T23:30:33.100000000Z", OUT, "after"),
+        ];
+        for (stamp, is_stderr, text) in new {
+            assert!(
+                !replayed.written_already(Some(stamp), is_stderr, text.as_bytes()),
+                "{text} is new"
+            );
+        }
+        // A second break replays the latest second only.
+        replayed.stream_broke();
+        assert_eq!(replayed.resume_from(), 1_796_167_833);
+        assert!(replayed.written_already(Some("2026-12-01T23:30:33.100000000Z"), OUT, b"after"));
+    }
 
     #[test]
     fn engine_timestamps_are_split_off_and_give_where_to_follow_again() {
