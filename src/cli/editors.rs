@@ -225,7 +225,7 @@ fn completion_script(shell: CompletionShell) -> String {
     match shell {
         CompletionShell::Bash => bash_services(script, &name, &commands, &value_options),
         CompletionShell::Zsh => zsh_services(script, &name),
-        CompletionShell::Fish => fish_services(script, &name, &commands),
+        CompletionShell::Fish => fish_services(script, &name, &fish_conditions(&command)),
     }
 }
 
@@ -323,8 +323,36 @@ _{name}_services() {{
     )
 }
 
+/// Fish: the condition under which each command that takes services is being typed,
+/// nested ones included (`export swarm`), as clap_complete's own lines say it.
+fn fish_conditions(command: &Command) -> Vec<String> {
+    let name = command.get_name();
+    let mut conditions = Vec::new();
+    for sub in command.get_subcommands() {
+        let takes_services = |command: &Command| {
+            command
+                .get_positionals()
+                .any(|arg| arg.get_id() == SERVICES_ARG)
+        };
+        if takes_services(sub) {
+            conditions.push(format!("__fish_{name}_using_subcommand {}", sub.get_name()));
+        }
+        for nested in sub
+            .get_subcommands()
+            .filter(|nested| takes_services(nested))
+        {
+            conditions.push(format!(
+                "__fish_{name}_using_subcommand {}; and __fish_seen_subcommand_from {}",
+                sub.get_name(),
+                nested.get_name()
+            ));
+        }
+    }
+    conditions
+}
+
 /// Fish: one more `complete` line per command that takes services.
-fn fish_services(script: String, name: &str, commands: &[String]) -> String {
+fn fish_services(script: String, name: &str, conditions: &[String]) -> String {
     let mut text = format!(
         r#"{script}
 # Service names from the manifest, where a command takes services.
@@ -351,9 +379,9 @@ function __fish_{name}_services
 end
 "#
     );
-    for command in commands {
+    for condition in conditions {
         text.push_str(&format!(
-            "complete -c {name} -n \"__fish_{name}_using_subcommand {command}\" -f -a \"(__fish_{name}_services)\"\n"
+            "complete -c {name} -n \"{condition}\" -f -a \"(__fish_{name}_services)\"\n"
         ));
     }
     text

@@ -180,14 +180,19 @@ fn zsh_and_fish_scripts_parse_and_complete_services() {
             !done.stdout.contains("detached-child"),
             "{shell}: a hidden flag"
         );
+        // Each `services` argument is completed by the hook: up, start, stop, restart,
+        // redeploy, logs, export swarm, export kubernetes, run and exec.
         if shell == "zsh" {
-            // Each `services` argument is completed by the hook: up, start, stop, restart,
-            // redeploy, logs, export swarm, export kubernetes, run and exec.
             assert_eq!(done.stdout.matches(":_fleet_services'").count(), 10);
         } else {
-            // The same but export's two: fish's script completes only first-level
-            // subcommands' arguments.
-            assert_eq!(done.stdout.matches("(__fish_fleet_services)").count(), 8);
+            assert_eq!(done.stdout.matches("(__fish_fleet_services)").count(), 10);
+            assert!(
+                done.stdout.contains(
+                    "complete -c fleet -n \"__fish_fleet_using_subcommand export; and \
+                     __fish_seen_subcommand_from swarm\" -f -a \"(__fish_fleet_services)\""
+                ),
+                "fish: export swarm's services"
+            );
         }
         if !installed(shell) {
             eprintln!("{shell} is not installed: its script is not parsed");
