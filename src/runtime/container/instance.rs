@@ -15,9 +15,11 @@
 //!
 //! The stream asks for the engine's timestamps. If it breaks (the engine went away),
 //! the task waits until the engine answers again and, unless the container is gone,
-//! follows it again from the second of the last message written, skipping messages
-//! up to that message's timestamp: what the container printed while the engine was
-//! away is in the log once, after the lines before it.
+//! follows it again from a second before the last message written, skipping in each
+//! stream (stdout, stderr) the messages up to that stream's last timestamp: what the
+//! container printed while the engine was away is in the log once, after the lines
+//! before it. Stamps are compared per stream because only within one stream do they
+//! follow the order the engine delivers messages in.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -313,12 +315,25 @@ async fn follow_logs(
     log: Arc<ServiceLog>,
     mut link: watch::Receiver<EngineLink>,
 ) {
-    let mut stdout = LineWriter::new(log.clone(), Stream::Stdout);
-    let mut stderr = LineWriter::new(log.clone(), Stream::Stderr);
-    // The engine's timestamp of the last message written.
-    let mut last_stamp: Option<String> = None;
+    let mut writers = [
+        LineWriter::new(log.clone(), Stream::Stdout),
+        LineWriter::new(log.clone(), Stream::Stderr),
+    ];
+    // The engine's timestamp of the last message written, per stream. Each stream's
+    // stamps only grow, but not across streams: the engine stamps a line when its
+    // copier for that stream reads it and writes the two streams' lines to one file
+    // as they come, so a stderr line may follow a stdout line stamped after it. A
+    // single "last stamp" would take such a line for a replay and drop it.
+    let mut last_stamps: [Option<String>; 2] = [None, None];
     loop {
-        let since = last_stamp.as_deref().and_then(stamp_seconds).unwrap_or(0);
+        // Followed again: from the earliest stream's last second (the engine's `since`
+        // is in whole seconds), a second earlier for lines still in the other copier.
+        let since = last_stamps
+            .iter()
+            .flatten()
+            .min()
+            .and_then(|stamp| stamp_seconds(stamp))
+            .map_or(0, |seconds| seconds.saturating_sub(1));
         let options = LogsOptions {
             follow: true,
             stdout: true,
@@ -331,12 +346,12 @@ async fn follow_logs(
         let mut frames = client.logs(&id, Some(options));
         let mut broke = None;
         while let Some(frame) = frames.next().await {
-            let (writer, message) = match frame {
+            let (stream, message) = match frame {
                 // `Console` is the output of a container with a TTY: one stream.
                 Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                    (&mut stdout, message)
+                    (0, message)
                 }
-                Ok(LogOutput::StdErr { message }) => (&mut stderr, message),
+                Ok(LogOutput::StdErr { message }) => (1, message),
                 Ok(LogOutput::StdIn { .. }) => continue,
                 Err(err) => {
                     broke = Some(engine_message(&err));
@@ -345,13 +360,14 @@ async fn follow_logs(
             };
             let (stamp, text) = split_stamp(&message);
             if let Some(stamp) = stamp {
+                let last = &mut last_stamps[stream];
                 // Replayed by a stream followed again: written already.
-                if last_stamp.as_deref().is_some_and(|last| stamp <= last) {
+                if last.as_deref().is_some_and(|last| stamp <= last) {
                     continue;
                 }
-                last_stamp = Some(stamp.to_string());
+                *last = Some(stamp.to_string());
             }
-            writer.push(text);
+            writers[stream].push(text);
         }
         // The stream ended: the container stopped, and its output is complete.
         let Some(reason) = broke else { break };
@@ -378,8 +394,9 @@ async fn follow_logs(
             _ => {}
         }
     }
-    stdout.finish();
-    stderr.finish();
+    for writer in writers {
+        writer.finish();
+    }
 }
 
 /// Splits the engine's timestamp (`2006-01-02T15:04:05.000000000Z `, fixed width, so
@@ -587,6 +604,65 @@ mod tests {
         docker.remove(&started.id).await;
         docker.remove(&started.id).await;
         docker.kill(&started.id).await;
+        Ok(())
+    }
+
+    /// The engine stamps each line when its copier for that stream reads it, but writes
+    /// both streams' lines to one file in the order they arrive, so a stderr line can
+    /// follow a stdout line stamped after it. The log follower took every line stamped
+    /// no later than the last one written for a replay and dropped it (seen as a lost
+    /// first stderr line in `published_port_answers_and_output_lands_in_the_log`).
+    #[tokio::test]
+    async fn a_line_stamped_before_one_of_the_other_stream_delivered_ahead_of_it_is_kept(
+    ) -> TestResult {
+        let Some(docker) = docker_or_skip(
+            "a_line_stamped_before_one_of_the_other_stream_delivered_ahead_of_it_is_kept",
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        test_image(&docker).await?;
+        let project = unique_project("streams");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "chatty", 0, 1, LogHub::default())?;
+        const LINES: usize = 3000;
+        let count = LINES.to_string();
+        let request = request(
+            &project,
+            "chatty",
+            1,
+            &network,
+            &[
+                "--print",
+                &count,
+                "--print-stderr",
+                &count,
+                "--exit-code",
+                "0",
+            ],
+        );
+        let started = docker.start(&request, log.clone()).await?;
+        assert_eq!(exit_within(started.exit).await?, ExitStatus::Code(0));
+        tokio::time::timeout(DEADLINE, started.logs).await??;
+        docker.remove(&started.id).await;
+        let lines = log_lines(&log)?;
+        for (stream, prefix) in [(Stream::Stdout, "line "), (Stream::Stderr, "err  ")] {
+            let numbers: Vec<usize> = lines
+                .iter()
+                .filter(|line| line.stream == stream && line.text.starts_with(prefix))
+                .filter_map(|line| line.text.get(5..15)?.parse().ok())
+                .collect();
+            let expected: Vec<usize> = (1..=LINES).collect();
+            assert!(
+                numbers == expected,
+                "{stream:?}: {} of {LINES} lines, first missing: {:?}",
+                numbers.len(),
+                expected.iter().find(|n| !numbers.contains(n))
+            );
+        }
         Ok(())
     }
 
