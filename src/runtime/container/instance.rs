@@ -37,7 +37,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::{oneshot, watch};
 
-use super::objects::remove_container;
+use super::objects::{named_volume, remove_container};
 use super::{
     api_error, container_name, engine_message, report_unless_gone, status_code, ContainerError,
     ContainerRequest, Docker, EngineLink, StartedContainer, LABEL_GENERATION, LABEL_PROJECT,
@@ -67,6 +67,18 @@ impl Docker {
         request: &ContainerRequest,
         log: Arc<ServiceLog>,
     ) -> Result<StartedContainer, ContainerError> {
+        // The create says when the image is missing; but the named volumes come before
+        // it, and a start that cannot succeed must not leave new volumes behind.
+        if request
+            .volumes
+            .iter()
+            .any(|volume| named_volume(volume).is_some())
+            && !self.image_present(&request.image).await?
+        {
+            return Err(ContainerError::ImageMissing {
+                image: request.image.clone(),
+            });
+        }
         self.ensure_named_volumes(request).await?;
         let name = container_name(&request.project, &request.instance, request.generation);
         let id = self.create(request, &name).await?;
