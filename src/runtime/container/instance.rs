@@ -210,6 +210,34 @@ impl Docker {
         remove_container(&self.client, id).await;
     }
 
+    /// Removes a stopped container in a task of its own and returns at once.
+    ///
+    /// Removing a container deletes its writable layer, which takes the engine a few
+    /// hundred milliseconds, and nothing else needs to wait for it: the container's
+    /// published ports and its network endpoint are released when it stops, and its
+    /// successor has a name of its own. A crashed instance's replacement is created
+    /// meanwhile, and a dependency's stop begins without it. What does need it gone
+    /// (removing the project's network, which the engine refuses while any container
+    /// is attached, stopped or not) waits with [`Docker::removals_done`]. Should fleet
+    /// die first, the keeper removes the run's containers by label.
+    pub fn remove_in_background(&self, id: &str) {
+        self.removals.send_modify(|count| *count += 1);
+        let pending = PendingRemoval(self.removals.clone());
+        let client = self.client.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            remove_container(&client, &id).await;
+            drop(pending);
+        });
+    }
+
+    /// Waits until every removal [`Docker::remove_in_background`] began is over.
+    pub async fn removals_done(&self) {
+        let mut removals = self.removals.subscribe();
+        // The sender lives in `self`, so the channel cannot close meanwhile.
+        let _ = removals.wait_for(|count| *count == 0).await;
+    }
+
     /// The container's address on `network`, where its own ports are reached without
     /// Docker's proxy (which accepts on a published port even when nothing listens).
     pub async fn address_on(&self, id: &str, network: &str) -> Option<std::net::IpAddr> {
@@ -236,6 +264,16 @@ impl Docker {
             HealthStatusEnum::UNHEALTHY => Some("unhealthy".into()),
             HealthStatusEnum::NONE | HealthStatusEnum::EMPTY => None,
         }
+    }
+}
+
+/// Counts one background removal until dropped, so a removal task that ends any
+/// way at all (even cancelled with the runtime) is no longer waited for.
+struct PendingRemoval(Arc<watch::Sender<usize>>);
+
+impl Drop for PendingRemoval {
+    fn drop(&mut self) {
+        self.0.send_modify(|count| *count = count.saturating_sub(1));
     }
 }
 
@@ -675,6 +713,54 @@ mod tests {
                 expected.iter().find(|n| !numbers.contains(n))
             );
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn removals_done_waits_for_every_background_removal_and_the_network_can_go_then(
+    ) -> TestResult {
+        let Some(docker) = docker_or_skip(
+            "removals_done_waits_for_every_background_removal_and_the_network_can_go_then",
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        test_image(&docker).await?;
+        let project = unique_project("removals");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "svc", 0, 1, LogHub::default())?;
+        let mut started = Vec::new();
+        for generation in 1..=3 {
+            let request = request(&project, "svc", generation, &network, &["--sleep-forever"]);
+            started.push(docker.start(&request, log.clone()).await?);
+        }
+        // Nothing is under way: no wait at all.
+        tokio::time::timeout(DEADLINE, docker.removals_done()).await?;
+        let mut ids = Vec::new();
+        for container in started {
+            docker.kill(&container.id).await;
+            assert_eq!(exit_within(container.exit).await?, ExitStatus::Signal(9));
+            tokio::time::timeout(DEADLINE, container.logs).await??;
+            docker.remove_in_background(&container.id);
+            ids.push(container.id);
+        }
+        tokio::time::timeout(DEADLINE, docker.removals_done()).await?;
+        for id in &ids {
+            assert!(!container_exists(&docker, id).await, "{id} is still there");
+        }
+        // The engine refuses to remove a network a container is attached to, stopped
+        // or not: with the removals done, it goes.
+        docker.remove_network(&project).await;
+        let networks = docker
+            .client
+            .list_networks(None::<ListNetworksOptions>)
+            .await?;
+        assert!(!networks
+            .iter()
+            .any(|n| n.name.as_deref() == Some(&*network)));
         Ok(())
     }
 

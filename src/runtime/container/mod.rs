@@ -162,6 +162,8 @@ pub struct Docker {
     exits: Arc<ExitDispatcher>,
     /// Published by the exit dispatcher when the engine goes away and comes back.
     link: watch::Receiver<EngineLink>,
+    /// How many removals [`Docker::remove_in_background`] has under way.
+    removals: Arc<watch::Sender<usize>>,
 }
 
 impl Docker {
@@ -187,6 +189,7 @@ impl Docker {
                 task: task.abort_handle(),
             }),
             link,
+            removals: Arc::new(watch::channel(0).0),
         })
     }
 
