@@ -36,13 +36,15 @@ pub(super) fn send(path: &Path, request: Command, remove_volumes: bool) -> Resul
             // process itself to let go of the project, so an `up` right after works.
             let endpoint = Endpoint::for_manifest(path)
                 .map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = SupervisorLock::try_acquire(&endpoint.lock) {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            // A blocking wait for the lock, in a thread of its own so the deadline can
+            // give up on it (the thread ends with this process): the command returns
+            // the moment the supervisor exits instead of at the next poll.
+            let (released, wait) = tokio::sync::oneshot::channel();
+            let lock = endpoint.lock.clone();
+            std::thread::spawn(move || {
+                let _ = released.send(SupervisorLock::acquire(&lock).is_ok());
+            });
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), wait).await;
             if remove_volumes {
                 let manifest = manifest::load(path)?;
                 if manifest.services.iter().any(|s| s.is_container()) {

@@ -57,16 +57,30 @@ pub struct SupervisorLock {
 impl SupervisorLock {
     /// Takes the lock, or returns `Ok(None)` if a live supervisor holds it.
     pub fn try_acquire(path: &Path) -> io::Result<Option<SupervisorLock>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(path)?;
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        match nix::fcntl::Flock::lock(
+            open_lock_file(path)?,
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        ) {
             Ok(lock) => Ok(Some(SupervisorLock { _lock: lock })),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
             Err((_, err)) => Err(err.into()),
         }
     }
+
+    /// Takes the lock, blocking until whoever holds it lets go: the kernel wakes the
+    /// caller the moment the supervisor exits, with no polling. Blocks the thread.
+    pub fn acquire(path: &Path) -> io::Result<SupervisorLock> {
+        nix::fcntl::Flock::lock(open_lock_file(path)?, nix::fcntl::FlockArg::LockExclusive)
+            .map(|lock| SupervisorLock { _lock: lock })
+            .map_err(|(_, err)| err.into())
+    }
+}
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
 }

@@ -17,7 +17,8 @@
 //!   (`setsid`, double fork) and carries the marker; cleanup kills and waits until
 //!   all of it is reaped, then strikes the group from the journal.
 //! - A container is signalled and killed through the engine; cleanup lets its log
-//!   stream deliver the last lines, then removes it (removal ends the stream).
+//!   stream deliver the last lines, then removes it in the background (removal ends
+//!   the stream, so it must come after; nothing else needs to wait for it).
 
 use std::io;
 use std::sync::Arc;
@@ -209,7 +210,9 @@ impl Instance {
 
     /// The instance's main process is gone: takes everything it left with it. Kills
     /// and reaps the rest of a process group and its escapees, then strikes the group
-    /// from the journal; lets a container's last output arrive, then removes it.
+    /// from the journal; lets a container's last output arrive, then has the engine
+    /// remove it in the background ([`Docker::remove_in_background`]: the container
+    /// no longer holds its ports, and [`Docker::removals_done`] waits for it).
     pub async fn cleanup(self) {
         match self {
             Instance::Process(process) => {
@@ -218,7 +221,7 @@ impl Instance {
             }
             Instance::Container(container) => {
                 let _ = tokio::time::timeout(LOG_DRAIN, container.logs).await;
-                container.docker.remove(&container.id).await;
+                container.docker.remove_in_background(&container.id);
             }
         }
     }
@@ -409,6 +412,7 @@ mod tests {
         instance.kill();
         instance.signal(nix::sys::signal::Signal::SIGTERM as i32)?;
         instance.cleanup().await;
+        docker.removals_done().await;
         assert!(!container_exists(&docker, &id).await, "not removed");
         Ok(())
     }

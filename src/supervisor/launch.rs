@@ -322,6 +322,8 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
     drop(handle);
     let killed = supervisor.run().await;
     if let Some(Ok(engine)) = engine_project.engine.get() {
+        // The engine refuses to remove a network while a container is attached to it.
+        engine.docker.removals_done().await;
         engine.docker.remove_network(&engine_project.name).await;
         if ephemeral {
             engine.docker.remove_volumes(&engine_project.name).await;

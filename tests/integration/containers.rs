@@ -1255,6 +1255,7 @@ name = "{project}"
 
 [services.ghost]
 image = "{missing}"
+volumes = ["{project}-ghostdata:/data"]
 
 [services.steady]
 command = "{helper} --name steady"
@@ -1286,6 +1287,13 @@ command = "{helper} --name steady"
     assert_eq!(ghost["kind"], "container", "{ghost:#}");
     assert!(ghost["container"].is_null(), "{ghost:#}");
     assert_eq!(project_containers(&project.name), Vec::<String>::new());
+    // The create is what finds the image missing, but a named volume would be made
+    // before it: a start that cannot succeed must leave none behind.
+    let volume = format!("{}-ghostdata", project.name);
+    assert!(
+        try_docker(&["volume", "inspect", &volume], CLI_WAIT).is_err(),
+        "the failed start created volume {volume}"
+    );
     assert!(
         try_docker(&["image", "inspect", IMAGE], CLI_WAIT).is_err(),
         "{IMAGE} was pulled"

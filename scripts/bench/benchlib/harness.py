@@ -23,6 +23,8 @@ class Ctx:
         self.opts = opts
         self.owned = procs.Owned(helper)
         self.counter = 0
+        # --fleet-baseline: a second fleet binary for the containers figure.
+        self.fleet_baseline = None
         self.log = open(os.path.join(self.run_dir, "harness.log"), "a")
         self.current = None  # the ToolRun being measured, for emergency teardown
 
@@ -135,12 +137,12 @@ class ToolRun:
 def run_sweep(ctx):
     """Kills (by exact pid) every workload or keeper process of this run still alive."""
     killed = []
-    fleet_real = os.path.realpath(ctx.fleet)
+    fleets = {os.path.realpath(f) for f in (ctx.fleet, ctx.fleet_baseline) if f}
     for pid, _ in ctx.owned.find(ctx.tag).items():
         procs.kill_pid(pid)
         killed.append(pid)
     for pid in procs.pids():
-        if procs.exe(pid) == fleet_real and procs.alive(pid):
+        if procs.exe(pid) in fleets and procs.alive(pid):
             procs.kill_pid(pid)
             killed.append(pid)
     procs.wait_gone(killed, 5.0, interval=0.01)

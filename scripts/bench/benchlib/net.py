@@ -234,3 +234,96 @@ class LoadGenerator:
     def join(self):
         for t in self._threads:
             t.join(self.duration + self.timeout + 5)
+
+
+def wait_all_http(ports, timeout, stop_if=None, retry=0.003, attempt_timeout=1.0, per_port=64):
+    """Until every port answers an HTTP request (`GET /`, any status): a published
+    container port is accepted by Docker's proxy even while nothing listens behind it,
+    so an accepted connect alone proves nothing. Every port is tried concurrently with
+    non-blocking sockets; a failed try (refused, or the proxy closing without a reply)
+    is tried again `retry` seconds later.
+
+    A new try does not wait for an earlier one that hangs: while a container's network
+    is being set up, Docker's proxy may accept and then wait on a connection to an
+    address that does not answer yet, and the reply to a later try is what counts. Up
+    to `per_port` tries of one port are in flight at once; each is given up after
+    `attempt_timeout`.
+
+    Returns ({port: time.monotonic() the reply's first bytes arrived}, set of ports that
+    never answered). `stop_if()` returning True aborts early.
+    """
+    request = b"GET / HTTP/1.0\r\n\r\n"
+    pending = set(ports)
+    answered = {}
+    next_try = {port: 0.0 for port in ports}
+    inflight = {port: set() for port in ports}
+    conns = {}  # socket -> [port, phase, received, started]
+    sel = selectors.DefaultSelector()
+    deadline = time.monotonic() + timeout
+
+    def drop(s):
+        port = conns.pop(s)[0]
+        sel.unregister(s)
+        s.close()
+        inflight[port].discard(s)
+
+    try:
+        while pending and time.monotonic() < deadline:
+            now = time.monotonic()
+            for port in list(pending):
+                if next_try[port] > now or len(inflight[port]) >= per_port:
+                    continue
+                next_try[port] = now + retry
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                err = s.connect_ex((HOST, port))
+                if err in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
+                    conns[s] = [port, "connect", b"", now]
+                    inflight[port].add(s)
+                    sel.register(s, selectors.EVENT_WRITE)
+                else:
+                    s.close()
+            for key, _ in sel.select(timeout=0.001):
+                s = key.fileobj
+                if s not in conns:
+                    continue  # its port answered on another try in this round
+                port, phase, received, _ = conns[s]
+                now = time.monotonic()
+                if phase == "connect":
+                    if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                        drop(s)
+                        continue
+                    try:
+                        s.send(request)
+                    except OSError:
+                        drop(s)
+                        continue
+                    conns[s][1] = "read"
+                    sel.modify(s, selectors.EVENT_READ)
+                    continue
+                try:
+                    data = s.recv(64)
+                except OSError:
+                    data = b""
+                received += data
+                if received.startswith(b"HTTP/"):
+                    answered[port] = now
+                    pending.discard(port)
+                    for other in list(inflight[port]):
+                        drop(other)
+                elif not data or len(received) >= 5:
+                    drop(s)
+                else:
+                    conns[s][2] = received
+            now = time.monotonic()
+            for s, (port, _, _, started) in list(conns.items()):
+                if now - started > attempt_timeout:
+                    drop(s)
+            if stop_if is not None and stop_if():
+                break
+    finally:
+        for s in list(conns):
+            sel.unregister(s)
+            s.close()
+        sel.close()
+    return answered, pending

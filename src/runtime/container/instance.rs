@@ -37,7 +37,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::{oneshot, watch};
 
-use super::objects::remove_container;
+use super::objects::{named_volume, remove_container};
 use super::{
     api_error, container_name, engine_message, report_unless_gone, status_code, ContainerError,
     ContainerRequest, Docker, EngineLink, StartedContainer, LABEL_GENERATION, LABEL_PROJECT,
@@ -67,6 +67,18 @@ impl Docker {
         request: &ContainerRequest,
         log: Arc<ServiceLog>,
     ) -> Result<StartedContainer, ContainerError> {
+        // The create says when the image is missing; but the named volumes come before
+        // it, and a start that cannot succeed must not leave new volumes behind.
+        if request
+            .volumes
+            .iter()
+            .any(|volume| named_volume(volume).is_some())
+            && !self.image_present(&request.image).await?
+        {
+            return Err(ContainerError::ImageMissing {
+                image: request.image.clone(),
+            });
+        }
         self.ensure_named_volumes(request).await?;
         let name = container_name(&request.project, &request.instance, request.generation);
         let id = self.create(request, &name).await?;
@@ -198,6 +210,34 @@ impl Docker {
         remove_container(&self.client, id).await;
     }
 
+    /// Removes a stopped container in a task of its own and returns at once.
+    ///
+    /// Removing a container deletes its writable layer, which takes the engine a few
+    /// hundred milliseconds, and nothing else needs to wait for it: the container's
+    /// published ports and its network endpoint are released when it stops, and its
+    /// successor has a name of its own. A crashed instance's replacement is created
+    /// meanwhile, and a dependency's stop begins without it. What does need it gone
+    /// (removing the project's network, which the engine refuses while any container
+    /// is attached, stopped or not) waits with [`Docker::removals_done`]. Should fleet
+    /// die first, the keeper removes the run's containers by label.
+    pub fn remove_in_background(&self, id: &str) {
+        self.removals.send_modify(|count| *count += 1);
+        let pending = PendingRemoval(self.removals.clone());
+        let client = self.client.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            remove_container(&client, &id).await;
+            drop(pending);
+        });
+    }
+
+    /// Waits until every removal [`Docker::remove_in_background`] began is over.
+    pub async fn removals_done(&self) {
+        let mut removals = self.removals.subscribe();
+        // The sender lives in `self`, so the channel cannot close meanwhile.
+        let _ = removals.wait_for(|count| *count == 0).await;
+    }
+
     /// The container's address on `network`, where its own ports are reached without
     /// Docker's proxy (which accepts on a published port even when nothing listens).
     pub async fn address_on(&self, id: &str, network: &str) -> Option<std::net::IpAddr> {
@@ -224,6 +264,16 @@ impl Docker {
             HealthStatusEnum::UNHEALTHY => Some("unhealthy".into()),
             HealthStatusEnum::NONE | HealthStatusEnum::EMPTY => None,
         }
+    }
+}
+
+/// Counts one background removal until dropped, so a removal task that ends any
+/// way at all (even cancelled with the runtime) is no longer waited for.
+struct PendingRemoval(Arc<watch::Sender<usize>>);
+
+impl Drop for PendingRemoval {
+    fn drop(&mut self) {
+        self.0.send_modify(|count| *count = count.saturating_sub(1));
     }
 }
 
@@ -697,6 +747,113 @@ mod tests {
         docker.remove(&started.id).await;
         docker.remove(&started.id).await;
         docker.kill(&started.id).await;
+        Ok(())
+    }
+
+    /// The engine stamps each line when its copier for that stream reads it, but writes
+    /// both streams' lines to one file in the order they arrive, so a stderr line can
+    /// follow a stdout line stamped after it. The log follower took every line stamped
+    /// no later than the last one written for a replay and dropped it (seen as a lost
+    /// first stderr line in `published_port_answers_and_output_lands_in_the_log`).
+    #[tokio::test]
+    async fn a_line_stamped_before_one_of_the_other_stream_delivered_ahead_of_it_is_kept(
+    ) -> TestResult {
+        let Some(docker) = docker_or_skip(
+            "a_line_stamped_before_one_of_the_other_stream_delivered_ahead_of_it_is_kept",
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        test_image(&docker).await?;
+        let project = unique_project("streams");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "chatty", 0, 1, LogHub::default())?;
+        const LINES: usize = 3000;
+        let count = LINES.to_string();
+        let request = request(
+            &project,
+            "chatty",
+            1,
+            &network,
+            &[
+                "--print",
+                &count,
+                "--print-stderr",
+                &count,
+                "--exit-code",
+                "0",
+            ],
+        );
+        let started = docker.start(&request, log.clone()).await?;
+        assert_eq!(exit_within(started.exit).await?, ExitStatus::Code(0));
+        tokio::time::timeout(DEADLINE, started.logs).await??;
+        docker.remove(&started.id).await;
+        let lines = log_lines(&log)?;
+        for (stream, prefix) in [(Stream::Stdout, "line "), (Stream::Stderr, "err  ")] {
+            let numbers: Vec<usize> = lines
+                .iter()
+                .filter(|line| line.stream == stream && line.text.starts_with(prefix))
+                .filter_map(|line| line.text.get(5..15)?.parse().ok())
+                .collect();
+            let expected: Vec<usize> = (1..=LINES).collect();
+            assert!(
+                numbers == expected,
+                "{stream:?}: {} of {LINES} lines, first missing: {:?}",
+                numbers.len(),
+                expected.iter().find(|n| !numbers.contains(n))
+            );
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn removals_done_waits_for_every_background_removal_and_the_network_can_go_then(
+    ) -> TestResult {
+        let Some(docker) = docker_or_skip(
+            "removals_done_waits_for_every_background_removal_and_the_network_can_go_then",
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        test_image(&docker).await?;
+        let project = unique_project("removals");
+        let _cleanup = Cleanup::new(&project);
+        let network = docker.ensure_network(&project).await?;
+        let dir = tempfile::tempdir()?;
+        let log = ServiceLog::open(dir.path(), "svc", 0, 1, LogHub::default())?;
+        let mut started = Vec::new();
+        for generation in 1..=3 {
+            let request = request(&project, "svc", generation, &network, &["--sleep-forever"]);
+            started.push(docker.start(&request, log.clone()).await?);
+        }
+        // Nothing is under way: no wait at all.
+        tokio::time::timeout(DEADLINE, docker.removals_done()).await?;
+        let mut ids = Vec::new();
+        for container in started {
+            docker.kill(&container.id).await;
+            assert_eq!(exit_within(container.exit).await?, ExitStatus::Signal(9));
+            tokio::time::timeout(DEADLINE, container.logs).await??;
+            docker.remove_in_background(&container.id);
+            ids.push(container.id);
+        }
+        tokio::time::timeout(DEADLINE, docker.removals_done()).await?;
+        for id in &ids {
+            assert!(!container_exists(&docker, id).await, "{id} is still there");
+        }
+        // The engine refuses to remove a network a container is attached to, stopped
+        // or not: with the removals done, it goes.
+        docker.remove_network(&project).await;
+        let networks = docker
+            .client
+            .list_networks(None::<ListNetworksOptions>)
+            .await?;
+        assert!(!networks
+            .iter()
+            .any(|n| n.name.as_deref() == Some(&*network)));
         Ok(())
     }
 

@@ -162,6 +162,8 @@ pub struct Docker {
     exits: Arc<ExitDispatcher>,
     /// Published by the exit dispatcher when the engine goes away and comes back.
     link: watch::Receiver<EngineLink>,
+    /// How many removals [`Docker::remove_in_background`] has under way.
+    removals: Arc<watch::Sender<usize>>,
 }
 
 impl Docker {
@@ -187,6 +189,7 @@ impl Docker {
                 task: task.abort_handle(),
             }),
             link,
+            removals: Arc::new(watch::channel(0).0),
         })
     }
 
@@ -240,43 +243,33 @@ async fn connect_client(
         Some(_) => bollard::Docker::connect_with_defaults(),
     }
     .map_err(|err| unreachable(unreachable_reason(&err)))?;
-    // Negotiation is the first request (`/version`): it lowers bollard's client API
-    // version to the engine's, so an older engine accepts every later request.
+    // Negotiation is the only request (`/version`): it lowers bollard's client API
+    // version to the engine's, so an older engine accepts every later request, and the
+    // version it settled on says whether the engine is new enough (it is the engine's
+    // own unless the engine is newer than bollard). An answer proves the engine is
+    // there, so no ping and no second `/version`: each is a round trip `fleet up`
+    // waits for before its first container.
     let client = client
         .with_timeout(CONNECT_TIMEOUT)
         .negotiate_version()
         .await
         .map_err(|err| unreachable(unreachable_reason(&err)))?;
-    client
-        .ping()
-        .await
-        .map_err(|err| unreachable(unreachable_reason(&err)))?;
-    let version = client
-        .version()
-        .await
-        .map_err(|err| unreachable(unreachable_reason(&err)))?;
-    let api = version.api_version.unwrap_or_default();
-    match parse_api_version(&api) {
-        Some(found) if found >= MIN_API_VERSION => {}
-        _ => {
-            return Err(unreachable(format!(
-                "the engine speaks Docker API {}, fleet needs {}.{} or newer (Docker 20.10 \
-                 or later); upgrade the engine",
-                if api.is_empty() { "(unknown)" } else { &api },
-                MIN_API_VERSION.0,
-                MIN_API_VERSION.1
-            )));
-        }
+    let settled = client.client_version();
+    let found = (
+        u32::try_from(settled.major_version).unwrap_or(u32::MAX),
+        u32::try_from(settled.minor_version).unwrap_or(u32::MAX),
+    );
+    if found < MIN_API_VERSION {
+        return Err(unreachable(format!(
+            "the engine speaks Docker API {}.{}, fleet needs {}.{} or newer (Docker 20.10 \
+             or later); upgrade the engine",
+            found.0, found.1, MIN_API_VERSION.0, MIN_API_VERSION.1
+        )));
     }
     // Ordinary requests (create, inspect, remove) get bollard's default two minutes;
     // streams get their own longer timeout where they are opened.
     let client = client.with_timeout(Duration::from_secs(120));
     Ok((client, socket))
-}
-
-fn parse_api_version(text: &str) -> Option<(u32, u32)> {
-    let (major, minor) = text.split_once('.')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// Says why the engine could not be reached, in terms a user can act on.
@@ -422,8 +415,6 @@ mod tests {
         assert!(permission.starts_with("permission denied"), "{permission}");
         let not_running = unreachable_reason(&BollardError::SocketNotFoundError("/x.sock".into()));
         assert!(not_running.contains("not running"), "{not_running}");
-        assert_eq!(parse_api_version("1.41"), Some((1, 41)));
-        assert!(parse_api_version("1.40") < Some(MIN_API_VERSION));
     }
 
     #[tokio::test]

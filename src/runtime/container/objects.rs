@@ -434,7 +434,7 @@ pub(super) async fn remove_container(client: &bollard::Docker, id: &str) {
 
 /// The volume name of a `name:container[:ro]` entry; `None` for a bind (absolute host
 /// path) or an anonymous volume (no colon).
-fn named_volume(spec: &str) -> Option<&str> {
+pub(super) fn named_volume(spec: &str) -> Option<&str> {
     let (source, _) = spec.split_once(':')?;
     (!source.is_empty() && !source.starts_with('/')).then_some(source)
 }

@@ -31,18 +31,6 @@ impl ServiceRunner {
         let engine = self.project.engine().await.map_err(SpawnFailure::fatal)?;
         let docker = engine.docker.clone();
         let network = engine.network.clone();
-        if container.build.is_none() {
-            match docker.image_present(&container.image).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    let err = ContainerError::ImageMissing {
-                        image: container.image.clone(),
-                    };
-                    return Err(SpawnFailure::fatal(err.to_string()));
-                }
-                Err(err) => return Err(SpawnFailure::retry(err.to_string())),
-            }
-        }
         if let Some(busy) = self.first_busy_port(container.ports.iter().map(|mapping| mapping.host))
         {
             return Err(SpawnFailure::retry(busy));
@@ -64,9 +52,16 @@ impl ServiceRunner {
             healthcheck: container.healthcheck.clone(),
             init: container.init,
         };
-        let started = Instance::start_container(&docker, &request, self.log.clone())
-            .await
-            .map_err(|err| SpawnFailure::retry(err.to_string()))?;
+        // No look at the image first: the create says when it is missing, and that
+        // costs no round trip when it is there (every start but the first mistake).
+        let started = match Instance::start_container(&docker, &request, self.log.clone()).await {
+            Ok(started) => started,
+            // Nothing builds it: trying again cannot help.
+            Err(err @ ContainerError::ImageMissing { .. }) if container.build.is_none() => {
+                return Err(SpawnFailure::fatal(err.to_string()));
+            }
+            Err(err) => return Err(SpawnFailure::retry(err.to_string())),
+        };
         let Some(id) = started.instance.container_id().map(str::to_string) else {
             // start_container only ever makes a container instance.
             return Err(SpawnFailure::retry(
