@@ -9,22 +9,7 @@ fn main() {
         .get(1)
         .is_some_and(|arg| arg == fleet::runtime::reaper::KEEPER_ARG)
     {
-        let (Some(journal), Some(marker)) = (args.get(2), args.get(3)) else {
-            std::process::exit(fleet::cli::exit::INVALID);
-        };
-        let marker = marker.to_string_lossy();
-        let project = args.get(4).map(|arg| arg.to_string_lossy().into_owned());
-        let run = args.get(5).map(|arg| arg.to_string_lossy().into_owned());
-        let containers = project.as_deref().zip(run.as_deref());
-        let ephemeral = args
-            .get(6)
-            .is_some_and(|arg| arg == fleet::runtime::reaper::EPHEMERAL_ARG);
-        let code = match fleet::runtime::reaper::run_keeper(
-            std::path::Path::new(journal),
-            &marker,
-            containers,
-            ephemeral,
-        ) {
+        let code = match fleet::runtime::reaper::run_keeper() {
             Ok(()) => 0,
             Err(_) => fleet::cli::exit::FAILURE,
         };

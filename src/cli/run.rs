@@ -39,6 +39,9 @@ pub(super) fn run(path: &Path, cwd: &Path, args: RunArgs) -> Result<i32, CliErro
         fail_on_restart: args.fail_on_restart,
         keep_on_failure: args.keep_on_failure,
         no_build: args.no_build,
+        // Before the runtime starts its threads: a forked keeper is a fraction of the
+        // size.
+        keeper: crate::runtime::reaper::PendingKeeper::fork(),
     };
     let runtime = supervisor_runtime()?;
     let code = runtime.block_on(crate::run::run(options))?;

@@ -47,6 +47,8 @@ pub(super) fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
         drop(lock);
         return detach(&manifest, &args, &activation);
     }
+    // Before the runtime starts its threads: a forked keeper is a fraction of the size.
+    let keeper = crate::runtime::reaper::PendingKeeper::fork();
     let runtime = supervisor_runtime()?;
     let tui = !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
     let front = if args.detached_child {
@@ -69,6 +71,7 @@ pub(super) fn up(path: &Path, args: UpArgs) -> Result<i32, CliError> {
         front,
         state_dir,
         ephemeral: false,
+        keeper,
     }))?;
     Ok(match ended {
         Ended::Stopped => exit::SUCCESS,

@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 use crate::logs::{LogBatch, LogHub, ServiceLog};
 use crate::manifest::{HealthSpec, Probe};
 use crate::runtime::ports::{self, Acceptance};
-use crate::runtime::process::{self, ProcessRuntime, SpawnRequest, MARKER_VAR};
+use crate::runtime::process::{ProcessRuntime, SpawnRequest, MARKER_VAR};
 
 /// The first probe of a new instance comes this soon; the pace then slows by half
 /// again per attempt up to `interval`.
@@ -439,6 +439,7 @@ async fn run_exec(argv: Vec<String>, exec: &ExecContext, log: &ServiceLog) -> Re
     let guard = KillOnDrop {
         pid,
         marker: exec.marker.clone(),
+        processes: exec.processes.clone(),
         armed: true,
     };
     let mut output = Vec::new();
@@ -554,13 +555,15 @@ async fn connect(
 struct KillOnDrop {
     pid: u32,
     marker: String,
+    processes: ProcessRuntime,
     armed: bool,
 }
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            process::kill_group_and_escaped(self.pid, &self.marker);
+            self.processes
+                .kill_group_and_escaped(self.pid, &self.marker);
         }
     }
 }

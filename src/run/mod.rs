@@ -84,6 +84,8 @@ pub struct RunOptions {
     pub fail_on_restart: bool,
     pub keep_on_failure: bool,
     pub no_build: bool,
+    /// The keeper, forked before the runtime started (see [`Launch::keeper`]).
+    pub keeper: Option<crate::runtime::reaper::PendingKeeper>,
 }
 
 /// Why a run did not happen at all (nothing started, no artifacts written).
@@ -102,8 +104,9 @@ pub enum RunError {
 
 /// Runs `fleet run`; returns its exit code. Must run inside a multi-threaded tokio
 /// runtime (the supervisor runs in it).
-pub async fn run(options: RunOptions) -> Result<i32, RunError> {
+pub async fn run(mut options: RunOptions) -> Result<i32, RunError> {
     let started_at_ms = now_ms();
+    let keeper = options.keeper.take();
     // From the start: a Ctrl-C while the fleet starts must stop it, not kill us.
     let signals = drive::Signals::listen()
         .map_err(|err| RunError::Setup(format!("cannot listen for signals: {err}")))?;
@@ -175,6 +178,7 @@ pub async fn run(options: RunOptions) -> Result<i32, RunError> {
         front: Front::Driver(drive::driver(setup, done)),
         state_dir: place.state_dir.clone(),
         ephemeral: true,
+        keeper,
     })
     .await;
     let down_at_ms = now_ms();

@@ -58,6 +58,7 @@ pub struct ProcessInstance {
     pid: u32,
     marker: String,
     journal: Journal,
+    processes: ProcessRuntime,
 }
 
 /// A container fleet created and started.
@@ -126,6 +127,7 @@ impl Instance {
                 pid,
                 marker,
                 journal: journal.clone(),
+                processes: processes.clone(),
             }),
             exit: Exit {
                 status: spawned.exit,
@@ -199,7 +201,9 @@ impl Instance {
     pub fn kill(&self) {
         match self {
             Instance::Process(process) => {
-                process::kill_group_and_escaped(process.pid, &process.marker);
+                process
+                    .processes
+                    .kill_group_and_escaped(process.pid, &process.marker);
             }
             Instance::Container(container) => {
                 let (docker, id) = (container.docker.clone(), container.id.clone());
@@ -216,7 +220,10 @@ impl Instance {
     pub async fn cleanup(self) {
         match self {
             Instance::Process(process) => {
-                process::kill_instance(process.pid, &process.marker).await;
+                process
+                    .processes
+                    .kill_instance(process.pid, &process.marker)
+                    .await;
                 process.journal.remove(process.pid);
             }
             Instance::Container(container) => {

@@ -37,7 +37,7 @@ use crate::manifest::{HealthSpec, ProcessSpec, ServiceKind, ServiceSpec};
 use crate::runtime::container::{Docker, EngineLink};
 use crate::runtime::instance::{self, Instance, Started};
 use crate::runtime::ports;
-use crate::runtime::process::{self, ProcessRuntime, SpawnRequest};
+use crate::runtime::process::{ProcessRuntime, SpawnRequest};
 use crate::runtime::reaper::Journal;
 
 use super::builds::{BuildKey, Entry, Shared, SharedBuilds, Waiter};
@@ -413,7 +413,7 @@ impl ServiceRunner {
     async fn cancel_build(&mut self, build: BuildId) {
         match self.builds.remove(&build) {
             Some(LiveBuild::Process { pid, marker }) => {
-                process::kill_instance(pid, &marker).await;
+                self.project.processes.kill_instance(pid, &marker).await;
                 self.project.journal.remove(pid);
             }
             Some(LiveBuild::Shared { key, shared }) => {
@@ -421,7 +421,7 @@ impl ServiceRunner {
                 let name = self.name.clone();
                 if let Some((pid, marker)) = self.project.builds.leave(&key, &shared, &name, build)
                 {
-                    process::kill_instance(pid, &marker).await;
+                    self.project.processes.kill_instance(pid, &marker).await;
                     self.project.journal.remove(pid);
                 }
             }

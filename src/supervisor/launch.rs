@@ -7,7 +7,8 @@
 //!    run's containers, whose published ports would fail the next step.
 //! 3. Preflight: names exist, ports are free, sockets bind. A fleet that cannot start
 //!    leaves no trace, so nothing is created before this.
-//! 4. Open this run's pid journal and spawn its keeper; from here on a `RunCleanup`
+//! 4. Open this run's pid journal and give the keeper its orders (the caller forked it
+//!    before the runtime started, or it is started now); from here on a `RunCleanup`
 //!    clears both however the launch ends, short of this process being killed (which
 //!    is what the keeper is for).
 //! 5. Create the supervisor, bind the control socket, start the output (printer or a
@@ -35,7 +36,7 @@ use crate::manifest::{Activation, Manifest};
 use crate::protocol::{Hello, PROTOCOL_VERSION};
 use crate::runtime::container::{ContainerError, Docker};
 use crate::runtime::process::ProcessRuntime;
-use crate::runtime::reaper::{self, Journal, Keeper};
+use crate::runtime::reaper::{self, Journal, Keeper, KeeperOrders, PendingKeeper};
 use crate::service::runner::{ContainerEngine, ProjectContext};
 
 /// How long an ending supervisor waits for its last replies (`fleet down`'s own) to
@@ -153,6 +154,9 @@ pub struct Launch {
     /// network and named volumes are removed when it ends, and by the keeper if the
     /// supervisor dies. `fleet up` keeps them for the next `up`.
     pub ephemeral: bool,
+    /// The keeper, forked before the runtime started ([`PendingKeeper::fork`]); `None`
+    /// starts one by re-executing fleet.
+    pub keeper: Option<PendingKeeper>,
 }
 
 /// Runs a supervisor for `launch.manifest` in this process until the fleet is down.
@@ -165,6 +169,7 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
         front,
         state_dir,
         ephemeral,
+        keeper: pending_keeper,
     } = launch;
     let log_dir = crate::project::logs_in(&state_dir);
     let setup = |what: &'static str| move |source: io::Error| LaunchError::Setup { what, source };
@@ -198,9 +203,14 @@ pub async fn launch(launch: Launch) -> Result<Ended, LaunchError> {
     let journal = Journal::open(&state_dir, &run_id).map_err(setup("cannot write .fleet/"))?;
     let marker = crate::project::run_marker(&token, &run_id);
     let has_containers = manifest.services.iter().any(|s| s.is_container());
-    let containers = has_containers.then_some((manifest.project.name.as_str(), run_id.as_str()));
-    let keeper = Keeper::spawn(journal.path(), &marker, containers, ephemeral)
-        .map_err(setup("cannot start the keeper process"))?;
+    let orders = KeeperOrders {
+        journal: journal.path().to_path_buf(),
+        marker: marker.clone(),
+        containers: has_containers.then(|| (manifest.project.name.clone(), run_id.clone())),
+        ephemeral,
+    };
+    let keeper =
+        Keeper::start(pending_keeper, &orders).map_err(setup("cannot start the keeper process"))?;
     let _cleanup = RunCleanup {
         journal: journal.clone(),
         keeper: Some(keeper),

@@ -34,7 +34,8 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::support::{
-    children_of, command_line, exit_code, free_port, http_get, pid_alive, regex, wait_until,
+    children_of, command_line, exit_code, free_port, http_get, is_keeper, pid_alive, regex,
+    wait_until,
     LogEntry, Project, WAIT,
 };
 
@@ -546,11 +547,11 @@ fn sigkill(pid: u32) {
         .unwrap_or_else(|err| panic!("cannot SIGKILL pid {pid}: {err}"));
 }
 
-/// The supervisor's keeper: its child whose command line holds `__fleet_keeper`.
+/// The supervisor's keeper child.
 fn keeper_of(supervisor: u32) -> u32 {
     let keepers: Vec<u32> = children_of(supervisor)
         .into_iter()
-        .filter(|child| command_line(*child).contains("__fleet_keeper"))
+        .filter(|child| is_keeper(*child))
         .collect();
     assert_eq!(
         keepers.len(),

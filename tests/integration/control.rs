@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::support::{
-    children_of, command_line, error_code, free_port, pid_alive, port_answers, regex,
+    children_of, command_line, error_code, free_port, is_keeper, pid_alive, port_answers, regex,
     wait_for_pidfile, wait_until, Control, Project, WAIT,
 };
 
@@ -320,7 +320,7 @@ ports = [{port}]
     // it would sweep when it sees the supervisor die), then the supervisor.
     let keepers: Vec<u32> = children_of(supervisor)
         .into_iter()
-        .filter(|child| command_line(*child).contains("__fleet_keeper"))
+        .filter(|child| is_keeper(*child))
         .collect();
     assert_eq!(
         keepers.len(),

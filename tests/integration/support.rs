@@ -852,6 +852,13 @@ pub fn command_line(pid: u32) -> String {
         .unwrap_or_else(|_| "?".to_string())
 }
 
+/// Whether `pid` is a fleet keeper: one forked by its supervisor names itself
+/// `fleet-keeper`; one started by re-executing fleet has the hidden argument.
+pub fn is_keeper(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "fleet-keeper")
+        || command_line(pid).contains("__fleet_keeper")
+}
+
 /// A pid file's content, trimmed and parsed; `None` while it does not exist.
 pub fn read_pidfile(path: &Path) -> Option<u32> {
     let text = fs::read_to_string(path).ok()?;

@@ -202,12 +202,14 @@ class Fleet(Adapter):
         return os.path.join(self.wd, ".fleet", "logs", f"{service}.log")
 
     def find_keeper(self):
-        """The keeper: a child of `fleet up` running our fleet copy with the hidden flag."""
+        """The keeper: a child of `fleet up` running our fleet copy, forked (it names
+        itself fleet-keeper) or re-executed with the hidden flag."""
         if self.proc is None:
             return []
         for pid in procs.children_of(self.proc.pid):
             argv = procs.cmdline(pid) or []
-            if "__fleet_keeper" in argv and procs.exe(pid) == os.path.realpath(self.ctx.fleet):
+            keeper = "__fleet_keeper" in argv or procs.comm(pid) == "fleet-keeper"
+            if keeper and procs.exe(pid) == os.path.realpath(self.ctx.fleet):
                 self._keepers.add(pid)
         return sorted(self._keepers)
 

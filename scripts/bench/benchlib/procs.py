@@ -34,6 +34,15 @@ def cmdline(pid):
     return [part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0")]
 
 
+def comm(pid):
+    """The process's name (/proc/PID/comm), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def exe(pid):
     try:
         return os.readlink(f"/proc/{pid}/exe")
