@@ -35,8 +35,7 @@ use serde_json::Value;
 
 use crate::support::{
     children_of, command_line, exit_code, free_port, http_get, is_keeper, pid_alive, regex,
-    wait_until,
-    LogEntry, Project, WAIT,
+    wait_until, LogEntry, Project, WAIT,
 };
 
 /// Deadline for a container service to become healthy the first time: the image build
