@@ -11,6 +11,11 @@ use crate::event::{Command, Snapshot};
 use crate::manifest;
 use crate::protocol::Request;
 
+/// How long `down` waits for the supervisor to exit after its reply: its container
+/// removals and the network's are each bounded by the engine client's two-minute
+/// request timeout, so a live supervisor is gone within about this.
+const SUPERVISOR_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(240);
+
 /// Sends `request` to the running supervisor and prints its answer; `start` and
 /// `restart` then wait for the new instances, `down` for the supervisor to let go of
 /// the project (and, with `remove_volumes`, remove the project's Docker volumes).
@@ -38,13 +43,16 @@ pub(super) fn send(path: &Path, request: Command, remove_volumes: bool) -> Resul
                 .map_err(|err| CliError::new(exit::FAILURE, err.to_string()))?;
             // A blocking wait for the lock, in a thread of its own so the deadline can
             // give up on it (the thread ends with this process): the command returns
-            // the moment the supervisor exits instead of at the next poll.
+            // the moment the supervisor exits instead of at the next poll. Before it
+            // exits, the supervisor waits for the engine to remove the containers
+            // (in the background, since they stopped) and the network: seconds for
+            // many containers on a busy machine.
             let (released, wait) = tokio::sync::oneshot::channel();
             let lock = endpoint.lock.clone();
             std::thread::spawn(move || {
                 let _ = released.send(SupervisorLock::acquire(&lock).is_ok());
             });
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), wait).await;
+            let _ = tokio::time::timeout(SUPERVISOR_EXIT_WAIT, wait).await;
             if remove_volumes {
                 let manifest = manifest::load(path)?;
                 if manifest.services.iter().any(|s| s.is_container()) {
